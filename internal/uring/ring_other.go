@@ -1,0 +1,12 @@
+//go:build !linux
+
+package uring
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrUnavailable is wrapped by every error that means io_uring cannot be
+// used on this machine. It wraps errors.ErrUnsupported.
+var ErrUnavailable = fmt.Errorf("io_uring unavailable: %w", errors.ErrUnsupported)

@@ -1,0 +1,224 @@
+package reactor
+
+import (
+	"net"
+	"sync/atomic"
+	"time"
+)
+
+// connState is where a connection is in its life.
+type connState uint8
+
+const (
+	stateOpen    connState = iota
+	stateClosing           // no more reads; flushing output, then closing
+	stateAborted           // closing without flushing; waiting for in-flight ops
+	stateClosed            // socket closed, OnClose ran, slot free
+)
+
+// Conn is one TCP connection owned by a reactor.
+//
+// Methods are loop-only (call them from the connection's handler callbacks
+// or a function run by Post) unless their comment says "safe for concurrent
+// use". A *Conn stays valid after it closes: its methods then return errors
+// wrapping net.ErrClosed, and it is never reused for another connection.
+type Conn struct {
+	r     *Reactor
+	fd    int
+	index uint32
+	gen   uint32
+	state connState
+
+	recvArmed bool // a multishot recv is in flight
+	starved   bool // waiting for free buffers to re-arm the recv
+	paused    bool // reading stopped by backpressure
+	sending   bool // a send is in flight
+	inDirty   bool // queued for the end-of-iteration flush
+	cancelled bool // a cancel for the recv is in flight
+
+	// Input kept between OnData calls: acc[accOff:] is unconsumed.
+	acc    []byte
+	accOff int
+	// Output: out collects writes of the current iteration; inflight is
+	// what the kernel is sending (inflight[sent:] still to go). The two
+	// swap, so steady state allocates nothing.
+	out      []byte
+	inflight []byte
+	sent     int
+
+	// During OnData: the buffer behind the view, and whether it was held.
+	curBuf  int32 // -1: the view is acc
+	held    bool
+	inAcc   bool
+	handled bool // OnOpen ran; OnClose must run
+
+	cause error
+
+	lastActive    int64 // reactor clock, ns
+	readDeadline  int64
+	writeDeadline int64
+	flushDeadline int64
+	timerAt       int64 // when this connection's timer entry fires; 0: none
+
+	local, remote net.Addr
+	ctx           any
+
+	closedFlag atomic.Bool
+}
+
+// ID identifies the connection in logs: unique among the reactor's open
+// connections and not reused for a long time. Safe for concurrent use.
+func (c *Conn) ID() uint64 { return uint64(c.r.id)<<56 | uint64(c.gen)<<32 | uint64(c.index) }
+
+// Reactor returns the reactor that owns the connection. Safe for
+// concurrent use.
+func (c *Conn) Reactor() *Reactor { return c.r }
+
+// Fd returns the socket descriptor, for socket options. Do not read, write
+// or close it: the reactor owns it. Loop-only.
+func (c *Conn) Fd() int { return c.fd }
+
+// Context returns the value set with SetContext. Loop-only.
+func (c *Conn) Context() any { return c.ctx }
+
+// SetContext attaches per-connection state for the handler. Loop-only.
+func (c *Conn) SetContext(v any) { c.ctx = v }
+
+// Closed reports whether the connection is closed or closing. Safe for
+// concurrent use.
+func (c *Conn) Closed() bool { return c.closedFlag.Load() }
+
+// LocalAddr returns the local address (looked up once, then cached).
+// Loop-only.
+func (c *Conn) LocalAddr() net.Addr {
+	if c.local == nil && c.fd >= 0 {
+		c.local = sockName(c.fd, false)
+	}
+	return c.local
+}
+
+// RemoteAddr returns the peer's address (looked up once, then cached).
+// Loop-only.
+func (c *Conn) RemoteAddr() net.Addr {
+	if c.remote == nil && c.fd >= 0 {
+		c.remote = sockName(c.fd, true)
+	}
+	return c.remote
+}
+
+// Write queues p for sending; p may be reused as soon as Write returns.
+// Every write of one loop iteration to one connection leaves in one send.
+// Write queues all of p or nothing: it returns ErrOutputFull if p would
+// take the unsent output over Config.MaxOutput, and an error wrapping
+// net.ErrClosed if the connection is closing. Loop-only.
+func (c *Conn) Write(p []byte) (int, error) {
+	if c.state != stateOpen {
+		return 0, ErrConnClosed
+	}
+	if c.Buffered()+len(p) > c.r.cfg.MaxOutput {
+		c.r.stats.outputFull.Add(1)
+		return 0, ErrOutputFull
+	}
+	c.out = append(c.out, p...)
+	c.r.markDirty(c)
+	return len(p), nil
+}
+
+// Buffered returns how many bytes are queued or in flight and not yet
+// confirmed sent. Loop-only.
+func (c *Conn) Buffered() int { return len(c.out) + len(c.inflight) - c.sent }
+
+// Close closes the connection after its queued output is sent (bounded by
+// Config.FlushTimeout). No more OnData runs for it. OnClose runs with a
+// nil cause. Safe for concurrent use: from another goroutine it is queued
+// behind earlier AsyncWrites and Posts, and may return ErrInboxFull.
+func (c *Conn) Close() error {
+	if !c.r.onLoop() {
+		return c.r.inbox.push(task{kind: taskClose, c: c, gen: c.gen})
+	}
+	if c.state != stateOpen {
+		return ErrConnClosed
+	}
+	c.r.closeGraceful(c, nil)
+	return nil
+}
+
+// Abort closes the connection at once, dropping unsent output. OnClose runs
+// with a nil cause. Loop-only.
+func (c *Conn) Abort() {
+	if c.state == stateOpen || c.state == stateClosing {
+		c.r.closeNow(c, nil)
+	}
+}
+
+// AsyncWrite copies p and queues it on the reactor's inbox; the reactor
+// writes it whole, in the order AsyncWrite was called, as if by Write. It
+// never blocks: it returns ErrInboxFull when the inbox is full (nothing
+// queued) and an error wrapping net.ErrClosed when the connection is
+// closed. If the data would take unsent output over MaxOutput when it
+// reaches the reactor, the connection is closed with ErrOutputFull rather
+// than silently dropping it. Safe for concurrent use.
+func (c *Conn) AsyncWrite(p []byte) error {
+	if c.closedFlag.Load() {
+		return ErrConnClosed
+	}
+	return c.r.inbox.push(task{kind: taskWrite, c: c, gen: c.gen, data: append([]byte(nil), p...)})
+}
+
+// Post runs fn on the connection's reactor, in order with AsyncWrite and
+// Close calls made before it, unless the connection has closed by then
+// (fn is then not run). It never blocks: it returns ErrInboxFull when the
+// inbox is full. Safe for concurrent use.
+func (c *Conn) Post(fn func(c *Conn)) error {
+	if c.closedFlag.Load() {
+		return ErrConnClosed
+	}
+	return c.r.inbox.push(task{kind: taskConnFunc, c: c, gen: c.gen, cfn: fn})
+}
+
+// SetReadDeadline closes the connection with ErrReadTimeout at t, unless
+// the deadline is moved first. The zero time clears it. Loop-only.
+func (c *Conn) SetReadDeadline(t time.Time) {
+	c.readDeadline = c.r.clockAt(t)
+	c.r.schedule(c)
+}
+
+// SetWriteDeadline closes the connection with ErrWriteTimeout if output is
+// still unsent at t. The zero time clears it. Loop-only.
+func (c *Conn) SetWriteDeadline(t time.Time) {
+	c.writeDeadline = c.r.clockAt(t)
+	c.r.schedule(c)
+}
+
+// Hold keeps the bytes passed to the current OnData valid after OnData
+// returns, without copying, until the returned Lease is released. Only
+// valid inside OnData. The receive buffer behind a held view is out of
+// the kernel's reach until then: hold briefly, or copy. Loop-only.
+func (c *Conn) Hold() Lease {
+	if c.held {
+		panic("reactor: Hold called twice in one OnData")
+	}
+	c.held = true
+	if c.inAcc {
+		// The accumulated input moves to the lease; the connection starts
+		// a new accumulation buffer.
+		l := Lease{r: c.r, buf: -1}
+		return l
+	}
+	return Lease{r: c.r, buf: c.curBuf}
+}
+
+// Lease keeps a received view valid past OnData. See Conn.Hold.
+type Lease struct {
+	r   *Reactor
+	buf int32
+}
+
+// Release returns the held buffer to the kernel. Call it exactly once;
+// a second release of the same buffer panics. Safe for concurrent use.
+func (l Lease) Release() {
+	if l.buf < 0 || l.r == nil {
+		return
+	}
+	l.r.releaseBuffer(uint16(l.buf))
+}

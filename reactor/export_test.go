@@ -1,0 +1,12 @@
+package reactor
+
+import "github.com/gyre-io/gyre/internal/uring"
+
+// Test hooks for the external test package.
+
+// WithRingFlags makes every ring setup request extra flags, to simulate a
+// kernel that refuses io_uring.
+func WithRingFlags(c Config, flags uint32) Config { c.ringExtraFlags = flags; return c }
+
+// WithRingFault installs a completion fault hook on every reactor ring.
+func WithRingFault(c Config, f func(*uring.CQE)) Config { c.ringFault = f; return c }

@@ -1,0 +1,177 @@
+package reactor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/gyre-io/gyre/internal/uring"
+)
+
+// Group is a set of reactors sharing one Handler: the unit a server runs.
+// Its methods are safe for concurrent use.
+type Group struct {
+	cfg      Config
+	reactors []*Reactor
+
+	mu       sync.Mutex
+	sources  []io.Closer
+	stopping bool
+	stopOnce sync.Once
+	done     chan struct{}
+}
+
+// NewGroup starts cfg.Reactors reactors running h and returns once every
+// ring is up. If io_uring cannot be used, the error says why and wraps
+// errors.ErrUnsupported; nothing is left running.
+func NewGroup(cfg Config, h Handler) (*Group, error) {
+	if h == nil {
+		return nil, errors.New("reactor: nil Handler")
+	}
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	g := &Group{cfg: cfg, done: make(chan struct{})}
+	for i := 0; i < cfg.Reactors; i++ {
+		r := newReactor(i, cfg, h)
+		cpu := -1
+		if len(cfg.CPUs) > 0 {
+			cpu = cfg.CPUs[i%len(cfg.CPUs)]
+		}
+		if err := r.start(cpu); err != nil {
+			<-r.done
+			g.closeAll()
+			return nil, err
+		}
+		g.reactors = append(g.reactors, r)
+	}
+	return g, nil
+}
+
+func newReactor(id int, cfg Config, h Handler) *Reactor {
+	r := &Reactor{
+		id:     id,
+		cfg:    cfg,
+		h:      h,
+		log:    cfg.Logger,
+		cqes:   make([]uring.CQE, reapBatch),
+		done:   make(chan struct{}),
+		efd:    -1,
+		ringFd: -1,
+	}
+	r.ph, _ = h.(PressureHandler)
+	r.sh, _ = h.(ShutdownHandler)
+	r.tk, _ = h.(Ticker)
+	r.epoch = time.Now()
+	r.inbox.limit = cfg.InboxSize
+	r.inbox.wake = func() { wakeEventfd(r.efd) }
+	return r
+}
+
+// Reactors returns the group's reactors, in ID order.
+func (g *Group) Reactors() []*Reactor { return g.reactors }
+
+// AddSource registers something that feeds the group new connections (an
+// acceptor). Shutdown and Close close every source first, so no
+// connection arrives while the reactors drain. If the group is already
+// stopping, s is closed at once and an error is returned.
+func (g *Group) AddSource(s io.Closer) error {
+	g.mu.Lock()
+	if g.stopping {
+		g.mu.Unlock()
+		_ = s.Close()
+		return ErrServerClosed
+	}
+	g.sources = append(g.sources, s)
+	g.mu.Unlock()
+	return nil
+}
+
+// Stats sums the counters of every reactor.
+func (g *Group) Stats() Stats {
+	var s Stats
+	for _, r := range g.reactors {
+		s.add(r.Stats())
+	}
+	return s
+}
+
+// Shutdown stops accepting, asks every connection to close after sending
+// its pending output (or, for a ShutdownHandler, calls OnShutdown), and
+// waits until every reactor has released its ring, buffers and sockets.
+// If ctx ends first, the remaining connections are closed at once, and
+// Shutdown returns ctx's error after the reactors have stopped.
+func (g *Group) Shutdown(ctx context.Context) error {
+	g.stopSources()
+	for _, r := range g.reactors {
+		_ = r.inbox.push(task{kind: taskDrain})
+	}
+	select {
+	case <-g.waitAll():
+		return nil
+	case <-ctx.Done():
+	}
+	for _, r := range g.reactors {
+		_ = r.inbox.push(task{kind: taskForce})
+	}
+	<-g.waitAll()
+	return ctx.Err()
+}
+
+// Close stops accepting and closes every connection at once, dropping
+// unsent output, and waits until the reactors have stopped.
+func (g *Group) Close() error {
+	g.stopSources()
+	g.closeAll()
+	return nil
+}
+
+func (g *Group) closeAll() {
+	for _, r := range g.reactors {
+		_ = r.inbox.push(task{kind: taskDrain})
+		_ = r.inbox.push(task{kind: taskForce})
+	}
+	<-g.waitAll()
+}
+
+func (g *Group) stopSources() {
+	g.mu.Lock()
+	g.stopping = true
+	srcs := g.sources
+	g.sources = nil
+	g.mu.Unlock()
+	for _, s := range srcs {
+		_ = s.Close()
+	}
+}
+
+// Wait blocks until every reactor has stopped and returns ErrServerClosed
+// after a Shutdown or Close, or the first error that stopped a reactor.
+func (g *Group) Wait() error {
+	<-g.waitAll()
+	for _, r := range g.reactors {
+		if r.err != nil {
+			return fmt.Errorf("reactor %d: %w", r.id, r.err)
+		}
+	}
+	return ErrServerClosed
+}
+
+// Done is closed when every reactor has stopped.
+func (g *Group) Done() <-chan struct{} { return g.waitAll() }
+
+func (g *Group) waitAll() <-chan struct{} {
+	g.stopOnce.Do(func() {
+		go func() {
+			for _, r := range g.reactors {
+				<-r.done
+			}
+			close(g.done)
+		}()
+	})
+	return g.done
+}
