@@ -1,6 +1,9 @@
 package bufring
 
-import "fmt"
+import (
+	"fmt"
+	"unsafe"
+)
 
 // Group returns the buffer group ID the ring is registered as.
 func (b *Ring) Group() uint16 { return b.bgid }
@@ -58,4 +61,13 @@ func (b *Ring) Stats() Stats {
 		Owned:     int(b.nOwned.Load()),
 		Exhausted: b.exhausted.Load(),
 	}
+}
+
+// Addr returns the address of the first buffer (for leak checks and
+// debugging); 0 after Close.
+func (b *Ring) Addr() uintptr {
+	if len(b.mem) == 0 {
+		return 0
+	}
+	return uintptr(unsafe.Pointer(&b.mem[0]))
 }

@@ -10,3 +10,7 @@ func WithRingFlags(c Config, flags uint32) Config { c.ringExtraFlags = flags; re
 
 // WithRingFault installs a completion fault hook on every reactor ring.
 func WithRingFault(c Config, f func(*uring.CQE)) Config { c.ringFault = f; return c }
+
+// BufferRegion returns the address of reactor i's receive buffers, to check
+// that shutdown unmapped them.
+func BufferRegion(g *Group, i int) uintptr { return g.reactors[i].bufs.Addr() }

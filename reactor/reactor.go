@@ -449,10 +449,6 @@ func (r *Reactor) onRecv(e *uring.CQE, gen, idx uint32) {
 		r.stats.bytesIn.Add(uint64(e.Res))
 		c.lastActive = r.now
 		r.deliver(c, view, id)
-		if !more && c.state == stateOpen {
-			r.stats.rearms.Add(1)
-			r.armRecv(c)
-		}
 	case e.Res == 0:
 		if id, ok := e.Buffer(); ok {
 			r.bufs.Take(id, 0)
@@ -463,16 +459,18 @@ func (r *Reactor) onRecv(e *uring.CQE, gen, idx uint32) {
 		}
 	case e.Res == -int32(syscall.ENOBUFS):
 		r.bufs.NoteExhausted()
-		if c.state == stateOpen {
-			r.stats.rearms.Add(1)
-			r.armRecv(c) // re-arms now if buffers came back, else waits in starved
-		}
 	case e.Res == -int32(syscall.ECANCELED):
-		// We cancelled it: paused or closing. Resume re-arms.
+		// We cancelled it: paused or closing.
 	default:
 		if c.state == stateOpen || c.state == stateClosing {
 			r.closeNow(c, opError("read", c, syscall.Errno(-e.Res)))
 		}
+	}
+	if !c.recvArmed && c.state == stateOpen && !c.paused {
+		// The multishot ended (ENOBUFS, a cancel that raced a resume, or
+		// the kernel's own choice): re-arm now, or when buffers return.
+		r.stats.rearms.Add(1)
+		r.armRecv(c)
 	}
 	r.maybeFinish(c)
 }
@@ -503,23 +501,7 @@ func (r *Reactor) deliver(c *Conn, view []byte, id uint16) {
 		return
 	}
 	r.bufs.Release(id)
-	in := c.acc[c.accOff:]
-	c.held, c.inAcc = false, true
-	n := r.callData(c, in)
-	c.inAcc = false
-	if c.held {
-		// The accumulated bytes now belong to the lease: start afresh.
-		rest := in[n:]
-		c.acc, c.accOff = nil, 0
-		if len(rest) > 0 && c.state == stateOpen {
-			r.keep(c, rest)
-		}
-		return
-	}
-	c.accOff += n
-	if c.accOff == len(c.acc) {
-		c.acc, c.accOff = c.acc[:0], 0
-	}
+	r.redeliver(c)
 }
 
 func (r *Reactor) callData(c *Conn, b []byte) int {
@@ -652,9 +634,36 @@ func (r *Reactor) resume(c *Conn) {
 	if r.ph != nil {
 		r.ph.OnPressure(c, false)
 	}
-	if c.state == stateOpen {
+	if c.state == stateOpen && len(c.acc) > c.accOff {
+		// Input the handler left while output was full gets another look
+		// now; nothing else would present it if the peer sends no more.
+		r.redeliver(c)
+	}
+	if c.state == stateOpen && !c.paused {
 		r.stats.rearms.Add(1)
 		r.armRecv(c)
+	}
+}
+
+// redeliver presents the kept input (with whatever keep just appended).
+// If the handler holds it, the bytes move to the lease and accumulation
+// starts afresh.
+func (r *Reactor) redeliver(c *Conn) {
+	in := c.acc[c.accOff:]
+	c.held, c.inAcc = false, true
+	n := r.callData(c, in)
+	c.inAcc = false
+	if c.held {
+		rest := in[n:]
+		c.acc, c.accOff = nil, 0
+		if len(rest) > 0 && c.state == stateOpen {
+			r.keep(c, rest)
+		}
+		return
+	}
+	c.accOff += n
+	if c.accOff == len(c.acc) {
+		c.acc, c.accOff = c.acc[:0], 0
 	}
 }
 

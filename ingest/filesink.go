@@ -1,0 +1,595 @@
+package ingest
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Defaults for the zero fields of FileSinkConfig.
+const (
+	DefaultSegmentBytes = 64 << 20
+	DefaultRetainBytes  = 1 << 30
+	DefaultSyncBytes    = 1 << 20
+	DefaultSyncInterval = 2 * time.Millisecond
+)
+
+// FileSinkConfig configures OpenFileSink. Only Dir is required; every zero
+// field takes the documented default. The fields are read once, at open.
+type FileSinkConfig struct {
+	// Dir is the log directory. It is created if missing, and holds one
+	// writer at a time: a lock file (LOCK) keeps a second FileSink out.
+	Dir string
+
+	// SegmentBytes is the size at which the active segment is closed and a
+	// new one started (default 64 MiB). A record larger than that gets a
+	// segment of its own.
+	SegmentBytes int64
+
+	// RetainBytes bounds the total size of all segments (default 1 GiB).
+	// When a rotation takes the total over it, the oldest segments are
+	// deleted; the active segment never is, so the log may hold up to one
+	// segment more than the bound if RetainBytes < SegmentBytes.
+	RetainBytes int64
+
+	// SyncBytes and SyncInterval decide when a group commit happens: an
+	// fsync is issued once SyncBytes bytes (default 1 MiB) are waiting, or
+	// SyncInterval (default 2 ms) after the first of them arrived,
+	// whichever comes first. They trade Write latency for fewer fsyncs.
+	SyncBytes    int
+	SyncInterval time.Duration
+
+	// Logger receives what recovery did at open and retention deletions
+	// (nil means slog.Default()).
+	Logger *slog.Logger
+
+	// OnSync, if set, is called after every fsync of records with how long
+	// the fsync took and how many record bytes it made durable; a metrics
+	// layer records fsync latency through it. It is called from the sink's
+	// syncer goroutine before the Writes it covers return, so it must not
+	// block and must not call the sink.
+	OnSync func(d time.Duration, bytes int)
+}
+
+// FileSink is the embedded default Sink: an append-only log of segment
+// files in one directory, one CRC-32C per record (format in
+// docs/protocol.md, "On-disk log format").
+//
+// Writes from several goroutines are appended to a shared buffer and made
+// durable together by one syncer goroutine (group commit): it writes the
+// buffer to the active segment and fsyncs, and only then are the Writes
+// whose records that fsync covers released. A Write never returns success
+// before the fsync that covers its records.
+//
+// Memory is bounded by the callers: every Write blocks until its records
+// are durable, so the buffer holds at most one batch per concurrent Write
+// (plus what is being written out).
+//
+// A failed write or fsync is permanent: after it the page cache cannot be
+// trusted to match the file, so every waiting and later Write returns the
+// error, and Close returns it too. Reopening the directory recovers.
+//
+// All methods are safe for concurrent use.
+type FileSink struct {
+	dir          string
+	log          *slog.Logger
+	segmentBytes int64
+	retainBytes  int64
+	syncBytes    int
+	syncInterval time.Duration
+	onSync       func(time.Duration, int)
+	fsync        func(*os.File) error // (*os.File).Sync; tests inject failures
+	lock         *os.File             // holds the directory lock; nil where unsupported
+
+	// wake carries one pending nudge to the syncer: data arrived in an
+	// empty buffer, the buffer passed SyncBytes, or Close began.
+	wake chan struct{}
+	// done is closed when the syncer goroutine has exited.
+	done chan struct{}
+
+	closeOnce sync.Once
+	closeErr  error
+
+	// mu guards the fields below it; cond (on mu) wakes Writes after each
+	// group commit.
+	mu   sync.Mutex
+	cond sync.Cond
+	// pend holds encoded records not yet handed to the syncer; breaks are
+	// the offsets in pend where a new segment must start. spare and
+	// spareBreaks are the other half of the double buffer.
+	pend, spare         []byte
+	breaks, spareBreaks []int
+	// segFill is the size the newest segment will have once pend is
+	// written; Write uses it to place breaks at record boundaries.
+	segFill int64
+	// appended and synced count record bytes since open: a Write whose
+	// records end at appended == e is durable once synced >= e.
+	appended, synced uint64
+	firstAt          time.Time // when pend last became non-empty
+	closed           bool
+	err              error // first write or fsync failure; permanent
+
+	// Owned by the syncer goroutine (and by Open and Close, which run
+	// when it does not).
+	active *os.File
+	segs   []segmentInfo // every segment, oldest first; the last is active
+	total  int64         // sum of segs sizes
+}
+
+var _ Sink = (*FileSink)(nil)
+
+// OpenFileSink opens (creating if needed) the log in cfg.Dir and starts its
+// syncer goroutine. If the last segment ends in a torn tail, as a crash
+// leaves it, recovery truncates it to the last complete record and logs
+// what it dropped; earlier segments are not read. If intact records follow
+// the damage, they were never acknowledged by a returned Write unless the
+// disk lost acknowledged data, so recovery keeps the dropped bytes in a
+// file next to the segment (never read as part of the log) and logs an
+// error. A damaged segment header is not repaired: OpenFileSink returns a
+// *CorruptError.
+func OpenFileSink(cfg FileSinkConfig) (*FileSink, error) {
+	return openFileSink(cfg, (*os.File).Sync)
+}
+
+func openFileSink(cfg FileSinkConfig, fsync func(*os.File) error) (*FileSink, error) {
+	s, err := newFileSink(cfg, fsync)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(s.dir, 0o755); err != nil {
+		return nil, fmt.Errorf("ingest: open file sink: %w", err)
+	}
+	if s.lock, err = lockDir(s.dir); err != nil {
+		return nil, err
+	}
+	if err := s.openLog(); err != nil {
+		unlockDir(s.lock)
+		return nil, err
+	}
+	go s.run()
+	return s, nil
+}
+
+// newFileSink checks cfg and fills in defaults.
+func newFileSink(cfg FileSinkConfig, fsync func(*os.File) error) (*FileSink, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("ingest: open file sink: no directory given")
+	}
+	if cfg.SegmentBytes < 0 || cfg.RetainBytes < 0 || cfg.SyncBytes < 0 || cfg.SyncInterval < 0 {
+		return nil, fmt.Errorf("ingest: open file sink: negative size or interval in %+v", cfg)
+	}
+	s := &FileSink{
+		dir:          cfg.Dir,
+		log:          cfg.Logger,
+		segmentBytes: cmpOr(cfg.SegmentBytes, DefaultSegmentBytes),
+		retainBytes:  cmpOr(cfg.RetainBytes, DefaultRetainBytes),
+		syncBytes:    cmpOr(cfg.SyncBytes, DefaultSyncBytes),
+		syncInterval: cmpOr(cfg.SyncInterval, DefaultSyncInterval),
+		onSync:       cfg.OnSync,
+		fsync:        fsync,
+		wake:         make(chan struct{}, 1),
+		done:         make(chan struct{}),
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	s.log = s.log.With("dir", cfg.Dir)
+	s.cond.L = &s.mu
+	return s, nil
+}
+
+// cmpOr returns v, or def if v is zero.
+func cmpOr[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// openLog finds the segments, recovers the last one and opens it for
+// appending, or creates the first segment of an empty log.
+func (s *FileSink) openLog() error {
+	segs, err := listSegments(s.dir)
+	if err != nil {
+		return err
+	}
+	if len(segs) == 0 {
+		return s.createSegment(1)
+	}
+	last := &segs[len(segs)-1]
+	if last.size, err = s.recoverSegment(last.path); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(last.path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return fmt.Errorf("ingest: open file sink: %w", err)
+	}
+	s.active = f
+	s.segs = segs
+	for _, seg := range segs {
+		s.total += seg.size
+	}
+	s.segFill = last.size
+	s.applyRetention()
+	return nil
+}
+
+// recoverSegment checks the newest segment at open, cuts a torn tail and
+// returns the segment's size afterwards.
+func (s *FileSink) recoverSegment(path string) (int64, error) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return 0, fmt.Errorf("ingest: recover log: %w", err)
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("ingest: recover log: %w", err)
+	}
+	size := info.Size()
+	if size < segHeaderSize {
+		// The crash came between creating the segment and making its
+		// header durable; no record can be in it.
+		if err := s.rewriteHeader(f); err != nil {
+			return 0, err
+		}
+		s.log.Warn("ingest: recovered log segment with a torn header", "segment", path, "size", size)
+		return segHeaderSize, nil
+	}
+	var hdr [segHeaderSize]byte
+	if _, err := io.ReadFull(f, hdr[:]); err != nil {
+		return 0, fmt.Errorf("ingest: recover log: %w", err)
+	}
+	if reason := checkSegmentHeader(hdr[:]); reason != "" {
+		return 0, &CorruptError{Segment: path, Offset: 0, Reason: reason}
+	}
+	sc := newRecordScanner(f, size)
+	kept := 0
+	for {
+		_, _, err := sc.next()
+		if err == io.EOF {
+			return size, nil
+		}
+		var bad *badRecord
+		if errors.As(err, &bad) {
+			return s.cutTail(f, size, kept, bad)
+		}
+		if err != nil {
+			return 0, err
+		}
+		kept++
+	}
+}
+
+// cutTail truncates the segment f at the bad record, first saving the
+// dropped bytes if intact records are among them.
+func (s *FileSink) cutTail(f *os.File, size int64, kept int, bad *badRecord) (int64, error) {
+	path := f.Name()
+	at, found, err := findIntactRecord(f, bad.off+1, size)
+	if err != nil {
+		return 0, err
+	}
+	if found {
+		saved := path + ".dropped-" + strconv.FormatInt(bad.off, 10)
+		if err := saveRange(f, bad.off, size, saved); err != nil {
+			return 0, err
+		}
+		s.log.Error("ingest: log segment damaged before intact records; truncated it and saved the dropped bytes",
+			"segment", path, "offset", bad.off, "reason", bad.reason, "next_intact", at,
+			"dropped_bytes", size-bad.off, "kept_records", kept, "saved_to", saved)
+	} else {
+		s.log.Warn("ingest: recovered torn tail of log segment",
+			"segment", path, "offset", bad.off, "reason", bad.reason,
+			"dropped_bytes", size-bad.off, "kept_records", kept)
+	}
+	if err := f.Truncate(bad.off); err != nil {
+		return 0, fmt.Errorf("ingest: recover log: %w", err)
+	}
+	if err := s.fsync(f); err != nil {
+		return 0, fmt.Errorf("ingest: recover log: %w", err)
+	}
+	return bad.off, nil
+}
+
+// saveRange copies bytes [from, to) of f into a new file and fsyncs it.
+func saveRange(f *os.File, from, to int64, path string) error {
+	out, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("ingest: recover log: %w", err)
+	}
+	_, err = io.Copy(out, io.NewSectionReader(f, from, to-from))
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("ingest: recover log: save dropped bytes: %w", err)
+	}
+	return nil
+}
+
+// rewriteHeader replaces the contents of f with a fresh segment header.
+func (s *FileSink) rewriteHeader(f *os.File) error {
+	if err := f.Truncate(0); err != nil {
+		return fmt.Errorf("ingest: recover log: %w", err)
+	}
+	if _, err := f.WriteAt(appendSegmentHeader(nil), 0); err != nil {
+		return fmt.Errorf("ingest: recover log: %w", err)
+	}
+	if err := s.fsync(f); err != nil {
+		return fmt.Errorf("ingest: recover log: %w", err)
+	}
+	return nil
+}
+
+// createSegment creates segment index, makes its header and directory
+// entry durable, and makes it the active segment. The previous active
+// segment, if any, must already be fsynced: this is what confines a torn
+// tail to the last segment.
+func (s *FileSink) createSegment(index uint64) error {
+	path := filepath.Join(s.dir, segmentName(index))
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("ingest: create log segment: %w", err)
+	}
+	if _, err := f.Write(appendSegmentHeader(nil)); err != nil {
+		f.Close()
+		return fmt.Errorf("ingest: create log segment: %w", err)
+	}
+	if err := s.fsync(f); err != nil {
+		f.Close()
+		return fmt.Errorf("ingest: create log segment: %w", err)
+	}
+	if err := syncDir(s.dir); err != nil {
+		f.Close()
+		return err
+	}
+	if s.active != nil {
+		if err := s.active.Close(); err != nil {
+			s.log.Warn("ingest: closing full log segment", "segment", s.active.Name(), "err", err)
+		}
+	}
+	s.active = f
+	s.segs = append(s.segs, segmentInfo{index: index, path: path, size: segHeaderSize})
+	s.total += segHeaderSize
+	return nil
+}
+
+// syncDir fsyncs a directory so that entries created in it are durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("ingest: sync log directory: %w", err)
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("ingest: sync log directory: %w", err)
+	}
+	return nil
+}
+
+// applyRetention deletes the oldest segments while the log is larger than
+// RetainBytes, never the active one. A deletion that fails is logged and
+// retried at the next rotation: keeping data too long is not worth failing
+// Writes over.
+func (s *FileSink) applyRetention() {
+	for s.total > s.retainBytes && len(s.segs) > 1 {
+		old := s.segs[0]
+		if err := os.Remove(old.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			s.log.Warn("ingest: retention could not delete log segment", "segment", old.path, "err", err)
+			return
+		}
+		s.log.Debug("ingest: retention deleted log segment", "segment", old.path, "bytes", old.size)
+		s.segs = s.segs[1:]
+		s.total -= old.size
+	}
+}
+
+// Write appends the batch to the log and returns once an fsync has made
+// every record of it durable, or returns the error that prevented that.
+// All records of one Write get the same timestamp and land contiguously,
+// in batch order. It keeps no reference to the batch, and allocates
+// nothing in the steady state.
+//
+// Write after Close returns ErrSinkClosed. A payload longer than
+// 4 GiB - 1 fails the whole batch with an error matching ErrTooLarge.
+func (s *FileSink) Write(batch []Record) error {
+	for i := range batch {
+		if uint64(len(batch[i].Payload)) > maxRecordPayload {
+			return fmt.Errorf("ingest: record of %d bytes exceeds the log's 4 GiB limit: %w", len(batch[i].Payload), ErrTooLarge)
+		}
+	}
+	now := time.Now()
+	ts := now.UnixNano()
+
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrSinkClosed
+	}
+	if s.err != nil {
+		err := s.err
+		s.mu.Unlock()
+		return err
+	}
+	if len(batch) == 0 {
+		s.mu.Unlock()
+		return nil
+	}
+	wasEmpty := len(s.pend) == 0
+	start := len(s.pend)
+	for i := range batch {
+		size := int64(recordSize(len(batch[i].Payload)))
+		if s.segFill > segHeaderSize && s.segFill+size > s.segmentBytes {
+			s.breaks = append(s.breaks, len(s.pend))
+			s.segFill = segHeaderSize
+		}
+		s.pend = appendRecord(s.pend, &batch[i], ts)
+		s.segFill += size
+	}
+	s.appended += uint64(len(s.pend) - start)
+	end := s.appended
+	if wasEmpty {
+		s.firstAt = now
+	}
+	if wasEmpty || len(s.pend) >= s.syncBytes && start < s.syncBytes {
+		s.nudge()
+	}
+	for s.synced < end && s.err == nil {
+		s.cond.Wait()
+	}
+	var err error
+	if s.synced < end {
+		err = s.err
+	}
+	s.mu.Unlock()
+	return err
+}
+
+// nudge wakes the syncer without blocking; one pending nudge is enough.
+func (s *FileSink) nudge() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run is the syncer goroutine: it waits for the SyncBytes or SyncInterval
+// trigger, then writes out and fsyncs everything pending. On Close it
+// flushes what is left and exits.
+func (s *FileSink) run() {
+	defer close(s.done)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		s.mu.Lock()
+		n, closed, failed, first := len(s.pend), s.closed, s.err != nil, s.firstAt
+		s.mu.Unlock()
+		if n == 0 || failed {
+			if closed {
+				return
+			}
+			<-s.wake
+			continue
+		}
+		if n < s.syncBytes && !closed {
+			if wait := s.syncInterval - time.Since(first); wait > 0 {
+				timer.Reset(wait)
+				select {
+				case <-timer.C:
+				case <-s.wake:
+					timer.Stop()
+					continue // re-check: more data or Close
+				}
+			}
+		}
+		s.flush()
+	}
+}
+
+// flush takes everything pending, writes and fsyncs it, and releases the
+// Writes it covers, or fails the sink.
+func (s *FileSink) flush() {
+	s.mu.Lock()
+	buf, breaks := s.pend, s.breaks
+	s.pend, s.breaks = s.spare[:0], s.spareBreaks[:0]
+	end := s.appended
+	s.mu.Unlock()
+
+	err := s.writeOut(buf, breaks)
+
+	// Keep the buffer for reuse unless a burst made it much larger than
+	// a commit usually is.
+	if cap(buf) > 4*s.syncBytes {
+		buf = nil
+	}
+	s.mu.Lock()
+	s.spare, s.spareBreaks = buf[:0], breaks[:0]
+	if err != nil {
+		s.err = fmt.Errorf("ingest: file sink failed: %w", err)
+		s.pend, s.breaks = s.pend[:0], s.breaks[:0]
+		s.log.Error("ingest: file sink failed; every later Write fails until it is reopened", "err", err)
+	} else {
+		s.synced = end
+	}
+	s.cond.Broadcast()
+	s.mu.Unlock()
+}
+
+// writeOut writes buf to the log, starting a new segment at each break,
+// and fsyncs each segment it wrote to before going on.
+func (s *FileSink) writeOut(buf []byte, breaks []int) error {
+	pos := 0
+	for _, b := range breaks {
+		if err := s.writeSync(buf[pos:b]); err != nil {
+			return err
+		}
+		if err := s.createSegment(s.segs[len(s.segs)-1].index + 1); err != nil {
+			return err
+		}
+		s.applyRetention()
+		pos = b
+	}
+	return s.writeSync(buf[pos:])
+}
+
+// writeSync appends p to the active segment and fsyncs it.
+func (s *FileSink) writeSync(p []byte) error {
+	if len(p) == 0 {
+		return nil
+	}
+	if _, err := s.active.Write(p); err != nil {
+		return err
+	}
+	s.segs[len(s.segs)-1].size += int64(len(p))
+	s.total += int64(len(p))
+	start := time.Now()
+	if err := s.fsync(s.active); err != nil {
+		return err
+	}
+	if s.onSync != nil {
+		s.onSync(time.Since(start), len(p))
+	}
+	return nil
+}
+
+// Close stops accepting Writes, waits until every record already written
+// is fsynced (the Writes covering them return), and closes the files. It
+// returns the sink's failure, if it had one, or the error of closing. Close
+// is idempotent: later calls return nil.
+func (s *FileSink) Close() error {
+	first := false
+	s.closeOnce.Do(func() {
+		first = true
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		s.nudge()
+		<-s.done
+		// The syncer has exited: its fields are ours now.
+		s.mu.Lock()
+		err := s.err
+		s.mu.Unlock()
+		if cerr := s.active.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("ingest: close file sink: %w", cerr)
+		}
+		unlockDir(s.lock)
+		s.closeErr = err
+	})
+	if !first {
+		return nil
+	}
+	return s.closeErr
+}
