@@ -411,9 +411,6 @@ func (s *FileSink) Write(batch []Record) error {
 			return fmt.Errorf("ingest: record of %d bytes exceeds the log's 4 GiB limit: %w", len(batch[i].Payload), ErrTooLarge)
 		}
 	}
-	now := time.Now()
-	ts := now.UnixNano()
-
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -428,6 +425,9 @@ func (s *FileSink) Write(batch []Record) error {
 		s.mu.Unlock()
 		return nil
 	}
+	// Stamped under the lock, so timestamps never go backwards in the log.
+	now := time.Now()
+	ts := now.UnixNano()
 	wasEmpty := len(s.pend) == 0
 	start := len(s.pend)
 	for i := range batch {

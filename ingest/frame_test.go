@@ -110,7 +110,7 @@ func TestNackAccessors(t *testing.T) {
 
 func TestAppendNackTruncatesReasonAtRuneBoundary(t *testing.T) {
 	reason := strings.Repeat("é", MaxNackReason) // 2 bytes a rune
-	reason = "x" + reason                         // put rune starts on odd offsets
+	reason = "x" + reason                        // put rune starts on odd offsets
 	b := AppendNack(nil, 1, NackMalformed, reason)
 	d := NewReplyDecoder()
 	f, _, err := d.Decode(b)

@@ -60,7 +60,7 @@ type Config struct {
 
 	// ringExtraFlags and ringFault are test hooks (see internal/uring).
 	ringExtraFlags uint32
-	ringFault      func(*uring.CQE)
+	ringFault      uring.Fault
 }
 
 func (c Config) withDefaults() (Config, error) {

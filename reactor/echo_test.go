@@ -271,3 +271,7 @@ func waitCause(t *testing.T, ch chan error) error {
 		return nil
 	}
 }
+
+// bufringSmall makes receives land in many small buffers, so data crosses
+// buffer boundaries often.
+var bufringSmall = bufring.Config{Count: 64, Size: 128}

@@ -8,8 +8,8 @@ import "github.com/gyre-io/gyre/internal/uring"
 // kernel that refuses io_uring.
 func WithRingFlags(c Config, flags uint32) Config { c.ringExtraFlags = flags; return c }
 
-// WithRingFault installs a completion fault hook on every reactor ring.
-func WithRingFault(c Config, f func(*uring.CQE)) Config { c.ringFault = f; return c }
+// WithRingFault installs a fault injector on every reactor ring.
+func WithRingFault(c Config, f uring.Fault) Config { c.ringFault = f; return c }
 
 // BufferRegion returns the address of reactor i's receive buffers, to check
 // that shutdown unmapped them.

@@ -461,6 +461,8 @@ func (r *Reactor) onRecv(e *uring.CQE, gen, idx uint32) {
 		r.bufs.NoteExhausted()
 	case e.Res == -int32(syscall.ECANCELED):
 		// We cancelled it: paused or closing.
+	case e.Res == -int32(syscall.EAGAIN), e.Res == -int32(syscall.EINTR):
+		// Nothing was received: arm again.
 	default:
 		if c.state == stateOpen || c.state == stateClosing {
 			r.closeNow(c, opError("read", c, syscall.Errno(-e.Res)))
@@ -586,6 +588,12 @@ func (r *Reactor) onSend(e *uring.CQE, gen, idx uint32) {
 		return
 	}
 	c.sending = false
+	if (e.Res == -int32(syscall.EAGAIN) || e.Res == -int32(syscall.EINTR)) && c.state != stateAborted {
+		// Nothing was sent: try the same bytes again.
+		c.sending = true
+		r.ring.PrepSend(c.fd, unsafe.Pointer(&c.inflight[c.sent]), len(c.inflight)-c.sent, uring.Pack(opSend, c.gen, c.index))
+		return
+	}
 	if e.Res < 0 {
 		c.inflight, c.sent = c.inflight[:0], 0
 		if c.state == stateOpen || c.state == stateClosing {

@@ -29,6 +29,12 @@ func (r *Ring) PrepMultishotAccept(fd int, ud uint64) {
 // bgid for every completion, until it ends (a completion without More, e.g.
 // -ENOBUFS when the group runs dry).
 func (r *Ring) PrepRecvMultishot(fd int, bgid uint16, ud uint64) {
+	if r.fault != nil {
+		if a := r.fault(KindRecv, 0); a.Fake {
+			r.fake(ud, a.Res)
+			return
+		}
+	}
 	e := r.sqe()
 	e.OpCode = giouring.OpRecv
 	e.Fd = int32(fd)
@@ -41,6 +47,16 @@ func (r *Ring) PrepRecvMultishot(fd int, bgid uint16, ud uint64) {
 // PrepSend sends n bytes at p. The memory must stay valid and unchanged
 // until the completion: the caller keeps it reachable.
 func (r *Ring) PrepSend(fd int, p unsafe.Pointer, n int, ud uint64) {
+	if r.fault != nil {
+		a := r.fault(KindSend, n)
+		if a.Fake {
+			r.fake(ud, a.Res)
+			return
+		}
+		if a.Len > 0 && a.Len < n {
+			n = a.Len
+		}
+	}
 	e := r.sqe()
 	e.OpCode = giouring.OpSend
 	e.Fd = int32(fd)

@@ -56,11 +56,34 @@ type Config struct {
 	// ExtraFlags are OR-ed into every setup attempt. Tests use it to make
 	// setup fail on purpose; nothing else should need it.
 	ExtraFlags uint32
-	// Fault, when set, sees every completion before the caller does and may
-	// rewrite it. Tests use it to provoke rare kernel paths (ENOBUFS,
-	// short sends) on purpose.
-	Fault func(*CQE)
+	// Fault, when set, is asked before each receive or send is queued and
+	// may fake its completion or shorten it. Tests use it to provoke rare
+	// kernel paths (ENOBUFS, EAGAIN, short sends) on purpose.
+	Fault Fault
 }
+
+// Kind names the requests a Fault can act on.
+type Kind uint8
+
+// Kinds a Fault sees.
+const (
+	KindRecv Kind = iota + 1 // multishot receive being armed
+	KindSend                 // send being queued
+)
+
+// Action is a Fault's decision for one request.
+type Action struct {
+	// Fake completes the request at once with Res, without it reaching the
+	// kernel (so no data is lost: the kernel never ran it).
+	Fake bool
+	Res  int32
+	// Len, if > 0 and smaller than the request's length, shortens it: the
+	// kernel really does a short send.
+	Len int
+}
+
+// Fault decides per request; see Config.Fault.
+type Fault func(kind Kind, length int) Action
 
 // Ring is one io_uring instance. It is not safe for concurrent use: only the
 // OS thread that created it may call its methods (except Fd and Mode).
@@ -69,7 +92,8 @@ type Ring struct {
 	mode      Mode
 	fd        int
 	peek      []*giouring.CompletionQueueEvent
-	fault     func(*CQE)
+	fault     Fault
+	fakes     []CQE // faked completions, returned by the next Reap
 	sqEntries uint32
 	cqEntries uint32
 	overflows atomic.Uint64
@@ -331,7 +355,7 @@ func (r *Ring) Submit() error {
 // limit). EINTR (Go's preemption signal) is retried; a timeout is not an
 // error.
 func (r *Ring) SubmitAndWait(timeout time.Duration) error {
-	if r.ring.CQReady() > 0 {
+	if r.ring.CQReady() > 0 || len(r.fakes) > 0 {
 		return r.Submit()
 	}
 	for {
@@ -386,23 +410,14 @@ func (c *CQE) Buffer() (id uint16, ok bool) {
 	return uint16(c.Flags >> giouring.CQEBufferShift), true
 }
 
-// SetBuffer marks the completion as carrying buffer id; for fault hooks.
-func (c *CQE) SetBuffer(id uint16) {
-	c.Flags = c.Flags&0xffff | giouring.CQEFBuffer | uint32(id)<<giouring.CQEBufferShift
-}
-
-// SetMore sets or clears the multishot "more" flag; for fault hooks.
-func (c *CQE) SetMore(more bool) {
-	if more {
-		c.Flags |= giouring.CQEFMore
-	} else {
-		c.Flags &^= giouring.CQEFMore
-	}
-}
-
 // Reap copies up to len(dst) ready completions into dst, returns them to the
 // kernel, and reports how many were copied.
 func (r *Ring) Reap(dst []CQE) int {
+	if len(r.fakes) > 0 {
+		n := copy(dst, r.fakes)
+		r.fakes = append(r.fakes[:0], r.fakes[n:]...)
+		return n
+	}
 	if cap(r.peek) < len(dst) {
 		r.peek = make([]*giouring.CompletionQueueEvent, len(dst))
 	}
@@ -426,10 +441,8 @@ func (r *Ring) Reap(dst []CQE) int {
 		dst[i] = CQE{UserData: e.UserData, Res: e.Res, Flags: e.Flags}
 	}
 	r.ring.CQAdvance(uint32(n))
-	if r.fault != nil {
-		for i := 0; i < n; i++ {
-			r.fault(&dst[i])
-		}
-	}
 	return n
 }
+
+// fake queues a completion that the next Reap returns first.
+func (r *Ring) fake(ud uint64, res int32) { r.fakes = append(r.fakes, CQE{UserData: ud, Res: res}) }
