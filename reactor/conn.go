@@ -32,6 +32,7 @@ type Conn struct {
 	recvArmed bool // a multishot recv is in flight
 	starved   bool // waiting for free buffers to re-arm the recv
 	paused    bool // reading stopped by backpressure
+	userPause bool // reading stopped by the handler (PauseReading)
 	sending   bool // a send is in flight
 	inDirty   bool // queued for the end-of-iteration flush
 	cancelled bool // a cancel for the recv is in flight
@@ -175,6 +176,35 @@ func (c *Conn) Post(fn func(c *Conn)) error {
 	}
 	return c.r.inbox.push(task{kind: taskConnFunc, c: c, gen: c.gen, cfn: fn})
 }
+
+// PauseReading stops receiving from the connection until ResumeReading:
+// unread bytes wait in the kernel and TCP flow control slows the peer. Use
+// it when the handler cannot take more input for now (a full queue).
+// OnData may still run for bytes the kernel had already received when the
+// pause took effect. Loop-only.
+func (c *Conn) PauseReading() {
+	if c.state != stateOpen || c.userPause {
+		return
+	}
+	c.userPause = true
+	c.r.cancelRecv(c)
+}
+
+// ResumeReading undoes PauseReading. Input the handler left unconsumed is
+// presented again at once, then receiving restarts. Loop-only.
+func (c *Conn) ResumeReading() {
+	if !c.userPause {
+		return
+	}
+	c.userPause = false
+	c.r.restart(c)
+}
+
+// ReadingPaused reports whether receiving is stopped, by PauseReading or by
+// backpressure. Loop-only.
+func (c *Conn) ReadingPaused() bool { return c.readStopped() }
+
+func (c *Conn) readStopped() bool { return c.paused || c.userPause }
 
 // SetReadDeadline closes the connection with ErrReadTimeout at t, unless
 // the deadline is moved first. The zero time clears it. Loop-only.

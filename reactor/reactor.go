@@ -410,7 +410,7 @@ func (r *Reactor) onHandoff(fd int) {
 }
 
 func (r *Reactor) armRecv(c *Conn) {
-	if c.recvArmed || c.state != stateOpen || c.paused {
+	if c.recvArmed || c.state != stateOpen || c.readStopped() {
 		return
 	}
 	if r.bufs.Free() == 0 {
@@ -468,7 +468,7 @@ func (r *Reactor) onRecv(e *uring.CQE, gen, idx uint32) {
 			r.closeNow(c, opError("read", c, syscall.Errno(-e.Res)))
 		}
 	}
-	if !c.recvArmed && c.state == stateOpen && !c.paused {
+	if !c.recvArmed && c.state == stateOpen && !c.readStopped() {
 		// The multishot ended (ENOBUFS, a cancel that raced a resume, or
 		// the kernel's own choice): re-arm now, or when buffers return.
 		r.stats.rearms.Add(1)
@@ -642,12 +642,21 @@ func (r *Reactor) resume(c *Conn) {
 	if r.ph != nil {
 		r.ph.OnPressure(c, false)
 	}
-	if c.state == stateOpen && len(c.acc) > c.accOff {
-		// Input the handler left while output was full gets another look
-		// now; nothing else would present it if the peer sends no more.
+	r.restart(c)
+}
+
+// restart presents kept input again and re-arms the receive, after
+// backpressure or a handler pause ends.
+func (r *Reactor) restart(c *Conn) {
+	if c.readStopped() || c.state != stateOpen {
+		return
+	}
+	if len(c.acc) > c.accOff {
+		// Input the handler left while it could not take it gets another
+		// look now; nothing else would present it if the peer sends no more.
 		r.redeliver(c)
 	}
-	if c.state == stateOpen && !c.paused {
+	if c.state == stateOpen && !c.readStopped() {
 		r.stats.rearms.Add(1)
 		r.armRecv(c)
 	}
