@@ -82,6 +82,11 @@ func Listen(cfg Config, g *reactor.Group) (*Acceptor, error) {
 		efd:     -1,
 		done:    make(chan struct{}),
 	}
+	// Handlers may read state the caller set up after NewGroup: order it
+	// before the first connection.
+	if err := g.Sync(); err != nil {
+		return nil, err
+	}
 	for _, addr := range cfg.Addrs {
 		ln, err := listen(addr, cfg)
 		if err != nil {

@@ -180,8 +180,9 @@ func (c *Conn) Post(fn func(c *Conn)) error {
 // PauseReading stops receiving from the connection until ResumeReading:
 // unread bytes wait in the kernel and TCP flow control slows the peer. Use
 // it when the handler cannot take more input for now (a full queue).
-// OnData may still run for bytes the kernel had already received when the
-// pause took effect. Loop-only.
+// OnData does not run while reading is paused; bytes the kernel had
+// already received when the pause took effect are kept and presented at
+// resume. Loop-only.
 func (c *Conn) PauseReading() {
 	if c.state != stateOpen || c.userPause {
 		return

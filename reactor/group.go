@@ -91,6 +91,31 @@ func (g *Group) AddSource(s io.Closer) error {
 	return nil
 }
 
+// Sync returns once every reactor has run a function posted now. Whatever
+// the caller wrote before Sync is then visible to every handler callback
+// that runs afterwards, with an ordering the race detector can see: socket
+// traffic passes through the kernel, which Go's memory model does not
+// cover. The acceptor calls it before it starts accepting.
+func (g *Group) Sync() error {
+	done := make(chan struct{}, len(g.reactors))
+	for _, r := range g.reactors {
+		for {
+			err := r.Post(func() { done <- struct{}{} })
+			if err == nil {
+				break
+			}
+			if err != ErrInboxFull {
+				return err
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+	}
+	for range g.reactors {
+		<-done
+	}
+	return nil
+}
+
 // Stats sums the counters of every reactor.
 func (g *Group) Stats() Stats {
 	var s Stats

@@ -484,6 +484,15 @@ func (r *Reactor) deliver(c *Conn, view []byte, id uint16) {
 		r.bufs.Release(id) // reading has stopped: late bytes are dropped
 		return
 	}
+	if c.readStopped() {
+		// Received before the pause took effect: keep it for the resume,
+		// without calling the handler. Bounded by the completions already
+		// in flight when the cancel landed (at most the buffer ring), so
+		// MaxInput is not applied here.
+		c.acc = append(c.acc, view...)
+		r.bufs.Release(id)
+		return
+	}
 	if len(c.acc) == c.accOff {
 		// Fast path: the handler reads straight from the receive buffer.
 		c.acc, c.accOff = c.acc[:0], 0

@@ -1,0 +1,331 @@
+package ingest
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Producer is where queued messages come from: a TCP connection or a QUIC
+// stream. The shard's worker calls Done once per message, in the order the
+// producer pushed them, after the sink accepted (err nil) or refused
+// (err non-nil) it. Done runs on the worker goroutine and must not block.
+type Producer interface {
+	Done(seq uint64, size int, err error)
+}
+
+// Defaults for DispatcherConfig's zero fields.
+const (
+	DefaultQueueMessages = 16384
+	DefaultQueueBytes    = 64 << 20
+	DefaultBatchMessages = 1024
+)
+
+// ErrQueueFull is returned by Shard.Push when the message does not fit.
+var ErrQueueFull = errors.New("ingest: shard queue full")
+
+// ErrTooBigForQueue is returned by Shard.Push for a payload larger than the
+// whole queue: it can never fit, so waiting would deadlock.
+var ErrTooBigForQueue = errors.New("ingest: payload larger than the shard queue")
+
+// DispatcherConfig sizes a dispatcher. Sink is required.
+type DispatcherConfig struct {
+	// Shards is the number of independent queues; a server uses one per
+	// reactor so each reactor pushes without contending with the others.
+	Shards int
+	// QueueMessages and QueueBytes bound each shard's queue; a push that
+	// would exceed either fails (the caller applies its overload policy).
+	QueueMessages int
+	QueueBytes    int
+	// BatchMessages caps the records handed to one Sink.Write.
+	BatchMessages int
+	// Sink stores the records.
+	Sink Sink
+	// OnBatch, if set, observes every sink write (for metrics).
+	OnBatch func(d time.Duration, records int, err error)
+}
+
+func (c DispatcherConfig) withDefaults() (DispatcherConfig, error) {
+	if c.Sink == nil {
+		return c, errors.New("ingest: DispatcherConfig.Sink is nil")
+	}
+	if c.Shards == 0 {
+		c.Shards = 1
+	}
+	if c.QueueMessages == 0 {
+		c.QueueMessages = DefaultQueueMessages
+	}
+	if c.QueueBytes == 0 {
+		c.QueueBytes = DefaultQueueBytes
+	}
+	if c.BatchMessages == 0 {
+		c.BatchMessages = DefaultBatchMessages
+	}
+	if c.Shards < 0 || c.QueueMessages < 1 || c.QueueBytes < 1 || c.BatchMessages < 1 {
+		return c, fmt.Errorf("ingest: invalid dispatcher limits %+v", c)
+	}
+	return c, nil
+}
+
+// Dispatcher is a set of shards in front of one sink.
+type Dispatcher struct {
+	cfg    DispatcherConfig
+	shards []*Shard
+	wg     sync.WaitGroup
+}
+
+// NewDispatcher starts one worker goroutine per shard.
+func NewDispatcher(cfg DispatcherConfig) (*Dispatcher, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	d := &Dispatcher{cfg: cfg}
+	for i := 0; i < cfg.Shards; i++ {
+		s := newShard(i, cfg)
+		d.shards = append(d.shards, s)
+		d.wg.Add(1)
+		go func() {
+			defer d.wg.Done()
+			s.run()
+		}()
+	}
+	return d, nil
+}
+
+// Shard returns shard i (i modulo the number of shards).
+func (d *Dispatcher) Shard(i int) *Shard { return d.shards[i%len(d.shards)] }
+
+// Shards returns every shard.
+func (d *Dispatcher) Shards() []*Shard { return d.shards }
+
+// Close stops accepting pushes, lets every worker write what is queued
+// (every producer gets its Done calls), and waits for the workers. It does
+// not close the sink.
+func (d *Dispatcher) Close() {
+	for _, s := range d.shards {
+		s.close()
+	}
+	d.wg.Wait()
+}
+
+// entry is one queued message: its payload lives in the shard's arena at
+// [off, off+n).
+type entry struct {
+	p    Producer
+	seq  uint64
+	off  int
+	n    int // payload length
+	span int // arena bytes: n, or 1 for an empty payload so every entry owns a byte
+}
+
+// Shard is a bounded FIFO of messages in front of the sink, drained by one
+// worker goroutine. Payloads are copied into a ring-shaped arena allocated
+// once, so a steady stream of pushes allocates nothing. Push is safe for
+// concurrent use.
+type Shard struct {
+	id  int
+	cfg DispatcherConfig
+
+	mu      sync.Mutex
+	wake    *sync.Cond
+	q       []entry // ring of cfg.QueueMessages entries
+	qHead   int     // oldest entry
+	qLen    int
+	arena   []byte
+	aHead   int // oldest byte in use
+	aTail   int // next free byte
+	aUsed   int // bytes in use, including padding skipped at a wrap
+	closed  bool
+	working bool
+	waiting bool   // a push was refused: call notify when room frees
+	notify  func() // set before the first push; see waiting
+
+	depth    atomic.Int64
+	bytes    atomic.Int64
+	rejected atomic.Uint64
+}
+
+func newShard(id int, cfg DispatcherConfig) *Shard {
+	s := &Shard{id: id, cfg: cfg, q: make([]entry, cfg.QueueMessages), arena: make([]byte, cfg.QueueBytes)}
+	s.wake = sync.NewCond(&s.mu)
+	return s
+}
+
+// ID returns the shard's index.
+func (s *Shard) ID() int { return s.id }
+
+// Depth returns the number of queued messages.
+func (s *Shard) Depth() int { return int(s.depth.Load()) }
+
+// Bytes returns the number of queued payload bytes.
+func (s *Shard) Bytes() int { return int(s.bytes.Load()) }
+
+// Full counts pushes refused because the queue was full.
+func (s *Shard) Full() uint64 { return s.rejected.Load() }
+
+// Push copies payload into the queue. It never blocks: it returns
+// ErrQueueFull when the message does not fit now, ErrTooBigForQueue when it
+// never will, and ErrSinkClosed after Close.
+func (s *Shard) Push(p Producer, seq uint64, payload []byte) error {
+	n := len(payload)
+	if n > len(s.arena) {
+		return ErrTooBigForQueue
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrSinkClosed
+	}
+	span := max(n, 1)
+	if s.qLen == len(s.q) {
+		s.waiting = true
+		s.mu.Unlock()
+		s.rejected.Add(1)
+		return ErrQueueFull
+	}
+	off, ok := s.alloc(span)
+	if !ok {
+		s.waiting = true
+		s.mu.Unlock()
+		s.rejected.Add(1)
+		return ErrQueueFull
+	}
+	copy(s.arena[off:], payload)
+	s.q[(s.qHead+s.qLen)%len(s.q)] = entry{p: p, seq: seq, off: off, n: n, span: span}
+	s.qLen++
+	s.depth.Store(int64(s.qLen))
+	s.bytes.Add(int64(n))
+	if !s.working {
+		s.wake.Signal()
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// alloc reserves n contiguous arena bytes (caller holds mu). The arena is
+// used as a ring: live bytes are [aHead, aTail) when not wrapped, or
+// [aHead, end) plus [0, aTail) when wrapped. A request that does not fit
+// before the end wraps to 0; the skipped tail counts as used until the
+// entry before it is freed.
+func (s *Shard) alloc(n int) (int, bool) {
+	size := len(s.arena)
+	if s.aUsed+n > size {
+		return 0, false
+	}
+	if s.aUsed == 0 {
+		s.aHead, s.aTail = 0, 0
+	}
+	wrapped := s.aUsed > 0 && s.aTail <= s.aHead
+	switch {
+	case !wrapped && size-s.aTail >= n:
+		off := s.aTail
+		s.aTail += n
+		s.aUsed += n
+		return off, true
+	case !wrapped && s.aHead >= n:
+		s.aUsed += size - s.aTail + n // padding to the end, then n at 0
+		s.aTail = n
+		return 0, true
+	case wrapped && s.aHead-s.aTail >= n:
+		off := s.aTail
+		s.aTail += n
+		s.aUsed += n
+		return off, true
+	}
+	return 0, false
+}
+
+// release frees the arena bytes of the oldest k entries (caller holds mu).
+func (s *Shard) release(k int) {
+	size := len(s.arena)
+	for i := 0; i < k; i++ {
+		e := &s.q[s.qHead]
+		if e.off != s.aHead {
+			// Placed at 0 after a wrap: the skipped tail goes with it.
+			s.aUsed -= size - s.aHead
+		}
+		s.aHead = e.off + e.span
+		s.aUsed -= e.span
+		s.bytes.Add(-int64(e.n))
+		e.p = nil
+		s.qHead = (s.qHead + 1) % len(s.q)
+		s.qLen--
+	}
+	if s.aUsed == 0 {
+		s.aHead, s.aTail = 0, 0
+	}
+	s.depth.Store(int64(s.qLen))
+}
+
+func (s *Shard) close() {
+	s.mu.Lock()
+	s.closed = true
+	s.wake.Signal()
+	s.mu.Unlock()
+}
+
+// run is the shard's worker: it takes up to BatchMessages of the oldest
+// entries, writes them to the sink outside the lock, reports each to its
+// producer, and frees them.
+func (s *Shard) run() {
+	batch := make([]Record, 0, s.cfg.BatchMessages)
+	taken := make([]entry, 0, s.cfg.BatchMessages)
+	for {
+		s.mu.Lock()
+		for s.qLen == 0 && !s.closed {
+			s.working = false
+			s.wake.Wait()
+		}
+		if s.qLen == 0 && s.closed {
+			s.mu.Unlock()
+			return
+		}
+		s.working = true
+		k := min(s.qLen, s.cfg.BatchMessages)
+		batch, taken = batch[:0], taken[:0]
+		for i := 0; i < k; i++ {
+			e := s.q[(s.qHead+i)%len(s.q)]
+			taken = append(taken, e)
+			batch = append(batch, Record{Seq: e.seq, Payload: s.arena[e.off : e.off+e.n : e.off+e.n]})
+		}
+		s.mu.Unlock()
+
+		for i := range batch {
+			batch[i].Conn = producerID(taken[i].p)
+		}
+		began := time.Now()
+		err := s.cfg.Sink.Write(batch)
+		if s.cfg.OnBatch != nil {
+			s.cfg.OnBatch(time.Since(began), len(batch), err)
+		}
+		for i := range taken {
+			taken[i].p.Done(taken[i].seq, taken[i].n, err)
+		}
+		clear(batch) // drop payload views before the arena is reused
+		s.mu.Lock()
+		s.release(k)
+		notify := s.waiting && s.notify != nil
+		s.waiting = false
+		s.mu.Unlock()
+		clear(taken)
+		if notify {
+			s.notify() // a refused producer may try again
+		}
+	}
+}
+
+// Identified is implemented by producers that have an ID for the sink's
+// records (connection or stream ID).
+type Identified interface {
+	ID() uint64
+}
+
+func producerID(p Producer) uint64 {
+	if id, ok := p.(Identified); ok {
+		return id.ID()
+	}
+	return 0
+}

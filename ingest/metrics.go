@@ -1,0 +1,205 @@
+package ingest
+
+import (
+	"errors"
+	"io"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/gyre-io/gyre/reactor"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// closeCause is a bounded label set for connection closes.
+type closeCause int
+
+const (
+	causeClient closeCause = iota // the client closed (EOF)
+	causeServer                   // closed by the server (protocol error, GOAWAY)
+	causeShutdown
+	causeIdle
+	causeReset
+	causeShed
+	causeSlowReader
+	causeInputLimit
+	causeOther
+	numCauses
+)
+
+var causeNames = [numCauses]string{"client", "server", "shutdown", "idle", "reset", "shed", "slow_reader", "input_limit", "other"}
+
+// serverCounters are written on the reactors and workers and read by the
+// Prometheus collector; atomics only, so reading never stops anything.
+type serverCounters struct {
+	connsActive, connsAccepted atomic.Int64
+	closedBy                   [numCauses]atomic.Uint64
+	messagesIn, bytesIn        atomic.Uint64
+	acks                       atomic.Uint64
+	nacks                      [NackShuttingDown + 1]atomic.Uint64
+	backpressure, shed         atomic.Uint64
+	slowReaders                atomic.Uint64
+	sinkLatency                atomic.Pointer[prometheus.Histogram]
+	sinkErrors                 atomic.Uint64
+}
+
+func (st *serverCounters) nack(code NackCode) {
+	if int(code) < len(st.nacks) {
+		st.nacks[code].Add(1)
+	}
+}
+
+func (st *serverCounters) observeBatch(d time.Duration, _ int, err error) {
+	if err != nil {
+		st.sinkErrors.Add(1)
+	}
+	if h := st.sinkLatency.Load(); h != nil {
+		(*h).Observe(d.Seconds())
+	}
+}
+
+func (st *serverCounters) closed(cause error) {
+	c := causeOther
+	var op interface{ Timeout() bool }
+	switch {
+	case cause == nil:
+		c = causeServer
+	case errors.Is(cause, io.EOF):
+		c = causeClient
+	case errors.Is(cause, reactor.ErrServerClosed):
+		c = causeShutdown
+	case errors.Is(cause, reactor.ErrIdleTimeout):
+		c = causeIdle
+	case errors.Is(cause, ErrShed):
+		c = causeShed
+	case errors.Is(cause, ErrSlowReader), errors.Is(cause, reactor.ErrOutputFull):
+		c = causeSlowReader
+	case errors.Is(cause, reactor.ErrInputLimit):
+		c = causeInputLimit
+	case errors.As(cause, &op):
+		c = causeReset
+	}
+	st.closedBy[c].Add(1)
+}
+
+// Stats is a snapshot of the server's counters.
+type Stats struct {
+	ConnsActive, ConnsAccepted int64
+	ClosedBy                   map[string]uint64
+	MessagesIn, BytesIn        uint64
+	Acks                       uint64
+	Nacks                      map[NackCode]uint64
+	Backpressure, Shed         uint64
+	SlowReaders, SinkErrors    uint64
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Server) Stats() Stats {
+	st := &s.stats
+	out := Stats{
+		ConnsActive:   st.connsActive.Load(),
+		ConnsAccepted: st.connsAccepted.Load(),
+		ClosedBy:      map[string]uint64{},
+		MessagesIn:    st.messagesIn.Load(),
+		BytesIn:       st.bytesIn.Load(),
+		Acks:          st.acks.Load(),
+		Nacks:         map[NackCode]uint64{},
+		Backpressure:  st.backpressure.Load(),
+		Shed:          st.shed.Load(),
+		SlowReaders:   st.slowReaders.Load(),
+		SinkErrors:    st.sinkErrors.Load(),
+	}
+	for i := range st.closedBy {
+		if v := st.closedBy[i].Load(); v > 0 {
+			out.ClosedBy[causeNames[i]] = v
+		}
+	}
+	for code := NackMalformed; code <= NackShuttingDown; code++ {
+		if v := st.nacks[code].Load(); v > 0 {
+			out.Nacks[code] = v
+		}
+	}
+	return out
+}
+
+// Collector returns a Prometheus collector for the server's metrics
+// (gyre_ingest_*). Register it once.
+func (s *Server) Collector() prometheus.Collector {
+	h := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "gyre_ingest_sink_write_seconds",
+		Help:    "Time one sink write (a batch) took, fsync included for the file sink.",
+		Buckets: prometheus.ExponentialBuckets(50e-6, 2, 16),
+	})
+	s.stats.sinkLatency.Store(&h)
+	return &collector{s: s, sinkLatency: h}
+}
+
+type collector struct {
+	s           *Server
+	sinkLatency prometheus.Histogram
+}
+
+var (
+	descConns        = prometheus.NewDesc("gyre_ingest_connections_active", "Open TCP connections.", nil, nil)
+	descAccepted     = prometheus.NewDesc("gyre_ingest_connections_accepted_total", "TCP connections accepted.", nil, nil)
+	descClosed       = prometheus.NewDesc("gyre_ingest_connections_closed_total", "TCP connections closed, by cause.", []string{"cause"}, nil)
+	descMessages     = prometheus.NewDesc("gyre_ingest_messages_total", "DATA messages queued for the sink.", nil, nil)
+	descBytes        = prometheus.NewDesc("gyre_ingest_bytes_total", "DATA payload bytes queued for the sink.", nil, nil)
+	descAcks         = prometheus.NewDesc("gyre_ingest_acks_total", "ACK frames sent.", nil, nil)
+	descNacks        = prometheus.NewDesc("gyre_ingest_nacks_total", "NACK frames sent, by code.", []string{"code"}, nil)
+	descQueueDepth   = prometheus.NewDesc("gyre_ingest_queue_messages", "Messages waiting in a dispatcher shard.", []string{"shard"}, nil)
+	descQueueBytes   = prometheus.NewDesc("gyre_ingest_queue_bytes", "Payload bytes waiting in a dispatcher shard.", []string{"shard"}, nil)
+	descBackpressure = prometheus.NewDesc("gyre_ingest_backpressure_events_total", "Pushes refused by a full shard queue (then blocked, rejected or shed).", nil, nil)
+	descShed         = prometheus.NewDesc("gyre_ingest_shed_total", "Connections closed by the shed policy.", nil, nil)
+	descSlow         = prometheus.NewDesc("gyre_ingest_slow_readers_total", "Connections closed because the client did not read its acks.", nil, nil)
+	descSinkErrors   = prometheus.NewDesc("gyre_ingest_sink_errors_total", "Sink writes that failed (their messages were NACKed).", nil, nil)
+	descBufExhausted = prometheus.NewDesc("gyre_reactor_buffer_ring_exhausted_total", "Receives that found the reactor's buffer ring empty.", nil, nil)
+	descCQOverflow   = prometheus.NewDesc("gyre_reactor_cq_overflow_total", "Waits that found io_uring completions overflowed.", nil, nil)
+	descInboxDepth   = prometheus.NewDesc("gyre_reactor_inbox_depth", "Tasks waiting in reactor inboxes.", nil, nil)
+	descBytesOut     = prometheus.NewDesc("gyre_reactor_bytes_out_total", "Bytes sent by the reactors.", nil, nil)
+)
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descConns, descAccepted, descClosed, descMessages, descBytes, descAcks,
+		descNacks, descQueueDepth, descQueueBytes, descBackpressure, descShed, descSlow, descSinkErrors,
+		descBufExhausted, descCQOverflow, descInboxDepth, descBytesOut} {
+		ch <- d
+	}
+	c.sinkLatency.Describe(ch)
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	st := &c.s.stats
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge(descConns, float64(st.connsActive.Load()))
+	counter(descAccepted, uint64(st.connsAccepted.Load()))
+	for i := range st.closedBy {
+		counter(descClosed, st.closedBy[i].Load(), causeNames[i])
+	}
+	counter(descMessages, st.messagesIn.Load())
+	counter(descBytes, st.bytesIn.Load())
+	counter(descAcks, st.acks.Load())
+	for code := NackMalformed; code <= NackShuttingDown; code++ {
+		counter(descNacks, st.nacks[code].Load(), code.String())
+	}
+	for _, sh := range c.s.disp.Shards() {
+		id := strconv.Itoa(sh.ID())
+		gauge(descQueueDepth, float64(sh.Depth()), id)
+		gauge(descQueueBytes, float64(sh.Bytes()), id)
+	}
+	counter(descBackpressure, st.backpressure.Load())
+	counter(descShed, st.shed.Load())
+	counter(descSlow, st.slowReaders.Load())
+	counter(descSinkErrors, st.sinkErrors.Load())
+	rstats := c.s.group.Stats()
+	counter(descBufExhausted, rstats.BufExhausted)
+	counter(descCQOverflow, rstats.CQOverflow)
+	gauge(descInboxDepth, float64(rstats.InboxDepth))
+	counter(descBytesOut, rstats.BytesOut)
+	c.sinkLatency.Collect(ch)
+}

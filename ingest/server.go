@@ -1,0 +1,555 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gyre-io/gyre/acceptor"
+	"github.com/gyre-io/gyre/reactor"
+)
+
+// Overload is what a server does with a DATA frame its shard queue cannot
+// take.
+type Overload uint8
+
+const (
+	// OverloadBlock stops reading the connection until the queue has room,
+	// so TCP (or QUIC) flow control pushes back on the client. The default.
+	OverloadBlock Overload = iota
+	// OverloadReject answers NACK 3 (overloaded); the client may resend.
+	OverloadReject
+	// OverloadShed closes the connection holding the most queued bytes.
+	OverloadShed
+)
+
+func (o Overload) String() string {
+	switch o {
+	case OverloadBlock:
+		return "block"
+	case OverloadReject:
+		return "reject"
+	case OverloadShed:
+		return "shed"
+	}
+	return fmt.Sprintf("overload(%d)", int(o))
+}
+
+// ParseOverload parses "block", "reject" or "shed".
+func ParseOverload(s string) (Overload, error) {
+	switch strings.ToLower(s) {
+	case "block":
+		return OverloadBlock, nil
+	case "reject":
+		return OverloadReject, nil
+	case "shed":
+		return OverloadShed, nil
+	}
+	return 0, fmt.Errorf("ingest: overload policy %q: want block, reject or shed", s)
+}
+
+// Close causes counted by the server.
+var (
+	// ErrShed closes a connection dropped by the shed overload policy.
+	ErrShed = errors.New("ingest: connection shed under overload")
+	// ErrSlowReader closes a connection whose client does not read its
+	// acknowledgements (its unsent output reached the cap).
+	ErrSlowReader = errors.New("ingest: client does not read its acknowledgements")
+)
+
+// ServerConfig configures a Server. Sink is required; the zero value of
+// every other field is a documented default.
+type ServerConfig struct {
+	// Addr is the TCP listen address (default 127.0.0.1:7400).
+	Addr string
+	// Reactors is the number of reactors (default: number of CPUs); each
+	// has its own dispatcher shard.
+	Reactors int
+	// CPUs pins reactors to CPUs (see reactor.Config.CPUs).
+	CPUs []int
+	// MaxPayload is the largest DATA payload accepted (default 1 MiB);
+	// larger frames get NACK 2 and the connection is closed, without the
+	// payload being read into memory.
+	MaxPayload int
+	// QueueMessages and QueueBytes bound each shard's queue (defaults
+	// DefaultQueueMessages, DefaultQueueBytes).
+	QueueMessages, QueueBytes int
+	// Overload is the policy when a shard queue is full (default block).
+	Overload Overload
+	// AckDelay bounds how long an accepted message waits for its ACK
+	// (default 1 ms). Acks leave as soon as the sink confirms a batch,
+	// coalesced per batch and connection, which keeps within the bound.
+	AckDelay time.Duration
+	// IdleTimeout closes connections silent for this long (default 0: off).
+	IdleTimeout time.Duration
+	// OutputCap is the unsent output per connection (acks, nacks, pongs)
+	// past which a client that does not read is disconnected (default 1 MiB).
+	OutputCap int
+	// Sink stores accepted messages.
+	Sink Sink
+	// Logger receives events; each line about a connection carries its id.
+	Logger *slog.Logger
+}
+
+func (c ServerConfig) withDefaults() (ServerConfig, error) {
+	if c.Sink == nil {
+		return c, errors.New("ingest: ServerConfig.Sink is nil")
+	}
+	if c.Addr == "" {
+		c.Addr = "127.0.0.1:7400"
+	}
+	if c.MaxPayload == 0 {
+		c.MaxPayload = DefaultMaxPayload
+	}
+	if c.AckDelay == 0 {
+		c.AckDelay = time.Millisecond
+	}
+	if c.OutputCap == 0 {
+		c.OutputCap = 1 << 20
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	switch {
+	case c.MaxPayload < 0 || c.MaxPayload > MaxFramePayload:
+		return c, fmt.Errorf("ingest: MaxPayload %d out of range", c.MaxPayload)
+	case c.AckDelay < 0, c.IdleTimeout < 0, c.OutputCap < 0, c.QueueMessages < 0, c.QueueBytes < 0:
+		return c, errors.New("ingest: negative limit in ServerConfig")
+	case c.Overload > OverloadShed:
+		return c, fmt.Errorf("ingest: unknown overload policy %d", c.Overload)
+	}
+	if qb := c.QueueBytes; qb != 0 && qb < c.MaxPayload {
+		return c, fmt.Errorf("ingest: QueueBytes %d is smaller than MaxPayload %d: a maximal message could never be queued", qb, c.MaxPayload)
+	}
+	return c, nil
+}
+
+// Server is the ingest node's TCP side: reactors decoding ingest-v1 frames
+// into dispatcher shards (one per reactor), acknowledging after the sink.
+type Server struct {
+	cfg   ServerConfig
+	disp  *Dispatcher
+	group *reactor.Group
+	acc   *acceptor.Acceptor
+	rs    []*reactorState
+	log   *slog.Logger
+	stats serverCounters
+
+	accepting atomic.Bool
+	stopOnce  sync.Once
+}
+
+// NewServer starts the reactors, the dispatcher and the listener.
+func NewServer(cfg ServerConfig) (*Server, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger}
+	rcfg := reactor.Config{
+		Reactors:    cfg.Reactors,
+		CPUs:        cfg.CPUs,
+		IdleTimeout: cfg.IdleTimeout,
+		// A frame may sit whole in the input buffer while it waits for
+		// queue room: allow the largest frame plus one receive buffer.
+		MaxInput:       cfg.MaxPayload + HeaderSize + 64<<10,
+		WriteHighWater: max(cfg.OutputCap/2, 1),
+		WriteLowWater:  max(cfg.OutputCap/8, 1),
+		MaxOutput:      max(cfg.OutputCap, 2),
+		Logger:         cfg.Logger,
+	}
+	g, err := reactor.NewGroup(rcfg, &tcpHandler{s: s})
+	if err != nil {
+		return nil, err
+	}
+	s.group = g
+	d, err := NewDispatcher(DispatcherConfig{
+		Shards:        len(g.Reactors()),
+		QueueMessages: cfg.QueueMessages,
+		QueueBytes:    cfg.QueueBytes,
+		Sink:          cfg.Sink,
+		OnBatch:       s.stats.observeBatch,
+	})
+	if err != nil {
+		_ = g.Close()
+		return nil, err
+	}
+	s.disp = d
+	for i, r := range g.Reactors() {
+		rs := &reactorState{s: s, r: r, shard: d.Shard(i)}
+		rs.flushFn = rs.flush
+		d.Shard(i).notify = rs.schedule
+		s.rs = append(s.rs, rs)
+	}
+	a, err := acceptor.Listen(acceptor.Config{Addrs: []string{cfg.Addr}, Logger: cfg.Logger}, g)
+	if err != nil {
+		_ = g.Close()
+		d.Close()
+		return nil, err
+	}
+	s.acc = a
+	s.accepting.Store(true)
+	s.log.Info("ingest listening", "transport", "tcp", "addr", a.Addrs()[0].String(),
+		"reactors", len(g.Reactors()), "overload", cfg.Overload.String(), "max_payload", cfg.MaxPayload)
+	return s, nil
+}
+
+// Addr returns the bound TCP address.
+func (s *Server) Addr() string { return s.acc.Addrs()[0].String() }
+
+// Dispatcher returns the dispatcher, so other transports (the QUIC
+// bridge) push into the same shards.
+func (s *Server) Dispatcher() *Dispatcher { return s.disp }
+
+// Accepting reports whether the server takes new connections (for health
+// checks).
+func (s *Server) Accepting() bool { return s.accepting.Load() }
+
+// Reactors returns the reactor group (for its statistics).
+func (s *Server) Reactors() *reactor.Group { return s.group }
+
+// Shutdown stops accepting, sends GOAWAY on every connection once its
+// queued messages are acknowledged, closes the connections, and drains the
+// dispatcher into the sink. At ctx's deadline the remaining connections are
+// closed at once. It does not close the sink.
+func (s *Server) Shutdown(ctx context.Context) error {
+	var err error
+	s.stopOnce.Do(func() {
+		s.accepting.Store(false)
+		err = s.group.Shutdown(ctx)
+		s.disp.Close()
+	})
+	return err
+}
+
+// Close stops everything at once: connections are closed without GOAWAY;
+// queued messages are still written to the sink, but not acknowledged.
+func (s *Server) Close() error {
+	s.stopOnce.Do(func() {
+		s.accepting.Store(false)
+		_ = s.group.Close()
+		s.disp.Close()
+	})
+	return nil
+}
+
+// reactorState is the server's per-reactor state: the shard it pushes to
+// and the connections waiting for acks or for queue room. Fields marked
+// (mu) are shared with the shard's worker; the rest are loop-only.
+type reactorState struct {
+	s     *Server
+	r     *reactor.Reactor
+	shard *Shard
+
+	mu        sync.Mutex
+	ready     []*tcpConn // (mu) connections with completions to report
+	spare     []*tcpConn // (mu) the other half of ready's double buffer
+	scheduled atomic.Bool
+	flushFn   func()
+
+	blocked []*tcpConn // waiting for queue room (block policy)
+	conns   map[*tcpConn]struct{}
+	scratch []uint64
+}
+
+// schedule asks the reactor to run flush. Safe for concurrent use; called
+// by the worker after completions and when queue room frees up. A full
+// inbox is retried: dropping the request would strand acknowledgements.
+func (rs *reactorState) schedule() {
+	if rs.scheduled.Swap(true) {
+		return
+	}
+	for {
+		err := rs.r.Post(rs.flushFn)
+		if err == nil || !errors.Is(err, reactor.ErrInboxFull) {
+			return
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
+}
+
+// flush runs on the reactor: it writes NACKs and cumulative ACKs for
+// completed messages, finishes draining connections, and lets blocked
+// connections try again.
+func (rs *reactorState) flush() {
+	rs.scheduled.Store(false)
+	rs.mu.Lock()
+	ready := rs.ready
+	rs.ready = rs.spare[:0]
+	rs.spare = nil
+	for _, tc := range ready {
+		tc.inReady = false
+		tc.takeDone()
+	}
+	rs.mu.Unlock()
+	for i, tc := range ready {
+		ready[i] = nil
+		tc.report()
+	}
+	rs.mu.Lock()
+	if rs.spare == nil {
+		rs.spare = ready[:0]
+	}
+	rs.mu.Unlock()
+	if len(rs.blocked) > 0 {
+		b := rs.blocked
+		rs.blocked = nil
+		for _, tc := range b {
+			tc.blocked = false
+			if !tc.c.Closed() {
+				tc.c.ResumeReading() // presents the waiting frame again
+			}
+		}
+		rs.blocked = append(b[:0], rs.blocked...)
+	}
+}
+
+// tcpHandler adapts reactor events to ingest connections.
+type tcpHandler struct {
+	s *Server
+}
+
+func (h *tcpHandler) OnOpen(c *reactor.Conn) {
+	rs := h.s.rs[c.Reactor().ID()]
+	tc := &tcpConn{c: c, rs: rs, dec: NewDecoder(h.s.cfg.MaxPayload), id: c.ID()}
+	c.SetContext(tc)
+	if rs.conns == nil {
+		rs.conns = make(map[*tcpConn]struct{})
+	}
+	rs.conns[tc] = struct{}{}
+	h.s.stats.connsActive.Add(1)
+	h.s.stats.connsAccepted.Add(1)
+}
+
+func (h *tcpHandler) OnData(c *reactor.Conn, b []byte) int {
+	return c.Context().(*tcpConn).onData(b)
+}
+
+func (h *tcpHandler) OnClose(c *reactor.Conn, cause error) {
+	tc, _ := c.Context().(*tcpConn)
+	if tc == nil {
+		return
+	}
+	delete(tc.rs.conns, tc)
+	h.s.stats.connsActive.Add(-1)
+	h.s.stats.closed(cause)
+	if cause != nil && !errors.Is(cause, reactor.ErrServerClosed) && cause.Error() != "EOF" {
+		h.s.log.Debug("connection closed", "conn", tc.id, "cause", cause.Error())
+	}
+}
+
+// OnShutdown starts a graceful goodbye: stop reading, wait for the queued
+// messages to be acknowledged, send GOAWAY, close.
+func (h *tcpHandler) OnShutdown(c *reactor.Conn) {
+	tc := c.Context().(*tcpConn)
+	tc.draining = true
+	c.PauseReading()
+	if tc.inflight == 0 {
+		tc.goaway()
+	}
+}
+
+// tcpConn is one ingest connection. Loop-only except the fields marked
+// (mu), which the shard's worker writes under rs.mu.
+type tcpConn struct {
+	c   *reactor.Conn
+	rs  *reactorState
+	dec Decoder
+	id  uint64
+
+	inflight int    // messages pushed and not yet reported
+	acked    uint64 // highest seq acknowledged on the wire
+	draining bool
+	blocked  bool
+	queued   atomic.Int64 // payload bytes in the shard (for shed)
+
+	// Completions from the worker (mu).
+	inReady   bool
+	doneSeq   uint64
+	doneCount int
+	failed    []uint64
+	// Taken from the worker's fields by flush, then reported (loop).
+	tDoneSeq   uint64
+	tDoneCount int
+	tFailed    []uint64
+}
+
+// ID identifies the producer in sink records.
+func (tc *tcpConn) ID() uint64 { return tc.id }
+
+// Done records a completion; runs on the shard's worker.
+func (tc *tcpConn) Done(seq uint64, size int, err error) {
+	rs := tc.rs
+	tc.queued.Add(-int64(size))
+	rs.mu.Lock()
+	if err != nil {
+		tc.failed = append(tc.failed, seq)
+	} else {
+		tc.doneSeq = seq
+	}
+	tc.doneCount++
+	if !tc.inReady {
+		tc.inReady = true
+		rs.ready = append(rs.ready, tc)
+	}
+	rs.mu.Unlock()
+	rs.schedule()
+}
+
+// takeDone moves the worker's completions to the loop side (caller holds mu).
+func (tc *tcpConn) takeDone() {
+	tc.tDoneSeq = max(tc.tDoneSeq, tc.doneSeq)
+	tc.tDoneCount += tc.doneCount
+	tc.doneCount = 0
+	tc.tFailed, tc.failed = append(tc.tFailed[:0], tc.failed...), tc.failed[:0]
+}
+
+// report writes what takeDone collected: NACKs before the ACK that covers
+// them, as the protocol requires.
+func (tc *tcpConn) report() {
+	st := &tc.rs.s.stats
+	tc.inflight -= tc.tDoneCount
+	tc.tDoneCount = 0
+	if tc.c.Closed() {
+		tc.tFailed = tc.tFailed[:0]
+		return
+	}
+	var buf [HeaderSize + 2 + 64]byte
+	for _, seq := range tc.tFailed {
+		tc.send(AppendNack(buf[:0], seq, NackOverloaded, "sink write failed"))
+		st.nack(NackOverloaded)
+	}
+	tc.tFailed = tc.tFailed[:0]
+	if tc.tDoneSeq > tc.acked {
+		tc.acked = tc.tDoneSeq
+		tc.send(AppendAck(buf[:0], tc.acked))
+		st.acks.Add(1)
+	}
+	if tc.draining && tc.inflight == 0 {
+		tc.goaway()
+	}
+}
+
+func (tc *tcpConn) goaway() {
+	var buf [HeaderSize]byte
+	tc.send(AppendGoaway(buf[:0], tc.acked))
+	_ = tc.c.Close()
+}
+
+// send writes a reply; a client that does not read its replies is
+// disconnected rather than allowed to grow the server's memory.
+func (tc *tcpConn) send(frame []byte) {
+	if _, err := tc.c.Write(frame); err != nil {
+		if errors.Is(err, reactor.ErrOutputFull) {
+			tc.rs.s.stats.slowReaders.Add(1)
+			tc.rs.s.log.Warn("disconnecting a client that does not read its acknowledgements", "conn", tc.id)
+			tc.c.Abort()
+		}
+	}
+}
+
+// onData decodes every complete frame in b and returns the bytes used.
+func (tc *tcpConn) onData(b []byte) int {
+	s := tc.rs.s
+	consumed := 0
+	for consumed < len(b) && !tc.c.Closed() {
+		dec := tc.dec // commit only if the frame is consumed
+		f, n, err := dec.Decode(b[consumed:])
+		if errors.Is(err, ErrNeedMore) {
+			break
+		}
+		if err != nil {
+			var pe *ProtocolError
+			if errors.As(err, &pe) {
+				var buf [HeaderSize + 2 + MaxNackReason]byte
+				tc.send(AppendNack(buf[:0], pe.Seq, pe.Code, pe.Reason))
+				s.stats.nack(pe.Code)
+				s.log.Info("protocol error; closing", "conn", tc.id, "code", pe.Code.String(), "seq", pe.Seq, "reason", pe.Reason)
+			}
+			_ = tc.c.Close() // flushes the NACK first
+			return len(b)
+		}
+		switch f.Kind {
+		case KindPing:
+			var buf [HeaderSize + MaxPingPayload]byte
+			pong, _ := AppendPong(buf[:0], f.Seq, f.Payload)
+			tc.send(pong)
+		case KindData:
+			if tc.draining {
+				var buf [HeaderSize + 2 + 32]byte
+				tc.send(AppendNack(buf[:0], f.Seq, NackShuttingDown, "server draining"))
+				s.stats.nack(NackShuttingDown)
+				break
+			}
+			if !tc.push(f) {
+				return consumed // frame stays unconsumed: reading paused
+			}
+		}
+		tc.dec = dec
+		consumed += n
+	}
+	return consumed
+}
+
+// push queues one DATA frame, applying the overload policy when the shard
+// is full. It returns false only under the block policy, when the frame
+// must wait.
+func (tc *tcpConn) push(f Frame) bool {
+	s := tc.rs.s
+	err := tc.rs.shard.Push(tc, f.Seq, f.Payload)
+	if err == nil {
+		tc.inflight++
+		tc.queued.Add(int64(len(f.Payload)))
+		s.stats.messagesIn.Add(1)
+		s.stats.bytesIn.Add(uint64(len(f.Payload)))
+		return true
+	}
+	var buf [HeaderSize + 2 + 32]byte
+	if !errors.Is(err, ErrQueueFull) {
+		tc.send(AppendNack(buf[:0], f.Seq, NackShuttingDown, "server draining"))
+		s.stats.nack(NackShuttingDown)
+		return true
+	}
+	s.stats.backpressure.Add(1)
+	switch s.cfg.Overload {
+	case OverloadBlock:
+		if !tc.blocked {
+			tc.blocked = true
+			tc.rs.blocked = append(tc.rs.blocked, tc)
+		}
+		tc.c.PauseReading() // the shard notifies when room frees up
+		return false
+	case OverloadShed:
+		victim := tc.rs.biggest()
+		if victim != nil {
+			s.stats.shed.Add(1)
+			s.log.Warn("shedding the connection with the most queued bytes", "conn", victim.id, "queued_bytes", victim.queued.Load())
+			victim.c.Abort()
+			if victim == tc {
+				return true
+			}
+		}
+	}
+	tc.send(AppendNack(buf[:0], f.Seq, NackOverloaded, "queue full"))
+	s.stats.nack(NackOverloaded)
+	return true
+}
+
+// biggest returns the open connection with the most queued bytes.
+func (rs *reactorState) biggest() *tcpConn {
+	var best *tcpConn
+	for tc := range rs.conns {
+		if tc.c.Closed() {
+			continue
+		}
+		if best == nil || tc.queued.Load() > best.queued.Load() {
+			best = tc
+		}
+	}
+	return best
+}

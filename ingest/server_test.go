@@ -1,0 +1,382 @@
+package ingest
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// startServer runs a Server with sink on a loopback port and shuts it down
+// (and closes nothing else) when the test ends.
+func startServer(t *testing.T, cfg ServerConfig) *Server {
+	t.Helper()
+	cfg.Addr = "127.0.0.1:0"
+	if cfg.Reactors == 0 {
+		cfg.Reactors = 2
+	}
+	s, err := NewServer(cfg)
+	if err != nil {
+		t.Fatalf("NewServer: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = s.Shutdown(ctx)
+	})
+	return s
+}
+
+// testClient speaks ingest-v1 over one TCP connection.
+type testClient struct {
+	t   *testing.T
+	c   net.Conn
+	w   *bufio.Writer
+	dec Decoder
+	buf []byte
+	seq uint64
+	ack uint64 // highest ACK seen
+}
+
+func dialClient(t *testing.T, addr string) *testClient {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+	return &testClient{t: t, c: c, w: bufio.NewWriterSize(c, 64<<10), dec: NewReplyDecoder()}
+}
+
+func (tc *testClient) data(payload []byte) uint64 {
+	tc.seq++
+	b, err := AppendData(nil, tc.seq, payload)
+	if err != nil {
+		tc.t.Fatal(err)
+	}
+	if _, err := tc.w.Write(b); err != nil {
+		tc.t.Fatal(err)
+	}
+	return tc.seq
+}
+
+func (tc *testClient) flush() {
+	if err := tc.w.Flush(); err != nil {
+		tc.t.Fatal(err)
+	}
+}
+
+// next reads the next reply frame (its payload copied).
+func (tc *testClient) next() (Frame, error) {
+	for {
+		f, n, err := tc.dec.Decode(tc.buf)
+		if err == nil {
+			f.Payload = append([]byte(nil), f.Payload...)
+			tc.buf = tc.buf[n:]
+			return f, nil
+		}
+		if !errors.Is(err, ErrNeedMore) {
+			return Frame{}, err
+		}
+		tmp := make([]byte, 64<<10)
+		m, err := tc.c.Read(tmp)
+		tc.buf = append(tc.buf, tmp[:m]...)
+		if err != nil {
+			if m == 0 {
+				return Frame{}, err
+			}
+		}
+	}
+}
+
+// waitAck reads replies until an ACK covering seq arrives.
+func (tc *testClient) waitAck(seq uint64) {
+	tc.t.Helper()
+	for {
+		f, err := tc.next()
+		if err != nil {
+			tc.t.Fatalf("waiting for ACK %d: %v", seq, err)
+		}
+		if f.Kind != KindAck {
+			tc.t.Fatalf("waiting for ACK %d: got %v seq %d", seq, f.Kind, f.Seq)
+		}
+		tc.ack = f.Seq
+		if f.Seq >= seq {
+			return
+		}
+	}
+}
+
+func TestServerPipelined100k(t *testing.T) {
+	sink := &DiscardSink{}
+	s := startServer(t, ServerConfig{Sink: sink})
+	c := dialClient(t, s.Addr())
+	payload := []byte("0123456789abcdef0123456789abcdef")
+	const n = 100000
+	go func() {
+		for i := 0; i < n; i++ {
+			c.data(payload)
+		}
+		c.flush()
+	}()
+	c.waitAck(n)
+	if got := sink.Records(); got != n {
+		t.Fatalf("sink has %d records, want %d", got, n)
+	}
+	st := s.Stats()
+	if st.MessagesIn != n || st.Acks == 0 || st.Acks >= n {
+		t.Errorf("stats: %+v (acks should be cumulative: fewer than messages)", st)
+	}
+}
+
+func TestServerOneByteAtATime(t *testing.T) {
+	sink := &DiscardSink{}
+	s := startServer(t, ServerConfig{Sink: sink, Reactors: 1})
+	c := dialClient(t, s.Addr())
+	var stream []byte
+	for i := uint64(1); i <= 50; i++ {
+		stream, _ = AppendData(stream, i, []byte("payload split across many reads"))
+	}
+	for _, b := range stream {
+		if _, err := c.c.Write([]byte{b}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.waitAck(50)
+	if sink.Records() != 50 {
+		t.Fatalf("sink has %d records", sink.Records())
+	}
+}
+
+func TestServerPingPong(t *testing.T) {
+	s := startServer(t, ServerConfig{Sink: &DiscardSink{}})
+	c := dialClient(t, s.Addr())
+	ping, _ := AppendPing(nil, 7, []byte("are you there"))
+	if _, err := c.c.Write(ping); err != nil {
+		t.Fatal(err)
+	}
+	f, err := c.next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Kind != KindPong || f.Seq != 7 || string(f.Payload) != "are you there" {
+		t.Fatalf("got %v seq %d %q", f.Kind, f.Seq, f.Payload)
+	}
+}
+
+// expectNackAndClose sends raw bytes and expects a NACK with code, then EOF.
+func expectNackAndClose(t *testing.T, addr string, raw []byte, code NackCode) {
+	t.Helper()
+	c := dialClient(t, addr)
+	if _, err := c.c.Write(raw); err != nil {
+		t.Fatal(err)
+	}
+	f, err := c.next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Kind != KindNack || f.NackCode() != code {
+		t.Fatalf("got %v code %v, want NACK %v", f.Kind, f.NackCode(), code)
+	}
+	if _, err := c.next(); err != io.EOF {
+		t.Fatalf("after NACK %v: %v, want the server to close (EOF)", code, err)
+	}
+}
+
+func TestServerMalformed(t *testing.T) {
+	s := startServer(t, ServerConfig{Sink: &DiscardSink{}})
+	good, _ := AppendData(nil, 5, []byte("x"))
+	badVer := append([]byte(nil), good...)
+	badVer[4] = 2
+	badKind := append([]byte(nil), good...)
+	badKind[5] = 9
+	badFlags := append([]byte(nil), good...)
+	badFlags[7] = 1
+	shortLen := append([]byte(nil), good...)
+	shortLen[3] = 11
+	seqBack := append(append([]byte(nil), good...), good...) // seq 5 twice
+	for name, raw := range map[string][]byte{"version": badVer, "kind": badKind, "flags": badFlags, "len": shortLen, "seq": seqBack} {
+		t.Run(name, func(t *testing.T) { expectNackAndClose(t, s.Addr(), raw, NackMalformed) })
+	}
+	if s.Stats().Nacks[NackMalformed] < 5 {
+		t.Errorf("nack counter: %+v", s.Stats().Nacks)
+	}
+}
+
+// TestServerOversize: a header announcing 1 GiB gets NACK 2 at once; the
+// server does not wait for (or buffer) the payload.
+func TestServerOversize(t *testing.T) {
+	s := startServer(t, ServerConfig{Sink: &DiscardSink{}, MaxPayload: 1024})
+	hdr := appendHeader(nil, KindData, 0, 1, 1<<30)
+	expectNackAndClose(t, s.Addr(), hdr, NackTooLarge)
+}
+
+// stallSink blocks every Write until released.
+type stallSink struct {
+	DiscardSink
+	gate    chan struct{}
+	entered atomic.Int64
+}
+
+func (s *stallSink) Write(b []Record) error {
+	s.entered.Add(1)
+	<-s.gate
+	return s.DiscardSink.Write(b)
+}
+
+func TestServerBackpressureBlock(t *testing.T) {
+	sink := &stallSink{gate: make(chan struct{})}
+	s := startServer(t, ServerConfig{Sink: sink, Reactors: 1, QueueMessages: 64, QueueBytes: 64 << 10, MaxPayload: 1024})
+	c := dialClient(t, s.Addr())
+	payload := make([]byte, 1000)
+	// Write far more than the queue, the socket buffers and MaxInput hold:
+	// with the sink stalled, the client's writes must stop.
+	var written atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = c.c.SetWriteDeadline(time.Now().Add(time.Second))
+		for i := 0; i < 20000; i++ {
+			b, _ := AppendData(nil, uint64(i+1), payload)
+			if _, err := c.c.Write(b); err != nil {
+				return
+			}
+			written.Add(1)
+		}
+	}()
+	<-done
+	if written.Load() >= 20000 {
+		t.Fatal("the client wrote everything: the server did not push back")
+	}
+	if s.Stats().Backpressure == 0 {
+		t.Error("no backpressure event counted")
+	}
+	t.Logf("client wrote %d of 20000 frames before blocking", written.Load())
+	close(sink.gate)
+	// Released: everything written so far is acked, nothing lost.
+	c2 := &testClient{t: t, c: c.c, dec: NewReplyDecoder()}
+	_ = c.c.SetDeadline(time.Now().Add(30 * time.Second))
+	c2.waitAck(uint64(written.Load()))
+}
+
+func TestServerBackpressureReject(t *testing.T) {
+	sink := &stallSink{gate: make(chan struct{})}
+	s := startServer(t, ServerConfig{Sink: sink, Reactors: 1, QueueMessages: 8, QueueBytes: 64 << 10, Overload: OverloadReject, MaxPayload: 1024})
+	c := dialClient(t, s.Addr())
+	for i := 0; i < 50; i++ {
+		c.data([]byte("m"))
+	}
+	c.flush()
+	// The queue holds 8 (the stalled batch included): 9..50 are refused
+	// with NACK 3, and after the sink resumes ACK 8 covers the rest.
+	for want := uint64(9); want <= 50; want++ {
+		f, err := c.next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Kind != KindNack || f.NackCode() != NackOverloaded || f.Seq != want {
+			t.Fatalf("got %v %v seq %d, want NACK overloaded seq %d", f.Kind, f.NackCode(), f.Seq, want)
+		}
+	}
+	close(sink.gate)
+	c.waitAck(8)
+	if c.ack != 8 {
+		t.Fatalf("ACK %d, want 8", c.ack)
+	}
+	// The connection stays usable after NACK 3: resend with new seqs.
+	c.data([]byte("again"))
+	c.flush()
+	c.waitAck(51)
+}
+
+func TestServerBackpressureShed(t *testing.T) {
+	sink := &stallSink{gate: make(chan struct{})}
+	s := startServer(t, ServerConfig{Sink: sink, Reactors: 1, QueueMessages: 16, QueueBytes: 64 << 10, Overload: OverloadShed, MaxPayload: 4096})
+	big := dialClient(t, s.Addr())
+	for i := 0; i < 15; i++ {
+		big.data(make([]byte, 2000))
+	}
+	big.flush()
+	time.Sleep(100 * time.Millisecond)
+	small := dialClient(t, s.Addr())
+	for i := 0; i < 3; i++ {
+		small.data([]byte("x"))
+	}
+	small.flush()
+	// The big connection is shed.
+	_ = big.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.Copy(io.Discard, big.c); err != nil && !errors.Is(err, net.ErrClosed) {
+		var ne net.Error
+		if !errors.As(err, &ne) || ne.Timeout() {
+			t.Fatalf("big connection not closed: %v", err)
+		}
+	}
+	close(sink.gate)
+	if s.Stats().Shed == 0 {
+		t.Error("shed not counted")
+	}
+}
+
+// TestServerShutdownGoaway: every accepted message is acked, then GOAWAY
+// with the last seq, then the connection closes; everything reached the sink.
+func TestServerShutdownGoaway(t *testing.T) {
+	sink := &DiscardSink{}
+	s, err := NewServer(ServerConfig{Addr: "127.0.0.1:0", Sink: sink, Reactors: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var clients []*testClient
+	for i := 0; i < 10; i++ {
+		c := dialClient(t, s.Addr())
+		for j := 0; j < 100; j++ {
+			c.data([]byte("before shutdown"))
+		}
+		c.flush()
+		clients = append(clients, c)
+	}
+	for _, c := range clients {
+		c.waitAck(1) // connected and served
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, c := range clients {
+		wg.Add(1)
+		go func(c *testClient) {
+			defer wg.Done()
+			acked := c.ack
+			for {
+				f, err := c.next()
+				if err != nil {
+					t.Errorf("before GOAWAY: %v", err)
+					return
+				}
+				switch f.Kind {
+				case KindAck:
+					acked = f.Seq
+				case KindGoaway:
+					if f.Seq != 100 || acked != 100 {
+						t.Errorf("GOAWAY seq %d after ACK %d, want 100/100", f.Seq, acked)
+					}
+					if _, err := c.next(); err != io.EOF {
+						t.Errorf("after GOAWAY: %v, want EOF", err)
+					}
+					return
+				}
+			}
+		}(c)
+	}
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if sink.Records() != 1000 {
+		t.Errorf("sink has %d records, want 1000", sink.Records())
+	}
+}
