@@ -34,9 +34,10 @@ lint: $(BIN)/staticcheck
 $(BIN)/staticcheck:
 	GOBIN=$(CURDIR)/$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
-## run: the main job. Until the ingest node lands, the example echo server.
+## run: the main job: the ingest node on embedded defaults (TCP 127.0.0.1:7400,
+## file sink in ./data, metrics on 127.0.0.1:9400). Ctrl-C drains and exits.
 run:
-	$(GO) run ./cmd/gyre-echo -addr 127.0.0.1:7400 -mode echo
+	$(GO) run ./cmd/ingestd --sink file --data-dir ./data
 
 ## bench: hot-path micro-benchmarks with allocation counts.
 bench:

@@ -1,0 +1,421 @@
+// Command ingestd is gyre's ingest node: it accepts ingest-v1 frames over
+// TCP on io_uring reactors, stores them through a sink (an fsynced,
+// segmented log by default) and acknowledges each message only after the
+// sink has accepted it.
+//
+//	ingestd [flags]                 run the node
+//	ingestd read --data-dir DIR     print or count the records stored in a log
+//
+// Bad configuration exits with status 2 and a message saying what is wrong.
+// SIGINT/SIGTERM drain: stop accepting, send GOAWAY once every queued
+// message is acknowledged, write the queues to the sink, exit 0.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gyre-io/gyre/ingest"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+func main() {
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// exit codes
+const (
+	exitOK     = 0
+	exitFail   = 1
+	exitConfig = 2
+)
+
+// config holds every setting; flags and the optional JSON config file
+// fill it (flags win).
+type config struct {
+	TCP           string        `json:"tcp"`
+	Reactors      int           `json:"reactors"`
+	Sink          string        `json:"sink"`
+	DataDir       string        `json:"data_dir"`
+	MaxPayload    int           `json:"max_payload"`
+	QueueMessages int           `json:"queue_messages"`
+	QueueBytes    int           `json:"queue_bytes"`
+	Overload      string        `json:"overload"`
+	AckDelay      time.Duration `json:"ack_delay"`
+	IdleTimeout   time.Duration `json:"idle_timeout"`
+	Metrics       string        `json:"metrics"`
+	LogLevel      string        `json:"log_level"`
+	Grace         time.Duration `json:"grace"`
+	SyncBytes     int           `json:"sync_bytes"`
+	SyncInterval  time.Duration `json:"sync_interval"`
+	SegmentBytes  int64         `json:"segment_bytes"`
+	RetainBytes   int64         `json:"retain_bytes"`
+}
+
+func defaults() config {
+	return config{
+		TCP:           "127.0.0.1:7400",
+		Reactors:      runtime.NumCPU(),
+		Sink:          "file",
+		DataDir:       "./data",
+		MaxPayload:    ingest.DefaultMaxPayload,
+		QueueMessages: ingest.DefaultQueueMessages,
+		QueueBytes:    ingest.DefaultQueueBytes,
+		Overload:      "block",
+		AckDelay:      time.Millisecond,
+		Metrics:       "127.0.0.1:9400",
+		LogLevel:      "info",
+		Grace:         10 * time.Second,
+		SyncBytes:     ingest.DefaultSyncBytes,
+		SyncInterval:  ingest.DefaultSyncInterval,
+		SegmentBytes:  ingest.DefaultSegmentBytes,
+		RetainBytes:   ingest.DefaultRetainBytes,
+	}
+}
+
+// configError is a configuration problem: exit status 2.
+type configError struct{ msg string }
+
+func (e *configError) Error() string { return e.msg }
+
+func badConfig(format string, args ...any) error {
+	return &configError{msg: fmt.Sprintf(format, args...)}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "read" {
+		return runRead(args[1:], stdout, stderr)
+	}
+	cfg, err := parseFlags(args, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		fmt.Fprintf(stderr, "ingestd: %v\n", err)
+		return exitConfig
+	}
+	log := newLogger(cfg.LogLevel, stderr)
+	if err := serve(ctx, cfg, log); err != nil {
+		var ce *configError
+		if errors.As(err, &ce) {
+			fmt.Fprintf(stderr, "ingestd: %v\n", err)
+			return exitConfig
+		}
+		log.Error("ingestd failed", "err", err)
+		return exitFail
+	}
+	return exitOK
+}
+
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	cfg := defaults()
+	fs := flag.NewFlagSet("ingestd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configFile := fs.String("config", "", "JSON config file (keys as the flags, with _ for -); flags override it")
+	fs.StringVar(&cfg.TCP, "tcp", cfg.TCP, "TCP listen address")
+	fs.IntVar(&cfg.Reactors, "reactors", cfg.Reactors, "number of reactors (one dispatcher shard each)")
+	fs.StringVar(&cfg.Sink, "sink", cfg.Sink, "where messages go: file (fsynced log in --data-dir) or discard (count and drop; benchmarks)")
+	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory of the file sink's log")
+	fs.IntVar(&cfg.MaxPayload, "max-payload", cfg.MaxPayload, "largest DATA payload in bytes; larger frames get NACK 2")
+	fs.IntVar(&cfg.QueueMessages, "queue-messages", cfg.QueueMessages, "messages per dispatcher shard queue")
+	fs.IntVar(&cfg.QueueBytes, "queue-bytes", cfg.QueueBytes, "payload bytes per dispatcher shard queue")
+	fs.StringVar(&cfg.Overload, "overload", cfg.Overload, "full queue policy: block (stop reading), reject (NACK 3) or shed (close the biggest)")
+	fs.DurationVar(&cfg.AckDelay, "ack-delay", cfg.AckDelay, "longest an accepted message waits for its ACK")
+	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "close connections silent this long (0: never)")
+	fs.StringVar(&cfg.Metrics, "metrics", cfg.Metrics, "address of the /metrics and /healthz HTTP server (empty: off)")
+	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
+	fs.DurationVar(&cfg.Grace, "grace", cfg.Grace, "how long a SIGTERM drain may take before connections are closed")
+	fs.IntVar(&cfg.SyncBytes, "sync-bytes", cfg.SyncBytes, "file sink: fsync after this many bytes")
+	fs.DurationVar(&cfg.SyncInterval, "sync-interval", cfg.SyncInterval, "file sink: fsync at least this often while writes wait")
+	fs.Int64Var(&cfg.SegmentBytes, "segment-bytes", cfg.SegmentBytes, "file sink: rotate segments at this size")
+	fs.Int64Var(&cfg.RetainBytes, "retain-bytes", cfg.RetainBytes, "file sink: delete the oldest segments beyond this total")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, badConfig("unexpected arguments %q (subcommand: read)", fs.Args())
+	}
+	if *configFile != "" {
+		fileCfg := defaults()
+		if err := loadConfigFile(*configFile, &fileCfg); err != nil {
+			return cfg, err
+		}
+		// Flags given on the command line win over the file.
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		applyIfSet(set, &fileCfg, cfg)
+		cfg = fileCfg
+	}
+	return cfg, validate(cfg)
+}
+
+// applyIfSet copies into dst the fields whose flags were given.
+func applyIfSet(set map[string]bool, dst *config, flags config) {
+	pairs := map[string]func(){
+		"tcp": func() { dst.TCP = flags.TCP }, "reactors": func() { dst.Reactors = flags.Reactors },
+		"sink": func() { dst.Sink = flags.Sink }, "data-dir": func() { dst.DataDir = flags.DataDir },
+		"max-payload": func() { dst.MaxPayload = flags.MaxPayload }, "queue-messages": func() { dst.QueueMessages = flags.QueueMessages },
+		"queue-bytes": func() { dst.QueueBytes = flags.QueueBytes }, "overload": func() { dst.Overload = flags.Overload },
+		"ack-delay": func() { dst.AckDelay = flags.AckDelay }, "idle-timeout": func() { dst.IdleTimeout = flags.IdleTimeout },
+		"metrics": func() { dst.Metrics = flags.Metrics }, "log-level": func() { dst.LogLevel = flags.LogLevel },
+		"grace": func() { dst.Grace = flags.Grace }, "sync-bytes": func() { dst.SyncBytes = flags.SyncBytes },
+		"sync-interval": func() { dst.SyncInterval = flags.SyncInterval }, "segment-bytes": func() { dst.SegmentBytes = flags.SegmentBytes },
+		"retain-bytes": func() { dst.RetainBytes = flags.RetainBytes },
+	}
+	for name, apply := range pairs {
+		if set[name] {
+			apply()
+		}
+	}
+}
+
+// loadConfigFile reads JSON; durations are strings like "5ms".
+func loadConfigFile(path string, cfg *config) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return badConfig("reading config file: %v", err)
+	}
+	type alias config
+	raw := struct {
+		alias
+		AckDelay     string `json:"ack_delay"`
+		IdleTimeout  string `json:"idle_timeout"`
+		Grace        string `json:"grace"`
+		SyncInterval string `json:"sync_interval"`
+	}{alias: alias(*cfg)}
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&raw); err != nil {
+		return badConfig("config file %s: %v", path, err)
+	}
+	*cfg = config(raw.alias)
+	for _, d := range []struct {
+		s   string
+		dst *time.Duration
+		key string
+	}{{raw.AckDelay, &cfg.AckDelay, "ack_delay"}, {raw.IdleTimeout, &cfg.IdleTimeout, "idle_timeout"},
+		{raw.Grace, &cfg.Grace, "grace"}, {raw.SyncInterval, &cfg.SyncInterval, "sync_interval"}} {
+		if d.s == "" {
+			continue
+		}
+		v, err := time.ParseDuration(d.s)
+		if err != nil {
+			return badConfig("config file %s: %s: %v", path, d.key, err)
+		}
+		*d.dst = v
+	}
+	return nil
+}
+
+func validate(cfg config) error {
+	if _, _, err := net.SplitHostPort(cfg.TCP); err != nil {
+		return badConfig("--tcp %q: %v", cfg.TCP, err)
+	}
+	if cfg.Metrics != "" {
+		if _, _, err := net.SplitHostPort(cfg.Metrics); err != nil {
+			return badConfig("--metrics %q: %v", cfg.Metrics, err)
+		}
+	}
+	switch {
+	case cfg.Reactors < 1 || cfg.Reactors > 1024:
+		return badConfig("--reactors %d: want 1..1024", cfg.Reactors)
+	case cfg.Sink != "file" && cfg.Sink != "discard":
+		return badConfig("--sink %q: want file or discard", cfg.Sink)
+	case cfg.Sink == "file" && cfg.DataDir == "":
+		return badConfig("--data-dir is required with --sink file")
+	case cfg.MaxPayload < 0 || cfg.MaxPayload > ingest.MaxFramePayload:
+		return badConfig("--max-payload %d out of range", cfg.MaxPayload)
+	case cfg.QueueMessages < 1:
+		return badConfig("--queue-messages %d: want >= 1", cfg.QueueMessages)
+	case cfg.QueueBytes < cfg.MaxPayload:
+		return badConfig("--queue-bytes %d is smaller than --max-payload %d: a maximal message could never be queued", cfg.QueueBytes, cfg.MaxPayload)
+	case cfg.AckDelay <= 0:
+		return badConfig("--ack-delay %v: want > 0", cfg.AckDelay)
+	case cfg.IdleTimeout < 0:
+		return badConfig("--idle-timeout %v: want >= 0", cfg.IdleTimeout)
+	case cfg.Grace <= 0:
+		return badConfig("--grace %v: want > 0", cfg.Grace)
+	case cfg.SyncBytes < 1 || cfg.SyncInterval <= 0:
+		return badConfig("--sync-bytes and --sync-interval must be positive")
+	case cfg.SegmentBytes < 1<<16:
+		return badConfig("--segment-bytes %d: want >= 65536", cfg.SegmentBytes)
+	case cfg.RetainBytes < cfg.SegmentBytes:
+		return badConfig("--retain-bytes %d is smaller than --segment-bytes %d", cfg.RetainBytes, cfg.SegmentBytes)
+	}
+	if _, err := ingest.ParseOverload(cfg.Overload); err != nil {
+		return badConfig("--overload %q: want block, reject or shed", cfg.Overload)
+	}
+	if _, ok := parseLevel(cfg.LogLevel); !ok {
+		return badConfig("--log-level %q: want debug, info, warn or error", cfg.LogLevel)
+	}
+	return nil
+}
+
+func parseLevel(s string) (slog.Level, bool) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, false
+	}
+	return l, true
+}
+
+func newLogger(level string, w io.Writer) *slog.Logger {
+	l, _ := parseLevel(level)
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+func serve(ctx context.Context, cfg config, log *slog.Logger) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	var sink ingest.Sink
+	switch cfg.Sink {
+	case "discard":
+		sink = &ingest.DiscardSink{}
+	case "file":
+		fsync := prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "gyre_ingest_fsync_seconds",
+			Help:    "Time one group-commit fsync of the file sink took.",
+			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 16),
+		})
+		reg.MustRegister(fsync)
+		fs, err := ingest.OpenFileSink(ingest.FileSinkConfig{
+			Dir:          cfg.DataDir,
+			SegmentBytes: cfg.SegmentBytes,
+			RetainBytes:  cfg.RetainBytes,
+			SyncBytes:    cfg.SyncBytes,
+			SyncInterval: cfg.SyncInterval,
+			Logger:       log,
+			OnSync:       func(d time.Duration, _ int) { fsync.Observe(d.Seconds()) },
+		})
+		if err != nil {
+			return fmt.Errorf("opening the file sink in %s: %w", cfg.DataDir, err)
+		}
+		sink = fs
+	}
+	overload, _ := ingest.ParseOverload(cfg.Overload)
+	srv, err := ingest.NewServer(ingest.ServerConfig{
+		Addr:          cfg.TCP,
+		Reactors:      cfg.Reactors,
+		MaxPayload:    cfg.MaxPayload,
+		QueueMessages: cfg.QueueMessages,
+		QueueBytes:    cfg.QueueBytes,
+		Overload:      overload,
+		AckDelay:      cfg.AckDelay,
+		IdleTimeout:   cfg.IdleTimeout,
+		Sink:          sink,
+		Logger:        log,
+	})
+	if err != nil {
+		_ = sink.Close()
+		return err
+	}
+	reg.MustRegister(srv.Collector())
+
+	var metricsSrv *http.Server
+	if cfg.Metrics != "" {
+		ln, err := net.Listen("tcp", cfg.Metrics)
+		if err != nil {
+			_ = srv.Close()
+			_ = sink.Close()
+			return fmt.Errorf("metrics listener: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+			if srv.Accepting() {
+				_, _ = io.WriteString(w, "ok\n")
+				return
+			}
+			http.Error(w, "draining", http.StatusServiceUnavailable)
+		})
+		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = metricsSrv.Serve(ln) }()
+		log.Info("metrics listening", "addr", ln.Addr().String())
+	}
+
+	sigCtx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	select {
+	case <-sigCtx.Done():
+		log.Info("draining", "grace", cfg.Grace)
+	case <-srv.Reactors().Done():
+		log.Error("reactors stopped unexpectedly")
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.Grace)
+	defer cancel()
+	drainErr := srv.Shutdown(shutdownCtx)
+	if drainErr != nil {
+		log.Warn("grace period over; remaining connections closed", "err", drainErr)
+	}
+	sinkErr := sink.Close()
+	if metricsSrv != nil {
+		_ = metricsSrv.Close()
+	}
+	st := srv.Stats()
+	log.Info("stopped", "messages", st.MessagesIn, "acks", st.Acks, "connections", st.ConnsAccepted)
+	if sinkErr != nil {
+		return fmt.Errorf("closing the sink: %w", sinkErr)
+	}
+	return nil
+}
+
+// runRead implements `ingestd read`: print or count stored records.
+func runRead(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("ingestd read", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("data-dir", "./data", "directory of the log")
+	count := fs.Bool("count", false, "print only the number of records and bytes")
+	limit := fs.Int("limit", 0, "stop after this many records (0: all)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitConfig
+	}
+	if st, err := os.Stat(*dir); err != nil || !st.IsDir() {
+		fmt.Fprintf(stderr, "ingestd read: %s is not a directory\n", *dir)
+		return exitConfig
+	}
+	var records, bytes int
+	errStop := errors.New("limit reached")
+	err := ingest.ReadLog(*dir, func(r ingest.Record, ts time.Time) error {
+		records++
+		bytes += len(r.Payload)
+		if !*count {
+			fmt.Fprintf(stdout, "%s conn=%d seq=%d len=%d %q\n", ts.UTC().Format(time.RFC3339Nano), r.Conn, r.Seq, len(r.Payload), preview(r.Payload))
+		}
+		if *limit > 0 && records >= *limit {
+			return errStop
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		fmt.Fprintf(stderr, "ingestd read: %v\n", err)
+		return exitFail
+	}
+	fmt.Fprintf(stdout, "%d records, %d payload bytes\n", records, bytes)
+	return exitOK
+}
+
+func preview(b []byte) []byte {
+	if len(b) > 48 {
+		return b[:48]
+	}
+	return b
+}
