@@ -121,4 +121,3 @@ func (b *Ring) publish() {
 	w := (*uint32)(unsafe.Pointer(&b.entries[0].bid))
 	atomic.StoreUint32(w, uint32(b.tail)<<16|uint32(b.entries[0].bid))
 }
-

@@ -272,11 +272,11 @@ func (r *Reactor) teardown() {
 		r.returned = nil
 		r.retMu.Unlock()
 	}
+	if r.bufs != nil {
+		_ = r.bufs.Close() // unregister while the ring is alive, then unmap
+	}
 	if r.ring != nil {
 		r.ring.Close() // cancels the eventfd poll and any stale timeout
-	}
-	if r.bufs != nil {
-		_ = r.bufs.Close()
 	}
 	if r.efd > 0 {
 		closeFd(r.efd)

@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -40,6 +41,7 @@ func run(args []string, stderr io.Writer) int {
 	backend := fs.String("backend", "uring", "uring: gyre reactors; net: goroutine per connection (baseline)")
 	reactors := fs.Int("reactors", 1, "number of reactors (uring backend)")
 	grace := fs.Duration("grace", 5*time.Second, "shutdown grace period on SIGINT/SIGTERM")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to this file until exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -52,6 +54,19 @@ func run(args []string, stderr io.Writer) int {
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintf(stderr, "gyre-echo: %v\n", err)
+			return 2
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(stderr, "gyre-echo: %v\n", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var err error

@@ -5,6 +5,7 @@ package uring
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"runtime"
 	"strconv"
@@ -165,7 +166,10 @@ func New(cfg Config) (*Ring, error) {
 	}
 	cq := cfg.CQEntries
 	if cq == 0 {
-		cq = cfg.Entries * 8
+		cq = uint32(min(uint64(cfg.Entries)*8, math.MaxUint32)) // the clamp flag caps it
+	}
+	if cfg.CQEntries != 0 && roundPow2(cfg.CQEntries) < roundPow2(cfg.Entries) {
+		return nil, fmt.Errorf("uring: Config.CQEntries %d is smaller than Entries %d; the kernel requires CQ >= SQ", cfg.CQEntries, cfg.Entries)
 	}
 	attempts := []struct {
 		mode  Mode
@@ -195,17 +199,26 @@ func New(cfg Config) (*Ring, error) {
 	return nil, setupError(lastErr, cfg.ExtraFlags)
 }
 
+func roundPow2(v uint32) uint64 {
+	n := uint64(1)
+	for n < uint64(v) {
+		n <<= 1
+	}
+	return n
+}
+
 func setup(entries, cqEntries, flags uint32) (*Ring, error) {
 	p := params{flags: flags, cqEntries: cqEntries}
 	gr := giouring.NewRing()
 	if err := gr.QueueInitParams(entries, (*giouring.Params)(unsafe.Pointer(&p))); err != nil {
 		return nil, err
 	}
-	r := &Ring{ring: gr, fd: gr.RingFd(), sqEntries: p.sqEntries, cqEntries: p.cqEntries}
-	// Registering the ring fd saves an fdget/fdput per io_uring_enter.
-	// It is an optimisation only: failure is ignored.
-	_, _ = gr.RegisterRingFd()
-	return r, nil
+	// The ring fd is deliberately not registered (IORING_REGISTER_RING_FDS):
+	// giouring's UnregisterRingFd has its check inverted, so QueueExit would
+	// leave the registration, and with it the ring and its in-flight
+	// requests (a multishot accept keeps its listener alive), until the
+	// thread exits. The saving, one fdget per io_uring_enter, is small.
+	return &Ring{ring: gr, fd: gr.RingFd(), sqEntries: p.sqEntries, cqEntries: p.cqEntries}, nil
 }
 
 func (r *Ring) probe() error {
@@ -323,6 +336,9 @@ func (r *Ring) Close() {
 // sqe returns a zeroed submission entry, submitting queued entries first if
 // the submission queue is full. It never spills into a side list.
 func (r *Ring) sqe() *giouring.SubmissionQueueEntry {
+	if r.closed {
+		panic("uring: use of a closed ring") // its memory is unmapped
+	}
 	for {
 		if e := r.ring.GetSQE(); e != nil {
 			*e = giouring.SubmissionQueueEntry{}
@@ -413,6 +429,9 @@ func (c *CQE) Buffer() (id uint16, ok bool) {
 // Reap copies up to len(dst) ready completions into dst, returns them to the
 // kernel, and reports how many were copied.
 func (r *Ring) Reap(dst []CQE) int {
+	if len(dst) == 0 {
+		return 0
+	}
 	if len(r.fakes) > 0 {
 		n := copy(dst, r.fakes)
 		r.fakes = append(r.fakes[:0], r.fakes[n:]...)
