@@ -44,6 +44,7 @@ type Acceptor struct {
 	targets []*reactor.Reactor
 	lns     []listener
 	loads   []int
+	sent    []uint64 // sockets posted to each reactor
 
 	ring     *uring.Ring
 	efd      int
@@ -57,10 +58,12 @@ type Acceptor struct {
 
 	accepted, acceptErrs, handoffFails atomic.Uint64
 
-	closeOnce sync.Once
-	efdMu     sync.Mutex // guards efd against Close racing teardown
-	done      chan struct{}
-	err       error
+	closeOnce  sync.Once
+	efdMu      sync.Mutex // guards efd, started and closeAsked against Close racing Listen and teardown
+	started    bool       // run was started: it closes done
+	closeAsked bool       // Close ran before the eventfd existed
+	done       chan struct{}
+	err        error
 }
 
 // Listen binds every address in cfg.Addrs, starts the accept goroutine and
@@ -79,6 +82,7 @@ func Listen(cfg Config, g *reactor.Group) (*Acceptor, error) {
 		group:   g,
 		targets: g.Reactors(),
 		loads:   make([]int, len(g.Reactors())),
+		sent:    make([]uint64, len(g.Reactors())),
 		efd:     -1,
 		done:    make(chan struct{}),
 	}
@@ -87,10 +91,16 @@ func Listen(cfg Config, g *reactor.Group) (*Acceptor, error) {
 	if err := g.Sync(); err != nil {
 		return nil, err
 	}
+	// Register before binding: a group that is stopping refuses here, so
+	// no socket is ever accepted for reactors that are about to exit.
+	if err := g.AddSource(a); err != nil {
+		return nil, err
+	}
 	for _, addr := range cfg.Addrs {
 		ln, err := listen(addr, cfg)
 		if err != nil {
 			a.closeListeners()
+			_ = a.Close() // registered above: mark it done
 			return nil, err
 		}
 		a.lns = append(a.lns, ln)
@@ -98,12 +108,12 @@ func Listen(cfg Config, g *reactor.Group) (*Acceptor, error) {
 	a.armed = make([]bool, len(a.lns))
 	a.waiting = make([]bool, len(a.lns))
 	ready := make(chan error, 1)
+	a.efdMu.Lock()
+	a.started = true
+	a.efdMu.Unlock()
 	go a.run(ready)
 	if err := <-ready; err != nil {
 		<-a.done
-		return nil, err
-	}
-	if err := g.AddSource(a); err != nil {
 		return nil, err
 	}
 	return a, nil
@@ -130,10 +140,16 @@ func (a *Acceptor) Stats() Stats {
 // Close stops accepting, closes the listeners and waits until every socket
 // already accepted has reached its reactor. Idempotent.
 func (a *Acceptor) Close() error {
+	started := false
 	a.closeOnce.Do(func() {
 		a.efdMu.Lock()
+		a.closeAsked = true
 		if a.efd >= 0 {
 			wakeEventfd(a.efd)
+		}
+		started = a.started
+		if !started {
+			close(a.done) // Listen failed or the group refused it: nothing runs
 		}
 		a.efdMu.Unlock()
 	})
@@ -169,6 +185,9 @@ func (a *Acceptor) run(ready chan<- error) {
 	}
 	a.efdMu.Lock()
 	a.efd = efd
+	if a.closeAsked {
+		wakeEventfd(efd) // Close came first: stop as soon as the loop runs
+	}
 	a.efdMu.Unlock()
 	ring.PrepPollMultishot(efd, pollIn, uring.Pack(opWake, 0, 0))
 	for i := range a.lns {
@@ -264,13 +283,17 @@ func (a *Acceptor) complete(e *uring.CQE) {
 // tells whether it arrived; until then the socket counts as pending.
 func (a *Acceptor) handoff(fd, ln int) {
 	for i, r := range a.targets {
-		a.loads[i] = r.Conns()
+		// Count sockets posted but not yet opened by the reactor, or a
+		// burst of accepts would all see the same loads.
+		inFlight := int(a.sent[i] - r.HandedOff())
+		a.loads[i] = r.Conns() + max(inFlight, 0)
 	}
 	t := a.cfg.Balancer.Pick(a.loads)
 	if t < 0 || t >= len(a.targets) {
 		t = ((t % len(a.targets)) + len(a.targets)) % len(a.targets)
 	}
 	a.pending++
+	a.sent[t]++
 	a.ring.PrepMsgRingData(a.targets[t].RingFD(), int32(fd), uring.Pack(uring.OpHandoff, 0, uint32(ln)), uring.Pack(opHandoff, 0, uint32(fd)))
 }
 

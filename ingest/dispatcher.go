@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -129,19 +130,21 @@ type Shard struct {
 	id  int
 	cfg DispatcherConfig
 
-	mu      sync.Mutex
-	wake    *sync.Cond
-	q       []entry // ring of cfg.QueueMessages entries
-	qHead   int     // oldest entry
-	qLen    int
-	arena   []byte
-	aHead   int // oldest byte in use
-	aTail   int // next free byte
-	aUsed   int // bytes in use, including padding skipped at a wrap
-	closed  bool
-	working bool
-	waiting bool   // a push was refused: call notify when room frees
-	notify  func() // set before the first push; see waiting
+	mu       sync.Mutex
+	wake     *sync.Cond
+	q        []entry // ring of cfg.QueueMessages entries
+	qHead    int     // oldest entry
+	qLen     int
+	arena    []byte
+	aHead    int // oldest byte in use
+	aTail    int // next free byte
+	aUsed    int // bytes in use, including padding skipped at a wrap
+	closed   bool
+	working  bool
+	waiting  bool   // a push was refused: call notify when room frees
+	notify   func() // set before the first push; see waiting
+	room     *sync.Cond
+	sleepers int // goroutines blocked in PushWait
 
 	depth    atomic.Int64
 	bytes    atomic.Int64
@@ -151,6 +154,7 @@ type Shard struct {
 func newShard(id int, cfg DispatcherConfig) *Shard {
 	s := &Shard{id: id, cfg: cfg, q: make([]entry, cfg.QueueMessages), arena: make([]byte, cfg.QueueBytes)}
 	s.wake = sync.NewCond(&s.mu)
+	s.room = sync.NewCond(&s.mu)
 	return s
 }
 
@@ -193,16 +197,67 @@ func (s *Shard) Push(p Producer, seq uint64, payload []byte) error {
 		s.rejected.Add(1)
 		return ErrQueueFull
 	}
+	s.enqueue(p, seq, payload, off, span)
+	s.mu.Unlock()
+	return nil
+}
+
+// PushWait is Push for producers that run on their own goroutine (a QUIC
+// stream, a goroutine-per-connection server): when the queue is full it
+// waits for room instead of failing, so the producer stops reading and the
+// transport's flow control pushes back on the client. It returns ctx's
+// error if ctx ends first, ErrTooBigForQueue or ErrSinkClosed.
+func (s *Shard) PushWait(ctx context.Context, p Producer, seq uint64, payload []byte) error {
+	n := len(payload)
+	if n > len(s.arena) {
+		return ErrTooBigForQueue
+	}
+	span := max(n, 1)
+	s.mu.Lock()
+	var stop func() bool
+	for {
+		if s.closed {
+			s.mu.Unlock()
+			return ErrSinkClosed
+		}
+		if err := ctx.Err(); err != nil {
+			s.mu.Unlock()
+			return err
+		}
+		if s.qLen < len(s.q) {
+			if off, ok := s.alloc(span); ok {
+				s.enqueue(p, seq, payload, off, span)
+				s.mu.Unlock()
+				if stop != nil {
+					stop()
+				}
+				return nil
+			}
+		}
+		if stop == nil {
+			s.rejected.Add(1) // counted once per message that had to wait
+			stop = context.AfterFunc(ctx, func() {
+				s.mu.Lock()
+				s.room.Broadcast()
+				s.mu.Unlock()
+			})
+		}
+		s.sleepers++
+		s.room.Wait()
+		s.sleepers--
+	}
+}
+
+// enqueue appends an entry whose bytes were reserved at off (caller holds mu).
+func (s *Shard) enqueue(p Producer, seq uint64, payload []byte, off, span int) {
 	copy(s.arena[off:], payload)
-	s.q[(s.qHead+s.qLen)%len(s.q)] = entry{p: p, seq: seq, off: off, n: n, span: span}
+	s.q[(s.qHead+s.qLen)%len(s.q)] = entry{p: p, seq: seq, off: off, n: len(payload), span: span}
 	s.qLen++
 	s.depth.Store(int64(s.qLen))
-	s.bytes.Add(int64(n))
+	s.bytes.Add(int64(len(payload)))
 	if !s.working {
 		s.wake.Signal()
 	}
-	s.mu.Unlock()
-	return nil
 }
 
 // alloc reserves n contiguous arena bytes (caller holds mu). The arena is
@@ -264,6 +319,7 @@ func (s *Shard) close() {
 	s.mu.Lock()
 	s.closed = true
 	s.wake.Signal()
+	s.room.Broadcast()
 	s.mu.Unlock()
 }
 
@@ -309,6 +365,9 @@ func (s *Shard) run() {
 		s.release(k)
 		notify := s.waiting && s.notify != nil
 		s.waiting = false
+		if s.sleepers > 0 {
+			s.room.Broadcast()
+		}
 		s.mu.Unlock()
 		clear(taken)
 		if notify {

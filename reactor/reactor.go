@@ -95,6 +95,7 @@ type counters struct {
 	recvs, sends                 atomic.Uint64
 	paused, outputFull, inputMax atomic.Uint64
 	rearms                       atomic.Uint64
+	handoffs                     atomic.Uint64
 }
 
 // Stats is a snapshot of a reactor's (or a group's) counters.
@@ -168,6 +169,10 @@ func (r *Reactor) ID() int { return r.id }
 // posts accepted sockets to it with IORING_OP_MSG_RING; nothing else
 // should use it.
 func (r *Reactor) RingFD() int { return r.ringFd }
+
+// HandedOff returns how many sockets were handed to this reactor so far.
+// The acceptor compares it with what it sent to count hand-offs in flight.
+func (r *Reactor) HandedOff() uint64 { return r.stats.handoffs.Load() }
 
 // Conns returns the number of open connections.
 func (r *Reactor) Conns() int { return int(r.stats.conns.Load()) }
@@ -271,6 +276,17 @@ func (r *Reactor) teardown() {
 		r.retMu.Lock()
 		r.returned = nil
 		r.retMu.Unlock()
+	}
+	if r.ring != nil {
+		// A hand-off that landed after the last loop iteration would
+		// otherwise leave its socket open with no owner.
+		for n := r.ring.Reap(r.cqes); n > 0; n = r.ring.Reap(r.cqes) {
+			for i := 0; i < n; i++ {
+				if op, _, _ := uring.Unpack(r.cqes[i].UserData); op == uring.OpHandoff && r.cqes[i].Res >= 0 {
+					closeFd(int(r.cqes[i].Res))
+				}
+			}
+		}
 	}
 	if r.bufs != nil {
 		_ = r.bufs.Close() // unregister while the ring is alive, then unmap
@@ -377,6 +393,7 @@ func (r *Reactor) conn(gen, idx uint32) *Conn {
 }
 
 func (r *Reactor) onHandoff(fd int) {
+	r.stats.handoffs.Add(1)
 	if fd < 0 {
 		return
 	}
