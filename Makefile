@@ -16,10 +16,12 @@ all: build
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
-## test: the whole suite with the race detector (what CI runs).
+## test: the whole suite with the race detector (what CI runs), then a
+## short fuzz run of the ingest frame decoder over its kept corpus.
 test:
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 14m $(PKGS)
+	$(GO) test -run '^$$' -fuzz '^FuzzDecoder$$' -fuzztime 15s ./ingest/
 
 ## test-short: the suite without -race, for a quick local check.
 test-short:

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gyre-io/gyre/acceptor"
+	"github.com/gyre-io/gyre/bufring"
 	"github.com/gyre-io/gyre/reactor"
 )
 
@@ -90,6 +91,9 @@ type ServerConfig struct {
 	// OutputCap is the unsent output per connection (acks, nacks, pongs)
 	// past which a client that does not read is disconnected (default 1 MiB).
 	OutputCap int
+	// ReceiveBuffers sizes each reactor's receive buffer ring (default
+	// bufring.DefaultCount x bufring.DefaultSize).
+	ReceiveBuffers bufring.Config
 	// Sink stores accepted messages.
 	Sink Sink
 	// Logger receives events; each line about a connection carries its id.
@@ -161,6 +165,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		WriteHighWater: max(cfg.OutputCap/2, 1),
 		WriteLowWater:  max(cfg.OutputCap/8, 1),
 		MaxOutput:      max(cfg.OutputCap, 2),
+		Buffers:        cfg.ReceiveBuffers,
 		Logger:         cfg.Logger,
 	}
 	g, err := reactor.NewGroup(rcfg, &tcpHandler{s: s})
