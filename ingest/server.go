@@ -259,7 +259,6 @@ type reactorState struct {
 
 	blocked []*tcpConn // waiting for queue room (block policy)
 	conns   map[*tcpConn]struct{}
-	scratch []uint64
 }
 
 // schedule asks the reactor to run flush. Safe for concurrent use; called
