@@ -693,3 +693,70 @@ func TestPauseReading(t *testing.T) {
 		t.Fatal("nothing delivered after ResumeReading")
 	}
 }
+
+// ticker counts OnTick calls per reactor and stops after five.
+type ticker struct {
+	echo
+	mu    sync.Mutex
+	ticks map[int]int
+	at    map[int][]time.Time
+}
+
+func (h *ticker) OnTick(r *reactor.Reactor) time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.ticks[r.ID()]++
+	h.at[r.ID()] = append(h.at[r.ID()], r.Now())
+	if h.ticks[r.ID()] >= 5 {
+		return 0
+	}
+	return 20 * time.Millisecond
+}
+
+// TestTicker: OnTick runs on every reactor, at the delay it returns, and
+// stops when it returns 0.
+func TestTicker(t *testing.T) {
+	h := &ticker{ticks: map[int]int{}, at: map[int][]time.Time{}}
+	start(t, reactor.Config{Reactors: 2}, h)
+	time.Sleep(400 * time.Millisecond)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for id := 0; id < 2; id++ {
+		if h.ticks[id] != 5 {
+			t.Errorf("reactor %d ticked %d times, want 5", id, h.ticks[id])
+		}
+		at := h.at[id]
+		for i := 1; i < len(at); i++ {
+			if d := at[i].Sub(at[i-1]); d < 15*time.Millisecond {
+				t.Errorf("reactor %d: ticks %v apart, want about 20ms", id, d)
+			}
+		}
+	}
+}
+
+// TestStatsCount: the counters match the traffic.
+func TestStatsCount(t *testing.T) {
+	s := start(t, reactor.Config{Reactors: 1}, echo{})
+	c := s.dial(t)
+	msg := make([]byte, 10000)
+	for i := 0; i < 10; i++ {
+		if err := roundTrip(c, msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := s.g.Stats()
+	if st.BytesIn != 100000 || st.BytesOut != 100000 {
+		t.Errorf("BytesIn %d BytesOut %d, want 100000 each", st.BytesIn, st.BytesOut)
+	}
+	if st.Conns != 1 || st.Accepted != 1 || st.Recvs == 0 || st.Sends == 0 {
+		t.Errorf("stats %+v", st)
+	}
+	c.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for s.g.Stats().Conns != 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if st := s.g.Stats(); st.Conns != 0 || st.Closed != 1 || st.BufOwned != 0 {
+		t.Errorf("after close: %+v", st)
+	}
+}
