@@ -72,8 +72,9 @@ func (st *serverCounters) closed(cause error) {
 		c = causeIdle
 	case errors.Is(cause, ErrShed):
 		c = causeShed
-	case errors.Is(cause, ErrSlowReader), errors.Is(cause, reactor.ErrOutputFull):
+	case errors.Is(cause, ErrSlowReader), errors.Is(cause, reactor.ErrOutputFull), errors.Is(cause, reactor.ErrWriteTimeout):
 		c = causeSlowReader
+		st.slowReaders.Add(1)
 	case errors.Is(cause, reactor.ErrInputLimit):
 		c = causeInputLimit
 	case errors.As(cause, &op):

@@ -88,9 +88,14 @@ type ServerConfig struct {
 	AckDelay time.Duration
 	// IdleTimeout closes connections silent for this long (default 0: off).
 	IdleTimeout time.Duration
-	// OutputCap is the unsent output per connection (acks, nacks, pongs)
-	// past which a client that does not read is disconnected (default 1 MiB).
+	// OutputCap bounds the unsent output per connection (acks, nacks,
+	// pongs; default 1 MiB). Past half of it the server stops reading the
+	// connection; a client that then does not read its replies for
+	// SlowReaderTimeout is disconnected.
 	OutputCap int
+	// SlowReaderTimeout is how long a connection may stay stopped on unread
+	// replies before it is closed (default 10 s).
+	SlowReaderTimeout time.Duration
 	// ReceiveBuffers sizes each reactor's receive buffer ring (default
 	// bufring.DefaultCount x bufring.DefaultSize).
 	ReceiveBuffers bufring.Config
@@ -116,13 +121,16 @@ func (c ServerConfig) withDefaults() (ServerConfig, error) {
 	if c.OutputCap == 0 {
 		c.OutputCap = 1 << 20
 	}
+	if c.SlowReaderTimeout == 0 {
+		c.SlowReaderTimeout = 10 * time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
 	switch {
 	case c.MaxPayload < 0 || c.MaxPayload > MaxFramePayload:
 		return c, fmt.Errorf("ingest: MaxPayload %d out of range", c.MaxPayload)
-	case c.AckDelay < 0, c.IdleTimeout < 0, c.OutputCap < 0, c.QueueMessages < 0, c.QueueBytes < 0:
+	case c.AckDelay < 0, c.IdleTimeout < 0, c.OutputCap < 0, c.QueueMessages < 0, c.QueueBytes < 0, c.SlowReaderTimeout < 0:
 		return c, errors.New("ingest: negative limit in ServerConfig")
 	case c.Overload > OverloadShed:
 		return c, fmt.Errorf("ingest: unknown overload policy %d", c.Overload)
@@ -341,9 +349,26 @@ func (h *tcpHandler) OnClose(c *reactor.Conn, cause error) {
 	}
 	delete(tc.rs.conns, tc)
 	h.s.stats.connsActive.Add(-1)
+	if tc.slow {
+		cause = ErrSlowReader
+	}
 	h.s.stats.closed(cause)
-	if cause != nil && !errors.Is(cause, reactor.ErrServerClosed) && cause.Error() != "EOF" {
+	if errors.Is(cause, reactor.ErrWriteTimeout) {
+		h.s.log.Warn("disconnected a client that did not read its replies", "conn", tc.id,
+			"timeout", h.s.cfg.SlowReaderTimeout)
+	} else if cause != nil && !errors.Is(cause, reactor.ErrServerClosed) && cause.Error() != "EOF" {
 		h.s.log.Debug("connection closed", "conn", tc.id, "cause", cause.Error())
+	}
+}
+
+// OnPressure starts (or stops) the slow-reader clock: while the client
+// leaves its replies unread, the reactor has stopped reading from it; if
+// that lasts SlowReaderTimeout, the write deadline closes the connection.
+func (h *tcpHandler) OnPressure(c *reactor.Conn, paused bool) {
+	if paused {
+		c.SetWriteDeadline(time.Now().Add(h.s.cfg.SlowReaderTimeout))
+	} else {
+		c.SetWriteDeadline(time.Time{})
 	}
 }
 
@@ -370,6 +395,7 @@ type tcpConn struct {
 	acked    uint64 // highest seq acknowledged on the wire
 	draining bool
 	blocked  bool
+	slow     bool // closed for not reading its replies
 	queued   atomic.Int64 // payload bytes in the shard (for shed)
 
 	// Completions from the worker (mu).
@@ -450,8 +476,8 @@ func (tc *tcpConn) goaway() {
 func (tc *tcpConn) send(frame []byte) {
 	if _, err := tc.c.Write(frame); err != nil {
 		if errors.Is(err, reactor.ErrOutputFull) {
-			tc.rs.s.stats.slowReaders.Add(1)
-			tc.rs.s.log.Warn("disconnecting a client that does not read its acknowledgements", "conn", tc.id)
+			tc.slow = true // OnClose counts it
+			tc.rs.s.log.Warn("disconnecting a client that does not read its replies", "conn", tc.id, "output_cap", tc.rs.s.cfg.OutputCap)
 			tc.c.Abort()
 		}
 	}
@@ -473,7 +499,9 @@ func (tc *tcpConn) onData(b []byte) int {
 				var buf [HeaderSize + 2 + MaxNackReason]byte
 				tc.send(AppendNack(buf[:0], pe.Seq, pe.Code, pe.Reason))
 				s.stats.nack(pe.Code)
-				s.log.Info("protocol error; closing", "conn", tc.id, "code", pe.Code.String(), "seq", pe.Seq, "reason", pe.Reason)
+				// Debug, not Info: a misbehaving client fleet would flood the
+				// log; gyre_ingest_nacks_total counts every one.
+				s.log.Debug("protocol error; closing", "conn", tc.id, "code", pe.Code.String(), "seq", pe.Seq, "reason", pe.Reason)
 			}
 			_ = tc.c.Close() // flushes the NACK first
 			return len(b)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -406,5 +407,70 @@ func TestServerFramesSpanBuffers(t *testing.T) {
 		if r.Seq != uint64(i+1) || !bytes.Equal(r.Payload, shardPayload(1, i+1, 100)) {
 			t.Fatalf("record %d: seq %d, payload intact %v", i, r.Seq, bytes.Equal(r.Payload, shardPayload(1, i+1, 100)))
 		}
+	}
+}
+
+// slowReader connects with a tiny receive buffer, sends PINGs (each
+// answered by an 80-byte PONG) and never reads.
+func slowReader(t *testing.T, addr string, writes int) net.Conn {
+	t.Helper()
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	go func() {
+		ping := make([]byte, 0, 64<<10)
+		seq := uint64(0)
+		for i := 0; i < writes; i++ {
+			ping = ping[:0]
+			for j := 0; j < 800; j++ {
+				seq++
+				ping, _ = AppendPing(ping, seq, make([]byte, MaxPingPayload))
+			}
+			_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			if _, err := c.Write(ping); err != nil {
+				return
+			}
+		}
+	}()
+	return c
+}
+
+func waitSlowReaders(t *testing.T, s *Server, want uint64) time.Time {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Stats().SlowReaders < want {
+		if time.Now().After(deadline) {
+			t.Fatalf("slow reader not disconnected; stats %+v", s.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := s.Stats(); st.ClosedBy["slow_reader"] != want {
+		t.Errorf("ClosedBy = %v, want slow_reader %d", st.ClosedBy, want)
+	}
+	return time.Now()
+}
+
+// TestServerSlowReaderHitsCap: replies pile up past OutputCap within one
+// burst: the client is disconnected at once.
+func TestServerSlowReaderHitsCap(t *testing.T) {
+	s := startServer(t, ServerConfig{Sink: &DiscardSink{}, Reactors: 1, OutputCap: 64 << 10, SlowReaderTimeout: time.Hour})
+	slowReader(t, s.Addr(), 100)
+	waitSlowReaders(t, s, 1)
+}
+
+// TestServerSlowReaderTimeout: replies stay under the cap but unread; the
+// server stops reading, and after SlowReaderTimeout disconnects the client.
+func TestServerSlowReaderTimeout(t *testing.T) {
+	s := startServer(t, ServerConfig{Sink: &DiscardSink{}, Reactors: 1, OutputCap: 64 << 20, SlowReaderTimeout: 300 * time.Millisecond})
+	began := time.Now()
+	slowReader(t, s.Addr(), 1000)
+	at := waitSlowReaders(t, s, 1)
+	if d := at.Sub(began); d < 300*time.Millisecond {
+		t.Errorf("disconnected after %v, before SlowReaderTimeout", d)
 	}
 }

@@ -19,6 +19,7 @@ const (
 	DefaultMaxOutput      = 4 << 20
 	DefaultInboxSize      = 4096
 	DefaultFlushTimeout   = 5 * time.Second
+	DefaultLingerTimeout  = 500 * time.Millisecond
 )
 
 // Config configures a Group of reactors. The zero value is valid: one
@@ -55,6 +56,14 @@ type Config struct {
 	// FlushTimeout bounds how long a closing connection may take to send
 	// its pending output before it is closed anyway.
 	FlushTimeout time.Duration
+	// LingerTimeout: after a server-side graceful close has sent its output,
+	// the reactor shuts down its write side (FIN) and keeps reading, and
+	// discarding, until the peer closes or this long has passed. Closing a
+	// socket with unread input makes the kernel send RST, which destroys
+	// output the peer has not read yet (a goodbye frame, final acks). Not
+	// applied when the peer closed first. 0 means DefaultLingerTimeout;
+	// negative disables lingering (net/http waits 500 ms for the same reason).
+	LingerTimeout time.Duration
 	// Logger receives reactor events; nil means slog.Default().
 	Logger *slog.Logger
 
@@ -87,6 +96,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.FlushTimeout == 0 {
 		c.FlushTimeout = DefaultFlushTimeout
+	}
+	if c.LingerTimeout == 0 {
+		c.LingerTimeout = DefaultLingerTimeout
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -12,6 +12,7 @@ type connState uint8
 const (
 	stateOpen    connState = iota
 	stateClosing           // no more reads; flushing output, then closing
+	stateLinger            // output sent and FIN queued; discarding input until the peer's EOF
 	stateAborted           // closing without flushing; waiting for in-flight ops
 	stateClosed            // socket closed, OnClose ran, slot free
 )
@@ -36,6 +37,7 @@ type Conn struct {
 	sending   bool // a send is in flight
 	inDirty   bool // queued for the end-of-iteration flush
 	cancelled bool // a cancel for the recv is in flight
+	eof       bool // the peer sent FIN (or the socket failed): nothing more to read
 
 	// Input kept between OnData calls: acc[accOff:] is unconsumed.
 	acc    []byte
@@ -59,6 +61,7 @@ type Conn struct {
 	readDeadline  int64
 	writeDeadline int64
 	flushDeadline int64
+	lingerUntil   int64
 	timerAt       int64 // when this connection's timer entry fires; 0: none
 
 	local, remote net.Addr

@@ -760,3 +760,46 @@ func TestStatsCount(t *testing.T) {
 		t.Errorf("after close: %+v", st)
 	}
 }
+
+// TestLingeringClose: the server writes a goodbye and closes while the
+// client is still sending. The client must read the goodbye and then a
+// clean EOF: closing with unread input would make the kernel send RST and
+// drop the goodbye.
+func TestLingeringClose(t *testing.T) {
+	goodbye := bytes.Repeat([]byte("goodbye "), 64<<10) // 512 KiB, more than one send
+	h := reactor.HandlerFunc(func(c *reactor.Conn, b []byte) int {
+		if !c.Closed() {
+			_, _ = c.Write(goodbye)
+			_ = c.Close()
+		}
+		return len(b)
+	})
+	s := start(t, reactor.Config{Reactors: 1}, h)
+	for i := 0; i < 5; i++ {
+		c := s.dial(t)
+		stop := make(chan struct{})
+		go func() {
+			buf := make([]byte, 32<<10)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := c.Write(buf); err != nil {
+					return
+				}
+			}
+		}()
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		got, err := io.ReadAll(c)
+		close(stop)
+		c.Close()
+		if err != nil {
+			t.Fatalf("round %d: reading the goodbye: %v (after %d bytes)", i, err, len(got))
+		}
+		if !bytes.Equal(got, goodbye) {
+			t.Fatalf("round %d: got %d bytes, want the %d-byte goodbye", i, len(got), len(goodbye))
+		}
+	}
+}

@@ -471,6 +471,7 @@ func (r *Reactor) onRecv(e *uring.CQE, gen, idx uint32) {
 			r.bufs.Take(id, 0)
 			r.bufs.Release(id)
 		}
+		c.eof = true
 		if c.state == stateOpen {
 			r.closeGraceful(c, io.EOF)
 		}
@@ -481,6 +482,7 @@ func (r *Reactor) onRecv(e *uring.CQE, gen, idx uint32) {
 	case e.Res == -int32(syscall.EAGAIN), e.Res == -int32(syscall.EINTR):
 		// Nothing was received: arm again.
 	default:
+		c.eof = true // the socket failed: nothing more will come
 		if c.state == stateOpen || c.state == stateClosing {
 			r.closeNow(c, opError("read", c, syscall.Errno(-e.Res)))
 		}
@@ -491,7 +493,22 @@ func (r *Reactor) onRecv(e *uring.CQE, gen, idx uint32) {
 		r.stats.rearms.Add(1)
 		r.armRecv(c)
 	}
+	if !c.recvArmed && c.state == stateLinger && !c.eof && r.now < c.lingerUntil {
+		r.armLinger(c)
+	}
 	r.maybeFinish(c)
+}
+
+// armLinger keeps a receive armed while lingering, so the peer's EOF is
+// seen and its late bytes are discarded. Without a free buffer it gives up:
+// lingering is a courtesy, not worth starving open connections.
+func (r *Reactor) armLinger(c *Conn) {
+	if r.bufs.Free() == 0 {
+		c.lingerUntil = r.now
+		return
+	}
+	c.recvArmed, c.cancelled = true, false
+	r.ring.PrepRecvMultishot(c.fd, bufGroup, uring.Pack(opRecv, c.gen, c.index))
 }
 
 // deliver hands received bytes to the handler, accumulating what it
@@ -740,7 +757,7 @@ func (r *Reactor) closeNow(c *Conn, cause error) {
 	switch c.state {
 	case stateOpen:
 		c.cause = cause
-	case stateClosing:
+	case stateClosing, stateLinger:
 		if c.cause == nil {
 			c.cause = cause
 		}
@@ -766,6 +783,24 @@ func (r *Reactor) maybeFinish(c *Conn) {
 		return
 	case stateClosing:
 		if c.sending || len(c.out) > 0 {
+			return
+		}
+		if r.cfg.LingerTimeout > 0 && !c.eof {
+			// Everything is sent: queue FIN and read until the peer closes,
+			// so unread input does not turn our close into an RST.
+			c.state = stateLinger
+			c.lingerUntil = r.now + int64(r.cfg.LingerTimeout)
+			r.ring.PrepShutdown(c.fd, shutWR, uring.Pack(opShutdown, c.gen, c.index))
+			r.schedule(c)
+			if !c.recvArmed {
+				r.armLinger(c)
+			}
+			if c.lingerUntil > r.now {
+				return
+			}
+		}
+	case stateLinger:
+		if !c.eof && r.now < c.lingerUntil {
 			return
 		}
 	}
@@ -800,6 +835,11 @@ func (r *Reactor) schedule(c *Conn) {
 	if when == 0 {
 		return
 	}
+	if when <= r.now {
+		// Due already but not acted on (e.g. waiting for a cancel): look
+		// again shortly rather than spin in runTimers.
+		when = r.now + int64(time.Millisecond)
+	}
 	if c.timerAt == 0 || when < c.timerAt {
 		c.timerAt = when
 		r.timers.add(timerEntry{when: when, index: c.index, gen: c.gen})
@@ -820,8 +860,13 @@ func (r *Reactor) nextDeadline(c *Conn) int64 {
 		}
 	}
 	consider(c.writeDeadline)
-	if c.state == stateClosing {
+	switch c.state {
+	case stateClosing:
 		consider(c.flushDeadline)
+	case stateLinger:
+		if !c.eof {
+			consider(c.lingerUntil)
+		}
 	}
 	return when
 }
@@ -871,6 +916,9 @@ func (r *Reactor) expire(c *Conn) {
 		if now >= c.flushDeadline {
 			r.closeNow(c, ErrFlushTimeout)
 		}
+	case stateLinger:
+		c.eof = true // the linger time is over: stop reading, cancel, close
+		r.maybeFinish(c)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 const (
 	pollIn   = unix.POLLIN
 	shutRDWR = unix.SHUT_RDWR
+	shutWR   = unix.SHUT_WR
 )
 
 func gettid() int { return unix.Gettid() }

@@ -238,8 +238,8 @@ func validate(cfg config) error {
 		return badConfig("--sink %q: want file or discard", cfg.Sink)
 	case cfg.Sink == "file" && cfg.DataDir == "":
 		return badConfig("--data-dir is required with --sink file")
-	case cfg.MaxPayload < 0 || cfg.MaxPayload > ingest.MaxFramePayload:
-		return badConfig("--max-payload %d out of range", cfg.MaxPayload)
+	case cfg.MaxPayload < 1 || cfg.MaxPayload > ingest.MaxFramePayload:
+		return badConfig("--max-payload %d: want 1..%d", cfg.MaxPayload, ingest.MaxFramePayload)
 	case cfg.QueueMessages < 1:
 		return badConfig("--queue-messages %d: want >= 1", cfg.QueueMessages)
 	case cfg.QueueBytes < cfg.MaxPayload:
@@ -280,6 +280,10 @@ func newLogger(level string, w io.Writer) *slog.Logger {
 }
 
 func serve(ctx context.Context, cfg config, log *slog.Logger) error {
+	// Signals first: a SIGTERM that arrives while the node starts must
+	// drain it, not kill it.
+	sigCtx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -349,13 +353,13 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		log.Info("metrics listening", "addr", ln.Addr().String())
 	}
 
-	sigCtx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	var failed error
 	select {
 	case <-sigCtx.Done():
 		log.Info("draining", "grace", cfg.Grace)
 	case <-srv.Reactors().Done():
-		log.Error("reactors stopped unexpectedly")
+		failed = srv.Reactors().Wait()
+		log.Error("reactors stopped unexpectedly", "err", failed)
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.Grace)
 	defer cancel()
@@ -371,6 +375,9 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	log.Info("stopped", "messages", st.MessagesIn, "acks", st.Acks, "connections", st.ConnsAccepted)
 	if sinkErr != nil {
 		return fmt.Errorf("closing the sink: %w", sinkErr)
+	}
+	if failed != nil {
+		return fmt.Errorf("reactors stopped: %w", failed)
 	}
 	return nil
 }

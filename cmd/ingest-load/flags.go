@@ -1,0 +1,241 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gyre-io/gyre/ingest"
+)
+
+// config is the parsed command line. Fields are fixed once parsing is done.
+type config struct {
+	Addr      string
+	Transport string
+	Conns     int
+	// Duration is the measured send phase (after Warmup); 0 means no time
+	// limit (--messages bounds the run).
+	Duration time.Duration
+	// Messages is the number of DATA frames per connection; 0 means no
+	// count limit (--duration bounds the run).
+	Messages uint64
+	// SizeMin..SizeMax is the payload size range in bytes (equal for a
+	// fixed size); SizeSpec is its canonical text ("128" or "64-1024").
+	SizeMin, SizeMax int
+	SizeSpec         string
+	Window           int
+	// Rate is the target in messages/s over all connections (0: as fast
+	// as the window allows). With --burst it is the rate during ON periods.
+	Rate float64
+	// BurstOn/BurstOff: send only during ON periods (both 0: always).
+	BurstOn, BurstOff time.Duration
+	SlowFraction      float64
+	SlowAfter         time.Duration
+	Warmup            time.Duration
+	JSON              bool
+	Progress          bool
+	ConnectTimeout    time.Duration
+	DrainTimeout      time.Duration
+}
+
+// usageError is a bad command line: exit status 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func badUsage(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// Defaults (documented in the flag help).
+const (
+	defaultAddr           = "127.0.0.1:7400"
+	defaultConns          = 64
+	defaultDuration       = 10 * time.Second
+	defaultSize           = "128"
+	defaultWindow         = 256
+	defaultSlowAfter      = 200 * time.Millisecond
+	defaultConnectTimeout = 5 * time.Second
+	defaultDrainTimeout   = 5 * time.Second
+	maxConns              = 1 << 20
+	maxWindow             = 1 << 20
+)
+
+// parseFlags parses args. stderrIsTerminal decides the --progress default.
+// A returned error is a *usageError, or flag.ErrHelp for -h/--help.
+func parseFlags(args []string, stderr io.Writer, stderrIsTerminal bool) (config, error) {
+	var cfg config
+	fs := flag.NewFlagSet("ingest-load", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: ingest-load [flags]\n\n"+
+			"Load client for the gyre ingest node (ingest-v1). Each connection pipelines DATA\n"+
+			"frames up to --window unanswered and checks that every one gets an ACK or a NACK.\n"+
+			"Exit status: 0 all answered and no errors, 1 errors or unanswered messages, 2 bad flags.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&cfg.Addr, "addr", defaultAddr, "ingest node address `HOST:PORT`")
+	fs.StringVar(&cfg.Transport, "transport", "tcp", "transport: tcp")
+	fs.IntVar(&cfg.Conns, "conns", defaultConns, "number of connections")
+	fs.DurationVar(&cfg.Duration, "duration", defaultDuration, "how long to send, after --warmup (default when --messages is not given)")
+	messages := fs.Int64("messages", 0, "DATA frames per connection, then stop (with --duration too: whichever comes first)")
+	size := fs.String("size", defaultSize, "payload size in bytes: `N` fixed, or MIN-MAX uniformly random")
+	fs.IntVar(&cfg.Window, "window", defaultWindow, "unanswered messages per connection (1: wait for each ACK before the next DATA)")
+	fs.Float64Var(&cfg.Rate, "rate", 0, "target messages/s over all connections (0: as fast as the window allows; with --burst: the rate while ON)")
+	burst := fs.String("burst", "", "bursty load `ON/OFF`, e.g. 200ms/800ms: send only during the ON part of each period")
+	fs.Float64Var(&cfg.SlowFraction, "slow-clients", 0, "`FRACTION` of the connections that stop reading their acks after --slow-after (the server is expected to disconnect them; reported apart, not errors)")
+	fs.DurationVar(&cfg.SlowAfter, "slow-after", defaultSlowAfter, "when slow clients stop reading, from the start of the run")
+	fs.DurationVar(&cfg.Warmup, "warmup", 0, "initial period excluded from throughput and latency (messages are still verified)")
+	fs.BoolVar(&cfg.JSON, "json", false, "print the results as one JSON object on stdout, nothing else")
+	fs.BoolVar(&cfg.Progress, "progress", stderrIsTerminal, "show a progress bar on stderr (default: on when stderr is a terminal, except with --json)")
+	fs.DurationVar(&cfg.ConnectTimeout, "connect-timeout", defaultConnectTimeout, "timeout of each connection attempt")
+	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", defaultDrainTimeout, "after sending stops, how long to wait for outstanding acks")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return cfg, err
+		}
+		// The flag package has printed the problem and the usage.
+		return cfg, &usageError{msg: err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return cfg, badUsage("unexpected arguments %q", fs.Args())
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+
+	if cfg.JSON && !set["progress"] {
+		cfg.Progress = false
+	}
+	if set["messages"] {
+		if *messages < 1 {
+			return cfg, badUsage("--messages %d: want >= 1", *messages)
+		}
+		cfg.Messages = uint64(*messages)
+		if !set["duration"] {
+			cfg.Duration = 0 // only the count bounds the run
+		}
+	}
+	if set["duration"] && cfg.Duration <= 0 {
+		return cfg, badUsage("--duration %v: want > 0", cfg.Duration)
+	}
+	var err error
+	if cfg.SizeMin, cfg.SizeMax, err = parseSize(*size); err != nil {
+		return cfg, err
+	}
+	cfg.SizeSpec = formatSize(cfg.SizeMin, cfg.SizeMax)
+	if cfg.BurstOn, cfg.BurstOff, err = parseBurst(*burst); err != nil {
+		return cfg, err
+	}
+	return cfg, validate(cfg)
+}
+
+func validate(cfg config) error {
+	if _, _, err := net.SplitHostPort(cfg.Addr); err != nil {
+		return badUsage("--addr %q: %v", cfg.Addr, err)
+	}
+	switch {
+	case cfg.Transport != "tcp":
+		return badUsage("--transport %q: want tcp", cfg.Transport)
+	case cfg.Conns < 1 || cfg.Conns > maxConns:
+		return badUsage("--conns %d: want 1..%d", cfg.Conns, maxConns)
+	case cfg.Window < 1 || cfg.Window > maxWindow:
+		return badUsage("--window %d: want 1..%d", cfg.Window, maxWindow)
+	case math.IsNaN(cfg.Rate) || math.IsInf(cfg.Rate, 0) || cfg.Rate < 0:
+		return badUsage("--rate %v: want a number >= 0", cfg.Rate)
+	case math.IsNaN(cfg.SlowFraction) || cfg.SlowFraction < 0 || cfg.SlowFraction >= 1:
+		return badUsage("--slow-clients %v: want a fraction in [0, 1)", cfg.SlowFraction)
+	case cfg.SlowAfter < 0:
+		return badUsage("--slow-after %v: want >= 0", cfg.SlowAfter)
+	case cfg.Warmup < 0:
+		return badUsage("--warmup %v: want >= 0", cfg.Warmup)
+	case cfg.ConnectTimeout <= 0:
+		return badUsage("--connect-timeout %v: want > 0", cfg.ConnectTimeout)
+	case cfg.DrainTimeout <= 0:
+		return badUsage("--drain-timeout %v: want > 0", cfg.DrainTimeout)
+	case cfg.Duration < 0:
+		return badUsage("--duration %v: want > 0", cfg.Duration)
+	case cfg.Duration == 0 && cfg.Messages == 0:
+		return badUsage("nothing bounds the run: give --duration or --messages")
+	}
+	return nil
+}
+
+// parseSize parses "N" or "MIN-MAX" (bytes, MIN <= MAX).
+func parseSize(s string) (lo, hi int, err error) {
+	loS, hiS, ranged := strings.Cut(strings.TrimSpace(s), "-")
+	lo, err = parseBytes(loS)
+	if err != nil {
+		return 0, 0, badUsage("--size %q: %v (want N or MIN-MAX in bytes)", s, err)
+	}
+	hi = lo
+	if ranged {
+		if hi, err = parseBytes(hiS); err != nil {
+			return 0, 0, badUsage("--size %q: %v (want N or MIN-MAX in bytes)", s, err)
+		}
+		if lo > hi {
+			return 0, 0, badUsage("--size %q: MIN %d is above MAX %d", s, lo, hi)
+		}
+	}
+	return lo, hi, nil
+}
+
+func parseBytes(s string) (int, error) {
+	n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a byte count", s)
+	}
+	if n > ingest.MaxFramePayload {
+		return 0, fmt.Errorf("%d bytes is more than a frame can carry (%d)", n, uint64(ingest.MaxFramePayload))
+	}
+	return int(n), nil
+}
+
+func formatSize(lo, hi int) string {
+	if lo == hi {
+		return strconv.Itoa(lo)
+	}
+	return strconv.Itoa(lo) + "-" + strconv.Itoa(hi)
+}
+
+// parseBurst parses "ON/OFF" durations, both > 0; "" means no bursts.
+func parseBurst(s string) (on, off time.Duration, err error) {
+	if s == "" {
+		return 0, 0, nil
+	}
+	onS, offS, ok := strings.Cut(s, "/")
+	if !ok {
+		return 0, 0, badUsage("--burst %q: want ON/OFF durations, e.g. 200ms/800ms", s)
+	}
+	if on, err = time.ParseDuration(strings.TrimSpace(onS)); err != nil || on <= 0 {
+		return 0, 0, badUsage("--burst %q: ON %q must be a duration > 0, e.g. 200ms/800ms", s, onS)
+	}
+	if off, err = time.ParseDuration(strings.TrimSpace(offS)); err != nil || off <= 0 {
+		return 0, 0, badUsage("--burst %q: OFF %q must be a duration > 0, e.g. 200ms/800ms", s, offS)
+	}
+	return on, off, nil
+}
+
+// burstSpec is the canonical text of the burst setting ("" when off).
+func (c config) burstSpec() string {
+	if c.BurstOn == 0 {
+		return ""
+	}
+	return c.BurstOn.String() + "/" + c.BurstOff.String()
+}
+
+// slowConns is the number of slow clients: FRACTION of the connections,
+// rounded, at least one when FRACTION > 0, and always leaving one normal
+// connection (so the run has something to measure and to end it).
+func (c config) slowConns() int {
+	if c.SlowFraction <= 0 {
+		return 0
+	}
+	n := max(int(math.Round(c.SlowFraction*float64(c.Conns))), 1)
+	return min(n, c.Conns-1)
+}
