@@ -9,7 +9,7 @@ PKGS      := ./...
 BIN       := bin
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all build test test-short lint run bench bench-http fuzz-short clean tools
+.PHONY: all build test test-short lint run bench bench-http bench-ingest clean
 
 all: build
 
@@ -48,6 +48,12 @@ bench:
 ## bench-http: gyre vs net, HTTP fixed response under wrk, pinned cores.
 bench-http: build
 	./scripts/bench-http.sh
+
+## bench-ingest: ingestd vs the net-package baseline under ingest-load,
+## pinned cores (see docs/benchmarks.md).
+bench-ingest: build
+	cd bench && $(GO) build -o ../$(BIN)/ ./cmd/ingest-net
+	./scripts/bench-ingest.sh
 
 clean:
 	rm -rf $(BIN)

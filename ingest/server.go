@@ -295,7 +295,6 @@ func (rs *reactorState) flush() {
 	rs.ready = rs.spare[:0]
 	rs.spare = nil
 	for _, tc := range ready {
-		tc.inReady = false
 		tc.takeDone()
 	}
 	rs.mu.Unlock()
@@ -396,13 +395,18 @@ type tcpConn struct {
 	draining bool
 	blocked  bool
 	slow     bool // closed for not reading its replies
-	queued   atomic.Int64 // payload bytes in the shard (for shed)
+	// Pushed during the current onData, published by publishCounts.
+	pushedMsgs, pushedBytes int
+	queued                  atomic.Int64 // payload bytes in the shard (for shed)
 
-	// Completions from the worker (mu).
-	inReady   bool
-	doneSeq   uint64
-	doneCount int
-	failed    []uint64
+	// Completions from the worker. The common case (success) touches only
+	// atomics; failures take rs.mu. inReady is set by the worker that
+	// queues the connection on rs.ready and cleared by flush before it
+	// reads the rest, so no completion is missed.
+	inReady   atomic.Bool
+	doneSeq   atomic.Uint64
+	doneCount atomic.Int64
+	failed    []uint64 // (mu)
 	// Taken from the worker's fields by flush, then reported (loop).
 	tDoneSeq   uint64
 	tDoneCount int
@@ -412,30 +416,34 @@ type tcpConn struct {
 // ID identifies the producer in sink records.
 func (tc *tcpConn) ID() uint64 { return tc.id }
 
-// Done records a completion; runs on the shard's worker.
+// Done records a completion; runs on the shard's worker, in push order.
 func (tc *tcpConn) Done(seq uint64, size int, err error) {
 	rs := tc.rs
 	tc.queued.Add(-int64(size))
-	rs.mu.Lock()
 	if err != nil {
+		rs.mu.Lock()
 		tc.failed = append(tc.failed, seq)
+		rs.mu.Unlock()
 	} else {
-		tc.doneSeq = seq
+		tc.doneSeq.Store(seq)
 	}
-	tc.doneCount++
-	if !tc.inReady {
-		tc.inReady = true
+	tc.doneCount.Add(1)
+	if tc.inReady.CompareAndSwap(false, true) {
+		rs.mu.Lock()
 		rs.ready = append(rs.ready, tc)
+		rs.mu.Unlock()
+		rs.schedule()
 	}
-	rs.mu.Unlock()
-	rs.schedule()
 }
 
-// takeDone moves the worker's completions to the loop side (caller holds mu).
+// takeDone moves the worker's completions to the loop side (caller holds
+// mu). doneSeq is read before failed: a failure recorded before a later
+// success is then always seen with it, so its NACK precedes the ACK that
+// covers it.
 func (tc *tcpConn) takeDone() {
-	tc.tDoneSeq = max(tc.tDoneSeq, tc.doneSeq)
-	tc.tDoneCount += tc.doneCount
-	tc.doneCount = 0
+	tc.inReady.Store(false) // a Done from now on queues the connection again
+	tc.tDoneSeq = max(tc.tDoneSeq, tc.doneSeq.Load())
+	tc.tDoneCount += int(tc.doneCount.Swap(0))
 	tc.tFailed, tc.failed = append(tc.tFailed[:0], tc.failed...), tc.failed[:0]
 }
 
@@ -485,6 +493,7 @@ func (tc *tcpConn) send(frame []byte) {
 
 // onData decodes every complete frame in b and returns the bytes used.
 func (tc *tcpConn) onData(b []byte) int {
+	defer tc.publishCounts()
 	s := tc.rs.s
 	consumed := 0
 	for consumed < len(b) && !tc.c.Closed() {
@@ -528,6 +537,19 @@ func (tc *tcpConn) onData(b []byte) int {
 	return consumed
 }
 
+// publishCounts adds what onData pushed to the shared counters: once per
+// receive rather than three atomic adds per message.
+func (tc *tcpConn) publishCounts() {
+	if tc.pushedMsgs == 0 {
+		return
+	}
+	st := &tc.rs.s.stats
+	tc.queued.Add(int64(tc.pushedBytes))
+	st.messagesIn.Add(uint64(tc.pushedMsgs))
+	st.bytesIn.Add(uint64(tc.pushedBytes))
+	tc.pushedMsgs, tc.pushedBytes = 0, 0
+}
+
 // push queues one DATA frame, applying the overload policy when the shard
 // is full. It returns false only under the block policy, when the frame
 // must wait.
@@ -536,9 +558,8 @@ func (tc *tcpConn) push(f Frame) bool {
 	err := tc.rs.shard.Push(tc, f.Seq, f.Payload)
 	if err == nil {
 		tc.inflight++
-		tc.queued.Add(int64(len(f.Payload)))
-		s.stats.messagesIn.Add(1)
-		s.stats.bytesIn.Add(uint64(len(f.Payload)))
+		tc.pushedMsgs++
+		tc.pushedBytes += len(f.Payload)
 		return true
 	}
 	var buf [HeaderSize + 2 + 32]byte
