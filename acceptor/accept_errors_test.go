@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gyre-io/gyre/acceptor"
+	"github.com/gyre-io/gyre/internal/leakcheck"
 	"github.com/gyre-io/gyre/reactor"
 	"golang.org/x/sys/unix"
 )
@@ -15,7 +16,7 @@ import (
 // lowestFree returns the n lowest descriptor numbers not in use.
 func lowestFree(t testing.TB, n int) []int {
 	t.Helper()
-	used := openFDs(t)
+	used := leakcheck.Take(t)
 	var out []int
 	for fd := 0; len(out) < n; fd++ {
 		if _, ok := used[fd]; !ok {

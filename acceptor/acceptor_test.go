@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gyre-io/gyre/acceptor"
+	"github.com/gyre-io/gyre/internal/leakcheck"
 	"github.com/gyre-io/gyre/reactor"
 	"golang.org/x/sys/unix"
 )
@@ -351,7 +352,7 @@ func TestAddressInUse(t *testing.T) {
 	addr := a1.Addrs()[0].String()
 
 	g2 := newGroup(t, 1, newEcho())
-	before := openFDs(t)
+	before := leakcheck.Take(t)
 	for _, reuse := range []bool{false, true} {
 		// SO_REUSEPORT on the second socket alone does not help: both must set it.
 		a2, err := acceptor.Listen(acceptor.Config{Addrs: []string{addr}, ReusePort: reuse, Logger: quiet}, g2)
@@ -370,7 +371,7 @@ func TestAddressInUse(t *testing.T) {
 			t.Errorf("error %q should name bind, the address and 'address already in use'", msg)
 		}
 	}
-	if after := openFDs(t); len(after) != len(before) {
+	if after := leakcheck.Take(t); len(after) != len(before) {
 		t.Errorf("failed Listen left descriptors: %d before, %d after", len(before), len(after))
 	}
 	// The first acceptor is unharmed.
@@ -407,7 +408,7 @@ func TestConfigErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			before := openFDs(t)
+			before := leakcheck.Take(t)
 			tc.cfg.Logger = quiet
 			a, err := acceptor.Listen(tc.cfg, tc.g)
 			if err == nil {
@@ -426,7 +427,7 @@ func TestConfigErrors(t *testing.T) {
 					t.Errorf("error %q does not name the bad address", err)
 				}
 			}
-			if after := openFDs(t); len(after) != len(before) {
+			if after := leakcheck.Take(t); len(after) != len(before) {
 				t.Errorf("descriptors: %d before, %d after", len(before), len(after))
 			}
 			portFree(t, good)
@@ -439,7 +440,7 @@ func TestRingRefused(t *testing.T) {
 	g := newGroup(t, 1, newEcho())
 	port := freePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	before := openFDs(t)
+	before := leakcheck.Take(t)
 	cfg := acceptor.WithRingExtraFlags(acceptor.Config{Addrs: []string{addr, "127.0.0.1:0"}, Logger: quiet}, 1<<28)
 	a, err := acceptor.Listen(cfg, g)
 	if err == nil {
@@ -449,7 +450,7 @@ func TestRingRefused(t *testing.T) {
 	if !errors.Is(err, errors.ErrUnsupported) {
 		t.Errorf("error %v does not wrap errors.ErrUnsupported", err)
 	}
-	if after := openFDs(t); len(after) != len(before) {
+	if after := leakcheck.Take(t); len(after) != len(before) {
 		t.Errorf("descriptors: %d before, %d after: %v", len(before), len(after), after)
 	}
 	portFree(t, addr)
@@ -588,7 +589,7 @@ func TestListenOnStoppedGroup(t *testing.T) {
 	}
 	_ = g.Close()
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	before := openFDs(t)
+	before := leakcheck.Take(t)
 	a, err := acceptor.Listen(acceptor.Config{Addrs: []string{addr}, Logger: quiet}, g)
 	if err == nil {
 		_ = a.Close()
@@ -597,7 +598,7 @@ func TestListenOnStoppedGroup(t *testing.T) {
 	if !errors.Is(err, reactor.ErrServerClosed) {
 		t.Errorf("Listen on a stopped group: %v, want ErrServerClosed", err)
 	}
-	if after := openFDs(t); len(after) != len(before) {
+	if after := leakcheck.Take(t); len(after) != len(before) {
 		t.Errorf("descriptors: %d before, %d after", len(before), len(after))
 	}
 	portFree(t, addr)

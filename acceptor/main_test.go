@@ -1,20 +1,17 @@
 package acceptor_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gyre-io/gyre/acceptor"
+	"github.com/gyre-io/gyre/internal/leakcheck"
 	"github.com/gyre-io/gyre/reactor"
 	"go.uber.org/goleak"
 )
@@ -93,68 +90,8 @@ func (h *echo) openedOn(local string) int {
 // Call it first in every test.
 func checkFDs(t *testing.T) {
 	t.Helper()
-	before := openFDs(t)
-	t.Cleanup(func() { checkNoLeaks(t, before) })
-}
-
-// openFDs lists this process's descriptors and what they point at, leaving
-// out the directory descriptor used to list them.
-func openFDs(t testing.TB) map[int]string {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatalf("reading /proc/self/fd: %v", err)
-	}
-	m := make(map[int]string, len(ents))
-	for _, e := range ents {
-		target, err := os.Readlink("/proc/self/fd/" + e.Name())
-		if err != nil || strings.HasPrefix(target, "/proc/") {
-			continue // closed meanwhile, or the listing's own descriptor
-		}
-		fd, _ := strconv.Atoi(e.Name())
-		m[fd] = target
-	}
-	return m
-}
-
-func checkNoLeaks(t *testing.T, before map[int]string) {
-	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		var leaked []string
-		for fd, target := range openFDs(t) {
-			if before[fd] != target {
-				leaked = append(leaked, fmt.Sprintf("%d -> %s", fd, target))
-			}
-		}
-		for _, m := range mappings(t) {
-			if strings.Contains(m, "io_uring") {
-				leaked = append(leaked, "mapping "+m)
-			}
-		}
-		if len(leaked) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("left behind: %v", leaked)
-			return
-		}
-		time.Sleep(10 * time.Millisecond) // peers still closing
-	}
-}
-
-func mappings(t testing.TB) []string {
-	f, err := os.Open("/proc/self/maps")
-	if err != nil {
-		t.Fatalf("reading /proc/self/maps: %v", err)
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		out = append(out, sc.Text())
-	}
-	return out
+	before := leakcheck.Take(t)
+	t.Cleanup(func() { leakcheck.Check(t, before) })
 }
 
 // newGroup starts n reactors running h and registers a cleanup that shuts

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gyre-io/gyre/acceptor"
+	"github.com/gyre-io/gyre/internal/leakcheck"
 	"github.com/gyre-io/gyre/reactor"
 	"golang.org/x/sys/unix"
 )
@@ -111,7 +112,7 @@ func listenDuringShutdown(t *testing.T, attempt int) (done bool) {
 		t.Fatalf("socket: %v", err)
 	}
 	defer unix.Close(cfd)
-	baseline := openFDs(t)
+	baseline := leakcheck.Take(t)
 	port := freePort(t)
 	sa := &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}
 
@@ -182,7 +183,7 @@ func listenDuringShutdown(t *testing.T, attempt int) (done bool) {
 		return false // reset in the backlog, never accepted: try again
 	}
 	var leaked []int
-	for fd, target := range openFDs(t) {
+	for fd, target := range leakcheck.Take(t) {
 		if _, ok := baseline[fd]; !ok && strings.HasPrefix(target, "socket:") {
 			leaked = append(leaked, fd)
 		}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gyre-io/gyre/acceptor"
+	"github.com/gyre-io/gyre/internal/leakcheck"
 	"github.com/gyre-io/gyre/reactor"
 	"golang.org/x/sys/unix"
 )
@@ -144,7 +145,7 @@ func TestListenOnStoppedGroupLeaksNoSocket(t *testing.T) {
 	port := freePort(t)
 	sa := &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	baseline := openFDs(t)
+	baseline := leakcheck.Take(t)
 	var connected atomic.Bool
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -185,7 +186,7 @@ func TestListenOnStoppedGroupLeaksNoSocket(t *testing.T) {
 	_ = unix.SetsockoptTimeval(cfd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 300000})
 	n, rerr := unix.Read(cfd, make([]byte, 1))
 	var leaked []int
-	for fd, target := range openFDs(t) {
+	for fd, target := range leakcheck.Take(t) {
 		if _, ok := baseline[fd]; !ok && strings.HasPrefix(target, "socket:") {
 			leaked = append(leaked, fd)
 		}
