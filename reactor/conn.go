@@ -227,7 +227,10 @@ func (c *Conn) SetWriteDeadline(t time.Time) {
 // Hold keeps the bytes passed to the current OnData valid after OnData
 // returns, without copying, until the returned Lease is released. Only
 // valid inside OnData. The receive buffer behind a held view is out of
-// the kernel's reach until then: hold briefly, or copy. Loop-only.
+// the kernel's reach until then: hold briefly, or copy. A held view is
+// valid at the latest until the reactor stops: Group.Shutdown and Close
+// unmap the receive buffers, so release (or copy) before shutting down.
+// Loop-only.
 func (c *Conn) Hold() Lease {
 	if c.held {
 		panic("reactor: Hold called twice in one OnData")
