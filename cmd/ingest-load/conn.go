@@ -128,7 +128,7 @@ func newConn(r *runner, id int, slow bool) *conn {
 	if r.warmup == 0 {
 		c.measureFrom.Store(1)
 	}
-	c.rd.hist = hdrhistogram.New(histMinUS, histMaxUS, histDigits(r.cfg.Conns))
+	c.rd.hist = hdrhistogram.New(histMinUS, histMaxUS, histDigits(r.cfg.loadStreams()))
 	if r.cfg.SizeMin != r.cfg.SizeMax {
 		c.wr.rng = rand.New(rand.NewPCG(uint64(id), 0x9e3779b97f4a7c15))
 	}

@@ -42,6 +42,19 @@ type config struct {
 	Progress          bool
 	ConnectTimeout    time.Duration
 	DrainTimeout      time.Duration
+
+	// QUIC (--transport quic). QUICStreams is "reuse" (Streams long-lived
+	// streams per connection, each a load stream) or "per-message" (a
+	// stream per DATA frame, at most Streams at once per connection).
+	QUICStreams string
+	Streams     int
+	ZeroRTT     bool
+	Insecure    bool
+	PinSHA256   string
+	// Kill drops this fraction of the QUIC connections without
+	// CONNECTION_CLOSE, KillAfter into the run.
+	Kill      float64
+	KillAfter time.Duration
 }
 
 // usageError is a bad command line: exit status 2.
@@ -56,6 +69,8 @@ func badUsage(format string, args ...any) error {
 // Defaults (documented in the flag help).
 const (
 	defaultAddr           = "127.0.0.1:7400"
+	defaultQUICAddr       = "127.0.0.1:7401"
+	maxStreams            = 1024
 	defaultConns          = 64
 	defaultDuration       = 10 * time.Second
 	defaultSize           = "128"
@@ -81,7 +96,14 @@ func parseFlags(args []string, stderr io.Writer, stderrIsTerminal bool) (config,
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&cfg.Addr, "addr", defaultAddr, "ingest node address `HOST:PORT`")
-	fs.StringVar(&cfg.Transport, "transport", "tcp", "transport: tcp")
+	fs.StringVar(&cfg.Transport, "transport", "tcp", "transport: tcp or quic (then --addr defaults to "+defaultQUICAddr+")")
+	fs.StringVar(&cfg.QUICStreams, "quic-streams", "reuse", "quic: reuse (--streams long-lived streams per connection, each with its own --window) or per-message (a stream per DATA frame: DATA, FIN)")
+	fs.IntVar(&cfg.Streams, "streams", 1, "quic: concurrent streams per connection (reuse: streams, each a load stream; per-message: messages in flight on their own streams)")
+	fs.BoolVar(&cfg.ZeroRTT, "0rtt", false, "quic: resume with 0-RTT (one priming handshake fills the session cache and token store first); reports how many connections used it")
+	fs.BoolVar(&cfg.Insecure, "insecure", false, "quic: do not verify the server certificate (development)")
+	fs.StringVar(&cfg.PinSHA256, "pin-sha256", "", "quic: accept only the server certificate with this SHA-256 (`HEX`, as ingestd logs for its generated certificate)")
+	fs.Float64Var(&cfg.Kill, "kill", 0, "quic: `FRACTION` of the connections to drop abruptly mid-run, without CONNECTION_CLOSE (their UDP sockets are closed), to watch the server reclaim them; reported apart, not errors")
+	fs.DurationVar(&cfg.KillAfter, "kill-after", 0, "quic: when --kill drops them (default: half of --duration after the warmup; 100ms with --messages only)")
 	fs.IntVar(&cfg.Conns, "conns", defaultConns, "number of connections")
 	fs.DurationVar(&cfg.Duration, "duration", defaultDuration, "how long to send, after --warmup (default when --messages is not given)")
 	messages := fs.Int64("messages", 0, "DATA frames per connection, then stop (with --duration too: whichever comes first)")
@@ -112,6 +134,22 @@ func parseFlags(args []string, stderr io.Writer, stderrIsTerminal bool) (config,
 	if cfg.JSON && !set["progress"] {
 		cfg.Progress = false
 	}
+	if cfg.Transport == "quic" && !set["addr"] {
+		cfg.Addr = defaultQUICAddr
+	}
+	if cfg.Transport != "quic" {
+		for _, f := range []string{"quic-streams", "streams", "0rtt", "insecure", "pin-sha256", "kill", "kill-after"} {
+			if set[f] {
+				return cfg, badUsage("--%s needs --transport quic", f)
+			}
+		}
+	}
+	if cfg.Kill > 0 && !set["kill-after"] {
+		cfg.KillAfter = 100 * time.Millisecond
+		if cfg.Duration > 0 {
+			cfg.KillAfter = cfg.Warmup + cfg.Duration/2
+		}
+	}
 	if set["messages"] {
 		if *messages < 1 {
 			return cfg, badUsage("--messages %d: want >= 1", *messages)
@@ -140,10 +178,24 @@ func validate(cfg config) error {
 		return badUsage("--addr %q: %v", cfg.Addr, err)
 	}
 	switch {
-	case cfg.Transport != "tcp":
-		return badUsage("--transport %q: want tcp", cfg.Transport)
+	case cfg.Transport != "tcp" && cfg.Transport != "quic":
+		return badUsage("--transport %q: want tcp or quic", cfg.Transport)
 	case cfg.Conns < 1 || cfg.Conns > maxConns:
 		return badUsage("--conns %d: want 1..%d", cfg.Conns, maxConns)
+	case cfg.QUICStreams != "reuse" && cfg.QUICStreams != "per-message":
+		return badUsage("--quic-streams %q: want reuse or per-message", cfg.QUICStreams)
+	case cfg.Streams < 1 || cfg.Streams > maxStreams:
+		return badUsage("--streams %d: want 1..%d", cfg.Streams, maxStreams)
+	case cfg.loadStreams() > maxConns:
+		return badUsage("--conns %d x --streams %d: want at most %d streams", cfg.Conns, cfg.Streams, maxConns)
+	case cfg.Insecure && cfg.PinSHA256 != "":
+		return badUsage("--insecure and --pin-sha256 exclude each other")
+	case math.IsNaN(cfg.Kill) || cfg.Kill < 0 || cfg.Kill >= 1:
+		return badUsage("--kill %v: want a fraction in [0, 1)", cfg.Kill)
+	case cfg.KillAfter < 0:
+		return badUsage("--kill-after %v: want >= 0", cfg.KillAfter)
+	case cfg.QUICStreams == "per-message" && cfg.SlowFraction > 0:
+		return badUsage("--slow-clients needs --quic-streams reuse (a per-message client has no stream to stop reading)")
 	case cfg.Window < 1 || cfg.Window > maxWindow:
 		return badUsage("--window %d: want 1..%d", cfg.Window, maxWindow)
 	case math.IsNaN(cfg.Rate) || math.IsInf(cfg.Rate, 0) || cfg.Rate < 0:
@@ -229,6 +281,15 @@ func (c config) burstSpec() string {
 	return c.BurstOn.String() + "/" + c.BurstOff.String()
 }
 
+// loadStreams is the number of load streams (each with a writer, a reader
+// and its own window): the connections, times --streams in QUIC reuse mode.
+func (c config) loadStreams() int {
+	if c.Transport == "quic" && c.QUICStreams == "reuse" {
+		return c.Conns * c.Streams
+	}
+	return c.Conns
+}
+
 // slowConns is the number of slow clients: FRACTION of the connections,
 // rounded, at least one when FRACTION > 0, and always leaving one normal
 // connection (so the run has something to measure and to end it).
@@ -236,6 +297,6 @@ func (c config) slowConns() int {
 	if c.SlowFraction <= 0 {
 		return 0
 	}
-	n := max(int(math.Round(c.SlowFraction*float64(c.Conns))), 1)
-	return min(n, c.Conns-1)
+	n := max(int(math.Round(c.SlowFraction*float64(c.loadStreams()))), 1)
+	return min(n, c.loadStreams()-1)
 }

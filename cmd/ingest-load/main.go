@@ -5,6 +5,12 @@
 //
 //	ingest-load --addr 127.0.0.1:7400 --conns 64 --duration 10s --size 128 --window 256
 //	ingest-load --messages 100000 --window 1 --json
+//	ingest-load --transport quic --pin-sha256 HEX --conns 16 --streams 4 --quic-streams reuse
+//	ingest-load --transport quic --insecure --quic-streams per-message --streams 8 --0rtt --kill 0.25
+//
+// Over QUIC (docs/quic.md) a load stream is a QUIC stream: --streams of
+// them per connection with --quic-streams reuse, or, with per-message, one
+// per connection whose DATA frames each travel on a stream of their own.
 //
 // Each connection has a writer goroutine (DATA frames with seqs 1, 2, 3, ...
 // encoded into a reused buffer, at most --window unanswered) and a reader
@@ -72,7 +78,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ingest-load: %v\n", err)
 		return exitUsage
 	}
-	res := runLoad(ctx, cfg, newTransport(cfg), stderr)
+	tr, err := newTransport(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "ingest-load: %v\n", err)
+		return exitUsage
+	}
+	res := runLoad(ctx, cfg, tr, stderr)
 	if cfg.JSON {
 		if err := writeJSON(stdout, res); err != nil {
 			fmt.Fprintf(stderr, "ingest-load: writing results: %v\n", err)
@@ -157,11 +168,15 @@ func runLoad(ctx context.Context, cfg config, tr Transport, stderr io.Writer) *r
 	r := newRunner(cfg)
 	res := newResult(cfg, tr.Name())
 	nSlow := cfg.slowConns()
+	nConns := cfg.loadStreams()
+	if c, ok := tr.(io.Closer); ok {
+		defer c.Close()
+	}
 
 	// Dial everything first, so the clock starts with every connection up.
 	// The last nSlow connections are the slow clients.
-	conns := make([]*conn, cfg.Conns)
-	dialErrs := make([]error, cfg.Conns)
+	conns := make([]*conn, nConns)
+	dialErrs := make([]error, nConns)
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, dialParallel)
 	for i := range conns {
@@ -175,7 +190,7 @@ func runLoad(ctx context.Context, cfg config, tr Transport, stderr io.Writer) *r
 				dialErrs[i] = fmt.Errorf("conn %d: connect to %s: %w", i, cfg.Addr, err)
 				return
 			}
-			c := newConn(r, i, i >= cfg.Conns-nSlow)
+			c := newConn(r, i, i >= nConns-nSlow)
 			c.rw = rw
 			if s, ok := rw.(readBufferSetter); ok && c.slow {
 				_ = s.SetReadBuffer(slowReadBuffer)
@@ -234,6 +249,20 @@ func runLoad(ctx context.Context, cfg config, tr Transport, stderr io.Writer) *r
 			}
 		}
 	}()
+	if k, ok := tr.(killer); ok && cfg.Kill > 0 {
+		coord.Add(1)
+		go func() {
+			defer coord.Done()
+			t := time.NewTimer(cfg.KillAfter)
+			defer t.Stop()
+			select {
+			case <-t.C:
+				res.KilledAtSeconds = math.Round(nsToSeconds(r.since())*1000) / 1000
+				res.KilledConns = k.kill(cfg.Kill)
+			case <-finished:
+			}
+		}()
+	}
 	var pb *progress
 	if cfg.Progress {
 		pb = startProgress(r, live, stderr)
@@ -252,6 +281,9 @@ func runLoad(ctx context.Context, cfg config, tr Transport, stderr io.Writer) *r
 		pb.finish()
 	}
 	res.collect(r, live, sendEnd.Load())
+	if q, ok := tr.(*quicTransport); ok && cfg.ZeroRTT {
+		res.ZeroRTTConns = q.zeroRTT()
+	}
 	return res
 }
 

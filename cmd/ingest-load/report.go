@@ -56,6 +56,21 @@ type result struct {
 	SlowConnected    int    `json:"slow_connected"` // alive and not stalled at the end
 	SlowMessagesSent uint64 `json:"slow_messages_sent"`
 
+	// QUIC (empty or zero over TCP). Streams are the load streams (QUIC
+	// streams in reuse mode). ZeroRTTConns counts the connections that
+	// resumed with 0-RTT (--0rtt). Killed*: --kill dropped KilledConns
+	// connections at KilledAtSeconds; their load streams are reported
+	// here, not in the counts above, and their failures are not errors.
+	QUICStreams        string  `json:"quic_streams,omitempty"`
+	StreamsPerConn     int     `json:"streams_per_conn,omitempty"`
+	LoadStreams        int     `json:"load_streams"`
+	ZeroRTTConns       int     `json:"zero_rtt_conns"`
+	KilledConns        int     `json:"killed_conns"`
+	KilledAtSeconds    float64 `json:"killed_at_seconds"`
+	KilledStreams      int     `json:"killed_streams"`
+	KilledMessagesSent uint64  `json:"killed_messages_sent"`
+	KilledAnswered     uint64  `json:"killed_answered"`
+
 	OK bool `json:"ok"`
 }
 
@@ -71,7 +86,7 @@ type latencyUS struct {
 }
 
 func newResult(cfg config, transport string) *result {
-	return &result{
+	res := &result{
 		Transport:       transport,
 		Addr:            cfg.Addr,
 		Conns:           cfg.Conns,
@@ -86,7 +101,13 @@ func newResult(cfg config, transport string) *result {
 		WarmupSeconds:   cfg.Warmup.Seconds(),
 		Nacks:           map[string]uint64{"1": 0, "2": 0, "3": 0, "4": 0},
 		ErrorSamples:    []string{},
+		LoadStreams:     cfg.loadStreams(),
 	}
+	if cfg.Transport == "quic" {
+		res.QUICStreams = cfg.QUICStreams
+		res.StreamsPerConn = cfg.Streams
+	}
+	return res
 }
 
 func (res *result) addError(err error) {
@@ -98,10 +119,18 @@ func (res *result) addError(err error) {
 
 // collect adds up the connections once all of them are done.
 func (res *result) collect(r *runner, conns []*conn, sendEnd int64) {
-	hist := hdrhistogram.New(histMinUS, histMaxUS, histDigits(r.cfg.Conns))
+	hist := hdrhistogram.New(histMinUS, histMaxUS, histDigits(r.cfg.loadStreams()))
 	end := sendEnd
 	var acked, bytes uint64
 	for _, c := range conns {
+		if k, ok := c.rw.(interface{ killed() bool }); ok && k.killed() {
+			// Dropped on purpose (--kill): what it sent and got answered is
+			// reported apart; its failure is what was asked for.
+			res.KilledStreams++
+			res.KilledMessagesSent += c.sent.Load()
+			res.KilledAnswered += c.rd.acked + c.rd.nackTotal
+			continue
+		}
 		if c.err != nil {
 			res.addError(c.err)
 		}
@@ -205,6 +234,13 @@ func writeText(w io.Writer, res *result) {
 	}
 	fmt.Fprintf(w, "ingest-load %s %s: %d conns, size %s B, window %d, rate %s, %s\n",
 		res.Transport, res.Addr, res.Conns, res.Size, res.Window, rate, limit)
+	if res.QUICStreams != "" {
+		fmt.Fprintf(w, "  quic        %s streams, %d per conn (%d load streams)", res.QUICStreams, res.StreamsPerConn, res.LoadStreams)
+		if res.ZeroRTTConns > 0 {
+			fmt.Fprintf(w, ", 0-RTT on %d of %d conns", res.ZeroRTTConns, res.Conns)
+		}
+		fmt.Fprintln(w)
+	}
 	fmt.Fprintf(w, "  messages    sent %d, acked %d, unanswered %d", res.MessagesSent, res.MessagesAcked, res.Unanswered)
 	if res.GoawayUnaccepted > 0 {
 		fmt.Fprintf(w, ", not accepted after GOAWAY %d", res.GoawayUnaccepted)
@@ -228,6 +264,10 @@ func writeText(w io.Writer, res *result) {
 	if res.SlowConns > 0 {
 		fmt.Fprintf(w, "  slow        %d clients (%d msgs sent): %d disconnected by the server, %d stalled, %d still connected\n",
 			res.SlowConns, res.SlowMessagesSent, res.SlowDisconnected, res.SlowStalled, res.SlowConnected)
+	}
+	if res.KilledConns > 0 {
+		fmt.Fprintf(w, "  killed      %d conns at %s (%d load streams, %d msgs sent, %d answered); the server reclaims them at its idle timeout\n",
+			res.KilledConns, fmtSeconds(res.KilledAtSeconds), res.KilledStreams, res.KilledMessagesSent, res.KilledAnswered)
 	}
 	if res.OK {
 		fmt.Fprintln(w, "  result      OK: every message answered, no errors")

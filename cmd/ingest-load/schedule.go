@@ -20,7 +20,7 @@ type schedule struct {
 func newSchedule(cfg config) schedule {
 	s := schedule{on: int64(cfg.BurstOn), off: int64(cfg.BurstOff)}
 	if cfg.Rate > 0 {
-		s.perConn = cfg.Rate / float64(cfg.Conns)
+		s.perConn = cfg.Rate / float64(cfg.loadStreams())
 	}
 	return s
 }

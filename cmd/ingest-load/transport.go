@@ -22,7 +22,7 @@ import (
 // sooner); both are optional.
 type Transport interface {
 	Dial(ctx context.Context) (io.ReadWriteCloser, error)
-	// Name is the transport's name in reports ("tcp").
+	// Name is the transport's name in reports ("tcp", "quic").
 	Name() string
 }
 
@@ -57,10 +57,19 @@ func (t *tcpTransport) Dial(ctx context.Context) (io.ReadWriteCloser, error) {
 	return t.dialer.DialContext(ctx, "tcp", t.addr)
 }
 
+// Optional upgrades of a Transport: killer drops a fraction of its
+// connections abruptly (--kill); io.Closer releases what it holds once the
+// load is over.
+type killer interface {
+	kill(fraction float64) int
+}
+
 // newTransport returns the transport named by --transport (validated).
-func newTransport(cfg config) Transport {
+func newTransport(cfg config) (Transport, error) {
 	switch cfg.Transport {
+	case "quic":
+		return newQUICTransport(cfg)
 	default: // "tcp"; validate refuses anything else
-		return newTCPTransport(cfg.Addr, cfg.ConnectTimeout)
+		return newTCPTransport(cfg.Addr, cfg.ConnectTimeout), nil
 	}
 }

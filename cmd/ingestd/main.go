@@ -1,7 +1,7 @@
 // Command ingestd is gyre's ingest node: it accepts ingest-v1 frames over
-// TCP on io_uring reactors, stores them through a sink (an fsynced,
-// segmented log by default) and acknowledges each message only after the
-// sink has accepted it.
+// TCP on io_uring reactors and over QUIC (--quic, see docs/quic.md), stores
+// them through a sink (an fsynced, segmented log by default) and
+// acknowledges each message only after the sink has accepted it.
 //
 //	ingestd [flags]                 run the node
 //	ingestd read --data-dir DIR     print or count the records stored in a log
@@ -13,6 +13,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -29,6 +30,7 @@ import (
 	"time"
 
 	"github.com/gyre-io/gyre/ingest"
+	"github.com/gyre-io/gyre/quicbridge"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -65,6 +67,20 @@ type config struct {
 	SyncInterval  time.Duration `json:"sync_interval"`
 	SegmentBytes  int64         `json:"segment_bytes"`
 	RetainBytes   int64         `json:"retain_bytes"`
+
+	// QUIC (docs/quic.md). QUIC "" disables it.
+	QUIC                 string        `json:"quic"`
+	TLSCert              string        `json:"tls_cert"`
+	TLSKey               string        `json:"tls_key"`
+	TLSTicketKeyFile     string        `json:"tls_ticket_key_file"`
+	QUIC0RTT             bool          `json:"quic_0rtt"`
+	QUICMaxConns         int           `json:"quic_max_conns"`
+	QUICMaxStreams       int64         `json:"quic_max_streams"`
+	QUICStreamWindow     uint64        `json:"quic_stream_window"`
+	QUICConnWindow       uint64        `json:"quic_conn_window"`
+	QUICIdleTimeout      time.Duration `json:"quic_idle_timeout"`
+	QUICBufferMemory     int64         `json:"quic_buffer_memory"`
+	QUICLargeFrameMemory int64         `json:"quic_large_frame_memory"`
 }
 
 func defaults() config {
@@ -85,6 +101,16 @@ func defaults() config {
 		SyncInterval:  ingest.DefaultSyncInterval,
 		SegmentBytes:  ingest.DefaultSegmentBytes,
 		RetainBytes:   ingest.DefaultRetainBytes,
+
+		QUIC:                 quicbridge.DefaultAddr,
+		QUIC0RTT:             true,
+		QUICMaxConns:         quicbridge.DefaultMaxConns,
+		QUICMaxStreams:       quicbridge.DefaultMaxIncomingStreams,
+		QUICStreamWindow:     quicbridge.DefaultStreamWindow,
+		QUICConnWindow:       quicbridge.DefaultConnWindow,
+		QUICIdleTimeout:      quicbridge.DefaultIdleTimeout,
+		QUICBufferMemory:     quicbridge.DefaultBufferMemory,
+		QUICLargeFrameMemory: quicbridge.DefaultLargeFrameMemory,
 	}
 }
 
@@ -144,6 +170,18 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&cfg.SyncInterval, "sync-interval", cfg.SyncInterval, "file sink: fsync at least this often while writes wait")
 	fs.Int64Var(&cfg.SegmentBytes, "segment-bytes", cfg.SegmentBytes, "file sink: rotate segments at this size")
 	fs.Int64Var(&cfg.RetainBytes, "retain-bytes", cfg.RetainBytes, "file sink: delete the oldest segments beyond this total")
+	fs.StringVar(&cfg.QUIC, "quic", cfg.QUIC, "QUIC (UDP) listen address, ALPN ingest-v1 (empty: no QUIC)")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, "QUIC: PEM certificate file (without --tls-cert/--tls-key: a generated self-signed certificate for localhost, development only; its SHA-256 is logged)")
+	fs.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "QUIC: PEM private key file for --tls-cert")
+	fs.StringVar(&cfg.TLSTicketKeyFile, "tls-ticket-key-file", cfg.TLSTicketKeyFile, "QUIC: TLS session ticket keys (64 hex digits a line, first one current; created if missing), so resumption and 0-RTT survive restarts")
+	fs.BoolVar(&cfg.QUIC0RTT, "quic-0rtt", cfg.QUIC0RTT, "QUIC: accept 0-RTT data (acknowledged only after the handshake completes)")
+	fs.IntVar(&cfg.QUICMaxConns, "quic-max-conns", cfg.QUICMaxConns, "QUIC: most connections at once; more are refused (application error 0x1)")
+	fs.Int64Var(&cfg.QUICMaxStreams, "quic-max-streams", cfg.QUICMaxStreams, "QUIC: most open streams per connection (clients wait for more)")
+	fs.Uint64Var(&cfg.QUICStreamWindow, "quic-stream-window", cfg.QUICStreamWindow, "QUIC: flow-control receive window per stream, bytes")
+	fs.Uint64Var(&cfg.QUICConnWindow, "quic-conn-window", cfg.QUICConnWindow, "QUIC: flow-control receive window per connection, bytes (>= --quic-stream-window)")
+	fs.DurationVar(&cfg.QUICIdleTimeout, "quic-idle-timeout", cfg.QUICIdleTimeout, "QUIC: close connections without a packet for this long")
+	fs.Int64Var(&cfg.QUICBufferMemory, "quic-buffer-memory", cfg.QUICBufferMemory, "QUIC: bytes for the read buffers of all streams together")
+	fs.Int64Var(&cfg.QUICLargeFrameMemory, "quic-large-frame-memory", cfg.QUICLargeFrameMemory, "QUIC: bytes for frames larger than a read buffer, all streams together (>= --max-payload)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -176,6 +214,12 @@ func applyIfSet(set map[string]bool, dst *config, flags config) {
 		"grace": func() { dst.Grace = flags.Grace }, "sync-bytes": func() { dst.SyncBytes = flags.SyncBytes },
 		"sync-interval": func() { dst.SyncInterval = flags.SyncInterval }, "segment-bytes": func() { dst.SegmentBytes = flags.SegmentBytes },
 		"retain-bytes": func() { dst.RetainBytes = flags.RetainBytes },
+		"quic":         func() { dst.QUIC = flags.QUIC }, "tls-cert": func() { dst.TLSCert = flags.TLSCert },
+		"tls-key": func() { dst.TLSKey = flags.TLSKey }, "tls-ticket-key-file": func() { dst.TLSTicketKeyFile = flags.TLSTicketKeyFile },
+		"quic-0rtt": func() { dst.QUIC0RTT = flags.QUIC0RTT }, "quic-max-conns": func() { dst.QUICMaxConns = flags.QUICMaxConns },
+		"quic-max-streams": func() { dst.QUICMaxStreams = flags.QUICMaxStreams }, "quic-stream-window": func() { dst.QUICStreamWindow = flags.QUICStreamWindow },
+		"quic-conn-window": func() { dst.QUICConnWindow = flags.QUICConnWindow }, "quic-idle-timeout": func() { dst.QUICIdleTimeout = flags.QUICIdleTimeout },
+		"quic-buffer-memory": func() { dst.QUICBufferMemory = flags.QUICBufferMemory }, "quic-large-frame-memory": func() { dst.QUICLargeFrameMemory = flags.QUICLargeFrameMemory },
 	}
 	for name, apply := range pairs {
 		if set[name] {
@@ -193,10 +237,11 @@ func loadConfigFile(path string, cfg *config) error {
 	type alias config
 	raw := struct {
 		alias
-		AckDelay     string `json:"ack_delay"`
-		IdleTimeout  string `json:"idle_timeout"`
-		Grace        string `json:"grace"`
-		SyncInterval string `json:"sync_interval"`
+		AckDelay        string `json:"ack_delay"`
+		IdleTimeout     string `json:"idle_timeout"`
+		Grace           string `json:"grace"`
+		SyncInterval    string `json:"sync_interval"`
+		QUICIdleTimeout string `json:"quic_idle_timeout"`
 	}{alias: alias(*cfg)}
 	dec := json.NewDecoder(strings.NewReader(string(b)))
 	dec.DisallowUnknownFields()
@@ -209,7 +254,8 @@ func loadConfigFile(path string, cfg *config) error {
 		dst *time.Duration
 		key string
 	}{{raw.AckDelay, &cfg.AckDelay, "ack_delay"}, {raw.IdleTimeout, &cfg.IdleTimeout, "idle_timeout"},
-		{raw.Grace, &cfg.Grace, "grace"}, {raw.SyncInterval, &cfg.SyncInterval, "sync_interval"}} {
+		{raw.Grace, &cfg.Grace, "grace"}, {raw.SyncInterval, &cfg.SyncInterval, "sync_interval"},
+		{raw.QUICIdleTimeout, &cfg.QUICIdleTimeout, "quic_idle_timeout"}} {
 		if d.s == "" {
 			continue
 		}
@@ -260,10 +306,93 @@ func validate(cfg config) error {
 	if _, err := ingest.ParseOverload(cfg.Overload); err != nil {
 		return badConfig("--overload %q: want block, reject or shed", cfg.Overload)
 	}
+	if err := validateQUIC(cfg); err != nil {
+		return err
+	}
 	if _, ok := parseLevel(cfg.LogLevel); !ok {
 		return badConfig("--log-level %q: want debug, info, warn or error", cfg.LogLevel)
 	}
 	return nil
+}
+
+// validateQUIC checks the QUIC settings (only when QUIC is on).
+func validateQUIC(cfg config) error {
+	if cfg.QUIC == "" {
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(cfg.QUIC); err != nil {
+		return badConfig("--quic %q: %v", cfg.QUIC, err)
+	}
+	switch {
+	case (cfg.TLSCert == "") != (cfg.TLSKey == ""):
+		return badConfig("--tls-cert and --tls-key must be given together")
+	case cfg.QUICMaxConns < 1:
+		return badConfig("--quic-max-conns %d: want >= 1", cfg.QUICMaxConns)
+	case cfg.QUICMaxStreams < 1:
+		return badConfig("--quic-max-streams %d: want >= 1", cfg.QUICMaxStreams)
+	case cfg.QUICStreamWindow < 1<<10:
+		return badConfig("--quic-stream-window %d: want >= 1024", cfg.QUICStreamWindow)
+	case cfg.QUICConnWindow < cfg.QUICStreamWindow:
+		return badConfig("--quic-conn-window %d is smaller than --quic-stream-window %d", cfg.QUICConnWindow, cfg.QUICStreamWindow)
+	case cfg.QUICIdleTimeout <= 0:
+		return badConfig("--quic-idle-timeout %v: want > 0", cfg.QUICIdleTimeout)
+	case cfg.QUICBufferMemory < quicbridge.DefaultReadBufferSize:
+		return badConfig("--quic-buffer-memory %d: want >= %d (one read buffer)", cfg.QUICBufferMemory, quicbridge.DefaultReadBufferSize)
+	}
+	maxFrame := cfg.MaxPayload + ingest.HeaderSize
+	if cfg.MaxPayload == 0 { // the servers read 0 as the default
+		maxFrame = ingest.DefaultMaxPayload + ingest.HeaderSize
+	}
+	if maxFrame > quicbridge.DefaultReadBufferSize && cfg.QUICLargeFrameMemory < int64(maxFrame) {
+		return badConfig("--quic-large-frame-memory %d is smaller than one maximal frame (%d bytes: --max-payload + %d)",
+			cfg.QUICLargeFrameMemory, maxFrame, ingest.HeaderSize)
+	}
+	return nil
+}
+
+// quicConfig builds the bridge's configuration, reading the certificate and
+// the ticket key file (created with a fresh key if missing). Problems are
+// configuration errors.
+func quicConfig(cfg config, log *slog.Logger) (quicbridge.Config, error) {
+	overload, _ := ingest.ParseOverload(cfg.Overload)
+	qc := quicbridge.Config{
+		Addr:                cfg.QUIC,
+		CertFile:            cfg.TLSCert,
+		KeyFile:             cfg.TLSKey,
+		Disable0RTT:         !cfg.QUIC0RTT,
+		MaxConns:            cfg.QUICMaxConns,
+		MaxIncomingStreams:  cfg.QUICMaxStreams,
+		StreamReceiveWindow: cfg.QUICStreamWindow,
+		ConnReceiveWindow:   cfg.QUICConnWindow,
+		IdleTimeout:         cfg.QUICIdleTimeout,
+		MaxPayload:          cfg.MaxPayload,
+		BufferMemory:        cfg.QUICBufferMemory,
+		LargeFrameMemory:    cfg.QUICLargeFrameMemory,
+		Overload:            overload,
+		Logger:              log,
+	}
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return qc, badConfig("--tls-cert/--tls-key: %v", err)
+		}
+		qc.CertFile, qc.KeyFile = "", ""
+		qc.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+	}
+	if path := cfg.TLSTicketKeyFile; path != "" {
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			if err := quicbridge.CreateTicketKeyFile(path); err != nil {
+				return qc, badConfig("--tls-ticket-key-file: %v", err)
+			}
+			log.Info("created a TLS session ticket key file; keep it secret", "path", path)
+		}
+		keys, err := quicbridge.LoadTicketKeys(path)
+		if err != nil {
+			return qc, badConfig("--tls-ticket-key-file: %v", err)
+		}
+		qc.TicketKeys = keys
+	}
+	return qc, nil
 }
 
 func parseLevel(s string) (slog.Level, bool) {
@@ -284,6 +413,15 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	// drain it, not kill it.
 	sigCtx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// QUIC settings that need files (certificate, ticket keys) are read
+	// before anything is opened: a problem there is a configuration error.
+	var qcfg quicbridge.Config
+	if cfg.QUIC != "" {
+		var err error
+		if qcfg, err = quicConfig(cfg, log); err != nil {
+			return err
+		}
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -331,7 +469,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 	reg.MustRegister(srv.Collector())
 
-	var metricsSrv *http.Server
+	var metricsLn net.Listener
 	if cfg.Metrics != "" {
 		ln, err := net.Listen("tcp", cfg.Metrics)
 		if err != nil {
@@ -339,6 +477,29 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 			_ = sink.Close()
 			return fmt.Errorf("metrics listener: %w", err)
 		}
+		metricsLn = ln
+	}
+
+	// The bridge pushes into the TCP server's dispatcher; it must stop
+	// before srv.Shutdown closes that dispatcher (see below).
+	var bridge *quicbridge.Bridge
+	if cfg.QUIC != "" {
+		b, err := quicbridge.Listen(qcfg, srv.Dispatcher())
+		if err != nil {
+			if metricsLn != nil {
+				_ = metricsLn.Close()
+			}
+			_ = srv.Close()
+			_ = sink.Close()
+			return fmt.Errorf("quic listener: %w", err)
+		}
+		bridge = b
+		reg.MustRegister(bridge.Collector())
+	}
+
+	var metricsSrv *http.Server
+	if metricsLn != nil {
+		ln := metricsLn
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -363,6 +524,14 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.Grace)
 	defer cancel()
+	// QUIC first: srv.Shutdown ends by closing the dispatcher, which the
+	// bridge pushes into, so the bridge must be fully stopped before.
+	// Both share the grace period.
+	if bridge != nil {
+		if err := bridge.Shutdown(shutdownCtx); err != nil {
+			log.Warn("grace period over; remaining QUIC connections closed", "err", err)
+		}
+	}
 	drainErr := srv.Shutdown(shutdownCtx)
 	if drainErr != nil {
 		log.Warn("grace period over; remaining connections closed", "err", drainErr)
@@ -372,7 +541,13 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		_ = metricsSrv.Close()
 	}
 	st := srv.Stats()
-	log.Info("stopped", "messages", st.MessagesIn, "acks", st.Acks, "connections", st.ConnsAccepted)
+	if bridge != nil {
+		qst := bridge.Stats()
+		log.Info("stopped", "messages", st.MessagesIn, "acks", st.Acks, "connections", st.ConnsAccepted,
+			"quic_messages", qst.MessagesIn, "quic_acks", qst.Acks, "quic_connections", qst.ConnsAccepted)
+	} else {
+		log.Info("stopped", "messages", st.MessagesIn, "acks", st.Acks, "connections", st.ConnsAccepted)
+	}
 	if sinkErr != nil {
 		return fmt.Errorf("closing the sink: %w", sinkErr)
 	}

@@ -88,6 +88,11 @@ type daemon struct {
 func startProcess(t *testing.T, args ...string) *daemon {
 	t.Helper()
 	d := &daemon{t: t, stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan struct{})}
+	if !hasFlag(args, "--quic") && (len(args) == 0 || args[0] != "read") {
+		// QUIC listens on a fixed UDP port by default: tests running
+		// daemons side by side give each a free one.
+		args = append([]string{"--quic", "127.0.0.1:0"}, args...)
+	}
 	d.cmd = exec.Command(ingestdBin, args...)
 	d.cmd.Stdout, d.cmd.Stderr = d.stdout, d.stderr
 	if err := d.cmd.Start(); err != nil {
@@ -217,6 +222,15 @@ func (d *daemon) stop(timeout time.Duration) {
 
 // runCmd runs ingestd to completion (bounded) and returns its exit status
 // and output.
+func hasFlag(args []string, name string) bool {
+	for _, a := range args {
+		if a == name || strings.HasPrefix(a, name+"=") {
+			return true
+		}
+	}
+	return false
+}
+
 func runCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	d := startProcess(t, args...)

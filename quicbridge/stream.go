@@ -1,0 +1,513 @@
+package quicbridge
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/gyre-io/gyre/ingest"
+	"github.com/quic-go/quic-go"
+)
+
+// stream is one ingest-v1 stream. Its reader goroutine (serve) decodes
+// frames in place in a read buffer and pushes DATA into the connection's
+// shard; the stream is the Producer of its messages. Replies (ACK, NACK,
+// PONG, GOAWAY) are written by a writer goroutine that is started only
+// when there is something to send and exits when there is nothing left,
+// so an idle stream costs one goroutine, parked in Peek, and no buffer.
+//
+// Lifecycle: serve reads until EOF, an error, a protocol error, or stop
+// (drain); then it marks readDone, takes over the writing itself, sends
+// what remains once every pushed message is Done, and FIN.
+//
+// Fields marked (mu) are shared with writers and the shard worker; the
+// rest belong to serve.
+type stream struct {
+	c   *conn
+	str *quic.Stream
+	qid quic.StreamID
+	pid uint64 // producer id in sink records: top bit set, then a bridge-wide counter
+	dec ingest.Decoder
+
+	buf        []byte  // nil, a pooled read buffer, or a large-frame buffer
+	pooled     *[]byte // buf's pool entry when it is a read buffer
+	largeHeld  int64   // large-frame budget held for buf
+	have       int     // bytes of buf holding received, not yet consumed data
+	lastPushed uint64  // highest seq queued to the shard
+	deadlineAt time.Time
+
+	mu       sync.Mutex
+	cond     sync.Cond // (mu) serve's final phase waits on it
+	stopping bool      // (mu) draining: read no more, then GOAWAY
+	out      []byte    // (mu) NACK, PONG and GOAWAY frames to send, in order
+	doneSeq  uint64    // (mu) highest seq the sink accepted
+	acked    uint64    // (mu) highest seq acknowledged on the wire
+	inflight int       // (mu) messages pushed and not yet Done
+	writing  bool      // (mu) a writer is running (or serve is writing)
+	readDone bool      // (mu) serve is done reading and owns the writing
+	dead     bool      // (mu) writing is over: the connection is gone or a write failed
+	finished bool      // (mu) serve returned: start no writer
+
+	done chan struct{} // closed when the stream is finished
+}
+
+// ID identifies the stream in sink records.
+func (s *stream) ID() uint64 { return s.pid }
+
+// Done records a completion. It runs on the shard's worker and does not
+// block: it updates the pending state and starts a writer (or wakes serve).
+func (s *stream) Done(seq uint64, _ int, err error) {
+	s.mu.Lock()
+	if err != nil {
+		s.out = ingest.AppendNack(s.out, seq, ingest.NackOverloaded, "sink write failed")
+		s.c.b.stats.nack(ingest.NackOverloaded)
+	} else if seq > s.doneSeq {
+		s.doneSeq = seq
+	}
+	s.inflight--
+	s.kickLocked()
+	s.mu.Unlock()
+}
+
+// kickLocked gets pending replies written: while serve reads it starts a
+// writer goroutine if none runs; afterwards serve writes and is woken.
+// Nothing is written before the handshake completes: a DATA frame that
+// arrived in 0-RTT may be a replay, and is acknowledged only once the
+// client proved it holds the keys (conn.watchHandshake kicks again then).
+func (s *stream) kickLocked() {
+	if s.readDone {
+		s.cond.Signal()
+		return
+	}
+	if s.writing || s.dead || s.finished || !s.c.handshook.Load() || !s.pendingLocked() {
+		return
+	}
+	s.writing = true
+	go s.writer()
+}
+
+func (s *stream) pendingLocked() bool { return len(s.out) > 0 || s.doneSeq > s.acked }
+
+// writer writes until nothing is pending, then exits.
+func (s *stream) writer() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.pendingLocked() && !s.dead {
+		s.writeLocked()
+	}
+	s.writing = false
+	s.cond.Broadcast()
+}
+
+// writeLocked sends the pending replies: NACKs, PONGs and GOAWAY in queue
+// order, then one cumulative ACK. An ACK must never cover a seq whose NACK
+// is still unsent; both come from one snapshot under mu, and a NACK is
+// queued before any later seq is pushed, so this order is enough. It
+// releases mu while writing; the caller holds mu and has writing set.
+func (s *stream) writeLocked() {
+	bp := writeBufs.Get().(*[]byte)
+	buf := append((*bp)[:0], s.out...)
+	s.out = s.out[:0]
+	if cap(s.out) > 4<<10 {
+		s.out = nil // do not keep a burst's buffer for the stream's life
+	}
+	if s.doneSeq > s.acked {
+		s.acked = s.doneSeq
+		buf = ingest.AppendAck(buf, s.acked)
+		s.c.b.stats.acks.Add(1)
+	}
+	s.mu.Unlock()
+	_, err := s.str.Write(buf)
+	if err == nil && cap(buf) <= 64<<10 {
+		// Only after a complete Write: a failed one may leave quic-go
+		// holding a reference to buf.
+		*bp = buf
+		writeBufs.Put(bp)
+	}
+	s.mu.Lock()
+	if err != nil {
+		s.dead = true
+		s.c.log.Debug("stream write failed", "stream", int64(s.qid), "err", err)
+	}
+}
+
+// writeBufs holds the buffers replies are assembled in while written.
+var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// connGone wakes serve when the connection closed: nothing can be written.
+func (s *stream) connGone() {
+	s.mu.Lock()
+	s.dead = true
+	s.cond.Broadcast()
+	s.mu.Unlock()
+}
+
+// stop makes serve finish: no more frames are taken, GOAWAY follows. The
+// caller also cancels the connection's drain context, which ends waits for
+// queue room or buffer memory. Safe for concurrent use.
+func (s *stream) stop() {
+	s.mu.Lock()
+	s.stopLocked()
+	s.mu.Unlock()
+}
+
+// stopLocked sets stopping and makes any read return at once. The caller
+// holds mu, or serve has not started. Every deadline change goes through
+// mu and checks stopping, so the reader cannot undo this one.
+func (s *stream) stopLocked() {
+	if !s.stopping {
+		s.stopping = true
+		_ = s.str.SetReadDeadline(time.Now())
+	}
+}
+
+func (s *stream) isStopping() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stopping
+}
+
+// ending says how serve stopped reading, hence what it still owes.
+type ending int
+
+const (
+	endEOF      ending = iota // the client finished its half: ACKs, then FIN
+	endGone                   // reset by the client or connection gone: ACKs if possible, FIN
+	endProtocol               // NACK queued, reading half cancelled: ACKs, FIN
+	endDrain                  // stop: GOAWAY, ACKs, FIN, then cancel the reading half
+	endAborted                // both halves reset; nothing more to send
+)
+
+func (s *stream) serve() {
+	c := s.c
+	defer c.wg.Done()
+	defer close(s.done)
+	defer c.removeStream(s)
+
+	end := s.readLoop()
+	s.releaseBuffer()
+
+	s.mu.Lock()
+	if end == endDrain {
+		s.out = ingest.AppendGoaway(s.out, s.lastPushed)
+	}
+	s.readDone = true
+	// Take over the writing: wait for a running writer, then send what
+	// is pending until every pushed message is Done.
+	fin := false
+	for {
+		if s.writing { // a writer is still out, maybe in Write: never outlive it
+			s.cond.Wait()
+			continue
+		}
+		if s.dead {
+			break
+		}
+		if !c.handshook.Load() {
+			s.cond.Wait() // the handshake, or the connection's end
+			continue
+		}
+		if s.pendingLocked() {
+			s.writing = true
+			s.writeLocked()
+			s.writing = false
+			continue
+		}
+		if s.inflight == 0 {
+			fin = true
+			break
+		}
+		s.cond.Wait() // a completion (Done), or the connection's end
+	}
+	s.finished = true
+	s.mu.Unlock()
+	if fin && end != endAborted {
+		_ = s.str.Close() // FIN: the client gets its stream credit back once it read everything
+	}
+	if end == endDrain {
+		s.str.CancelRead(StreamCodeShuttingDown) // completes the reading half
+	}
+}
+
+// readLoop reads, decodes and pushes until the stream ends for any reason.
+func (s *stream) readLoop() ending {
+	var one [1]byte
+	for {
+		if s.buf == nil {
+			// Between frames: wait for data without holding a buffer, so
+			// an idle stream costs no buffer memory.
+			if !s.deadlineAt.IsZero() {
+				s.setDeadline(time.Time{})
+			}
+			if _, err := s.str.Peek(one[:]); err != nil {
+				return s.readFailed(err)
+			}
+			if err := s.takeReadBuffer(); err != nil {
+				return s.readFailed(err)
+			}
+		}
+		n, err := s.str.Read(s.buf[s.have:])
+		if n > 0 {
+			s.have += n
+			if end, ok := s.process(); !ok {
+				return end
+			}
+		}
+		if err != nil {
+			return s.readFailed(err)
+		}
+	}
+}
+
+// process decodes and handles every complete frame in buf[:have], keeps
+// the partial frame that may follow at the start of buf (growing buf into
+// a large-frame buffer when the frame needs it), and releases buf when
+// nothing is left. ok is false when the stream must end.
+func (s *stream) process() (end ending, ok bool) {
+	off, frames, need := 0, 0, 0
+	for off < s.have {
+		f, n, err := s.dec.Decode(s.buf[off:s.have])
+		if errors.Is(err, ingest.ErrNeedMore) {
+			need = n
+			break
+		}
+		if err != nil {
+			var pe *ingest.ProtocolError
+			if !errors.As(err, &pe) {
+				pe = &ingest.ProtocolError{Code: ingest.NackMalformed, Reason: err.Error()}
+			}
+			s.refuse(pe.Seq, pe.Code, pe.Reason)
+			return endProtocol, false
+		}
+		switch f.Kind {
+		case ingest.KindPing:
+			pong, _ := ingest.AppendPong(nil, f.Seq, f.Payload)
+			if !s.reply(pong) {
+				return endAborted, false
+			}
+		case ingest.KindData:
+			if end, ok := s.push(f); !ok {
+				return end, false
+			}
+		}
+		off += n
+		frames++
+	}
+	s.have = copy(s.buf, s.buf[off:s.have])
+	if s.have == 0 {
+		s.releaseBuffer()
+		return 0, true
+	}
+	if need > len(s.buf) {
+		if err := s.grow(need); err != nil {
+			return s.readFailed(err), false
+		}
+	}
+	// A frame has started: it must arrive in full within IdleTimeout (at
+	// least half of it when the deadline is only moved forward).
+	idle := s.c.b.cfg.IdleTimeout
+	if now := time.Now(); s.deadlineAt.IsZero() || frames > 0 && s.deadlineAt.Sub(now) < idle/2 {
+		s.setDeadline(now.Add(idle))
+	}
+	return 0, true
+}
+
+// push queues one DATA frame, applying the overload policy when the shard
+// is full.
+func (s *stream) push(f ingest.Frame) (ending, bool) {
+	b := s.c.b
+	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		return endDrain, false
+	}
+	if len(s.out) > maxPendingOutput {
+		s.mu.Unlock()
+		s.slowReader()
+		return endAborted, false
+	}
+	s.inflight++
+	s.mu.Unlock()
+
+	err := s.c.shard.Push(s, f.Seq, f.Payload)
+	if errors.Is(err, ingest.ErrQueueFull) {
+		b.stats.queueFull.Add(1)
+		switch b.cfg.Overload {
+		case ingest.OverloadBlock:
+			// Stop reading until there is room: QUIC flow control then
+			// stops the client within the stream window.
+			err = s.c.shard.PushWait(s.c.ctx, s, f.Seq, f.Payload)
+		case ingest.OverloadReject:
+			s.unpush()
+			b.stats.nack(ingest.NackOverloaded)
+			if !s.reply(ingest.AppendNack(nil, f.Seq, ingest.NackOverloaded, "queue full")) {
+				return endAborted, false
+			}
+			return 0, true
+		case ingest.OverloadShed:
+			s.unpush()
+			s.c.shedConn()
+			return endGone, false
+		}
+	}
+	if err != nil {
+		s.unpush()
+		switch {
+		case errors.Is(err, ingest.ErrTooBigForQueue):
+			s.refuse(f.Seq, ingest.NackTooLarge, "payload larger than the server's queue")
+			return endProtocol, false
+		case errors.Is(err, ingest.ErrSinkClosed):
+			b.stats.nack(ingest.NackShuttingDown)
+			if !s.reply(ingest.AppendNack(nil, f.Seq, ingest.NackShuttingDown, "server draining")) {
+				return endAborted, false
+			}
+			return 0, true
+		case s.isStopping():
+			return endDrain, false
+		}
+		return endGone, false // the connection closed while waiting
+	}
+	s.lastPushed = f.Seq
+	b.stats.messagesIn.Add(1)
+	b.stats.bytesIn.Add(uint64(len(f.Payload)))
+	return 0, true
+}
+
+func (s *stream) unpush() {
+	s.mu.Lock()
+	s.inflight--
+	s.mu.Unlock()
+}
+
+// reply queues a frame for the writer. It returns false, after resetting
+// the stream, when the client has let too many replies pile up.
+func (s *stream) reply(frame []byte) bool {
+	s.mu.Lock()
+	if len(s.out) > maxPendingOutput {
+		s.mu.Unlock()
+		s.slowReader()
+		return false
+	}
+	s.out = append(s.out, frame...)
+	s.kickLocked()
+	s.mu.Unlock()
+	return true
+}
+
+// refuse answers a fatal protocol error: stop reading (STOP_SENDING), then
+// the writer sends the NACK, the ACKs due and FIN.
+func (s *stream) refuse(seq uint64, code ingest.NackCode, reason string) {
+	s.c.log.Info("protocol error; closing the stream", "stream", int64(s.qid), "code", code.String(), "seq", seq, "reason", reason)
+	s.str.CancelRead(quic.StreamErrorCode(code))
+	s.mu.Lock()
+	s.out = ingest.AppendNack(s.out, seq, code, reason)
+	s.kickLocked()
+	s.mu.Unlock()
+	s.c.b.stats.nack(code)
+}
+
+func (s *stream) slowReader() {
+	s.c.b.stats.slowReaders.Add(1)
+	s.c.log.Warn("resetting a stream whose client does not read its replies", "stream", int64(s.qid))
+	s.abort(StreamCodeSlowReader)
+}
+
+func (s *stream) abort(code quic.StreamErrorCode) {
+	s.str.CancelRead(code)
+	s.str.CancelWrite(code)
+}
+
+// readFailed classifies the error that ended reading.
+func (s *stream) readFailed(err error) ending {
+	var se *quic.StreamError
+	switch {
+	case err == io.EOF:
+		var one [1]byte
+		_, _ = s.str.Read(one[:]) // after Peek: consume the EOF so the reading half completes
+		if s.have > 0 {
+			s.c.log.Debug("stream ended inside a frame", "stream", int64(s.qid), "bytes", s.have)
+		}
+		return endEOF
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.Canceled):
+		if s.isStopping() {
+			return endDrain
+		}
+		if errors.Is(err, context.Canceled) {
+			return endGone
+		}
+		s.c.b.stats.frameTimeouts.Add(1)
+		s.c.log.Info("resetting a stream: a frame did not arrive in time", "stream", int64(s.qid),
+			"timeout", s.c.b.cfg.IdleTimeout, "bytes", s.have)
+		s.abort(StreamCodeFrameTimeout)
+		return endAborted
+	case errors.As(err, &se) && se.Remote:
+		var one [1]byte
+		_, _ = s.str.Read(one[:]) // after Peek: consume the reset so the reading half completes
+		s.c.log.Debug("stream reset by the client", "stream", int64(s.qid), "code", uint64(se.ErrorCode), "bytes_dropped", s.have)
+	}
+	return endGone
+}
+
+// setDeadline sets the read deadline unless stop already set one.
+func (s *stream) setDeadline(t time.Time) {
+	s.mu.Lock()
+	if !s.stopping {
+		_ = s.str.SetReadDeadline(t)
+	}
+	s.mu.Unlock()
+	s.deadlineAt = t
+}
+
+// takeReadBuffer gets a read buffer, waiting for buffer memory if needed.
+// The stream holds nothing while it waits (see budget).
+func (s *stream) takeReadBuffer() error {
+	b := s.c.b
+	waited, err := b.bufBudget.acquire(s.c.ctx, int64(b.cfg.ReadBufferSize))
+	if waited {
+		b.stats.bufferWaits.Add(1)
+	}
+	if err != nil {
+		return err
+	}
+	s.pooled = b.bufPool.Get().(*[]byte)
+	s.buf = *s.pooled
+	return nil
+}
+
+// grow moves the partial frame in buf into a buffer of exactly need bytes
+// from the large-frame budget. It may wait while holding the read buffer,
+// which the budget's rule allows.
+func (s *stream) grow(need int) error {
+	b := s.c.b
+	waited, err := b.largeBudget.acquire(s.c.ctx, int64(need))
+	if waited {
+		b.stats.bufferWaits.Add(1)
+	}
+	if err != nil {
+		return err
+	}
+	nb := make([]byte, need)
+	copy(nb, s.buf[:s.have])
+	have := s.have
+	s.releaseBuffer()
+	s.buf, s.have, s.largeHeld = nb, have, int64(need)
+	return nil
+}
+
+// releaseBuffer drops buf and whatever it held, returning the memory.
+func (s *stream) releaseBuffer() {
+	b := s.c.b
+	if s.pooled != nil {
+		b.bufPool.Put(s.pooled)
+		b.bufBudget.release(int64(b.cfg.ReadBufferSize))
+		s.pooled = nil
+	}
+	if s.largeHeld > 0 {
+		b.largeBudget.release(s.largeHeld)
+		s.largeHeld = 0
+	}
+	s.buf, s.have = nil, 0
+}
