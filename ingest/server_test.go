@@ -307,7 +307,11 @@ func TestServerBackpressureShed(t *testing.T) {
 		big.data(make([]byte, 2000))
 	}
 	big.flush()
-	time.Sleep(100 * time.Millisecond)
+	for deadline := time.Now().Add(5 * time.Second); s.Stats().MessagesIn < 15; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the big connection's messages were not queued: %+v", s.Stats())
+		}
+	}
 	small := dialClient(t, s.Addr())
 	for i := 0; i < 3; i++ {
 		small.data([]byte("x"))

@@ -139,14 +139,16 @@ func TestIdleTimeout(t *testing.T) {
 // TestIdleTimeoutActivity: traffic keeps an idle timeout from firing.
 func TestIdleTimeoutActivity(t *testing.T) {
 	h := &closeRecorder{Handler: echo{}, ch: make(chan error, 1)}
-	s := start(t, reactor.Config{Reactors: 1, IdleTimeout: 200 * time.Millisecond}, h)
+	s := start(t, reactor.Config{Reactors: 1, IdleTimeout: time.Second}, h)
 	c := s.dial(t)
 	defer c.Close()
+	// 8 x 200 ms of traffic spans well over the timeout; each gap is far
+	// under it, even on a loaded machine.
 	for i := 0; i < 8; i++ {
 		if err := roundTrip(c, []byte("ping")); err != nil {
 			t.Fatalf("round trip %d: %v", i, err)
 		}
-		time.Sleep(60 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond)
 	}
 	select {
 	case cause := <-h.ch:
@@ -508,11 +510,18 @@ func TestBackpressure(t *testing.T) {
 	if _, err := c.Write(make([]byte, 400)); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
-	h.mu.Lock()
-	paused := len(h.events) > 0 && h.events[0]
-	maxBuf := h.maxBuf
-	h.mu.Unlock()
+	// Wait (bounded) for the pause: on a loaded machine it may take a while.
+	var paused bool
+	var maxBuf int
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		h.mu.Lock()
+		paused = len(h.events) > 0 && h.events[0]
+		maxBuf = h.maxBuf
+		h.mu.Unlock()
+		if paused {
+			break
+		}
+	}
 	if !paused {
 		t.Fatal("the server did not pause reading for a client that reads nothing")
 	}
