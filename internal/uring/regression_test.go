@@ -41,8 +41,10 @@ func TestRegressionCloseLeavesRingAlive(t *testing.T) {
 		for {
 			c, err := net.DialTimeout("tcp", addr.String(), time.Second)
 			if err != nil {
-				if !errors.Is(err, syscall.ECONNREFUSED) {
-					l.Errorf("dial after close: %v, want ECONNREFUSED", err)
+				// Refused, or reset if the dial raced the listener's
+				// asynchronous teardown: either way nothing accepts.
+				if !errors.Is(err, syscall.ECONNREFUSED) && !errors.Is(err, syscall.ECONNRESET) {
+					l.Errorf("dial after close: %v, want ECONNREFUSED (or ECONNRESET)", err)
 				}
 				return
 			}
