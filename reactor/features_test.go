@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -817,5 +818,16 @@ func TestLingeringClose(t *testing.T) {
 		if !bytes.Equal(got, goodbye) {
 			t.Fatalf("round %d: got %d bytes, want the %d-byte goodbye", i, len(got), len(goodbye))
 		}
+	}
+}
+
+func TestEnsureGOMAXPROCS(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	runtime.GOMAXPROCS(1)
+	if prev := reactor.EnsureGOMAXPROCS(2); prev != 1 || runtime.GOMAXPROCS(0) != 3 {
+		t.Fatalf("EnsureGOMAXPROCS(2) = %d, GOMAXPROCS now %d; want 1 and 3", prev, runtime.GOMAXPROCS(0))
+	}
+	if prev := reactor.EnsureGOMAXPROCS(1); prev != 0 || runtime.GOMAXPROCS(0) != 3 {
+		t.Fatalf("second call = %d, GOMAXPROCS %d; want 0 and unchanged 3", prev, runtime.GOMAXPROCS(0))
 	}
 }

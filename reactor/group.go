@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"sync"
 	"time"
 
@@ -70,6 +71,25 @@ func newReactor(id int, cfg Config, h Handler) *Reactor {
 	r.inbox.limit = cfg.InboxSize
 	r.inbox.wake = func() { wakeEventfd(r.efd) }
 	return r
+}
+
+// EnsureGOMAXPROCS raises GOMAXPROCS to at least reactors+1 and returns
+// the previous value, or 0 if it was already high enough.
+//
+// Why: a reactor waiting for completions sits in io_uring_enter, a system
+// call, holding its P. When no other P is idle, the runtime's sysmon takes
+// that P back after 20 µs and wakes another thread to run it, on every
+// wait: a context switch pair per loop iteration. With one P to spare,
+// sysmon leaves waiting reactors alone. Programs pinned to few CPUs (where
+// Go sets GOMAXPROCS to the CPU count) gain the most. Call it from main,
+// before NewGroup; a library should leave the choice to its program.
+func EnsureGOMAXPROCS(reactors int) (previous int) {
+	cur := runtime.GOMAXPROCS(0)
+	if cur >= reactors+1 {
+		return 0
+	}
+	runtime.GOMAXPROCS(reactors + 1)
+	return cur
 }
 
 // Reactors returns the group's reactors, in ID order.

@@ -115,6 +115,9 @@ func serveUring(ctx context.Context, log *slog.Logger, addr, mode string, reacto
 	if mode == "http" {
 		h = httpHandler{}
 	}
+	if prev := reactor.EnsureGOMAXPROCS(reactors); prev != 0 {
+		log.Info("raised GOMAXPROCS so reactors sleeping in io_uring_enter leave a P free", "from", prev, "to", runtime.GOMAXPROCS(0))
+	}
 	g, err := reactor.NewGroup(reactor.Config{Reactors: reactors, Logger: log}, h)
 	if err != nil {
 		return err
