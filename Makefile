@@ -16,12 +16,14 @@ all: build
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
-## test: the whole suite with the race detector (what CI runs), then a
-## short fuzz run of the ingest frame decoder over its kept corpus.
+## test: the whole suite with the race detector (what CI runs), a short
+## fuzz run of the ingest frame decoder over its kept corpus, and the
+## benchmark module's own unit tests.
 test:
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 14m $(PKGS)
 	$(GO) test -run '^$$' -fuzz '^FuzzDecoder$$' -fuzztime 15s ./ingest/
+	cd bench && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 ## test-short: the suite without -race, for a quick local check.
 test-short:
@@ -41,9 +43,19 @@ $(BIN)/staticcheck:
 run:
 	$(GO) run ./cmd/ingestd --sink file --data-dir ./data
 
-## bench: hot-path micro-benchmarks with allocation counts.
+## bench-micro: hot-path micro-benchmarks with allocation counts.
+bench-micro:
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./reactor/ ./bufring/ ./ingest/
+
+## bench: gyre vs gnet vs net, the quick matrix (under 10 minutes on 2
+## cores): builds everything, installs wrk if missing; JSON, markdown table
+## and charts in bench/results/ (see docs/benchmarks.md).
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./reactor/ ./bufring/
+	GYRE_BENCH_INVOCATION="make bench" ./scripts/bench.sh quick
+
+## bench-full: the whole matrix (every connection count, size, load, shape).
+bench-full:
+	GYRE_BENCH_INVOCATION="make bench-full" ./scripts/bench.sh full
 
 ## bench-http: gyre vs net, HTTP fixed response under wrk, pinned cores.
 bench-http: build

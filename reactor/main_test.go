@@ -65,4 +65,3 @@ func (s *server) dial(t testing.TB) net.Conn {
 	}
 	return c
 }
-

@@ -30,7 +30,6 @@ import (
 	"time"
 
 	"github.com/gyre-io/gyre/ingest"
-	"github.com/gyre-io/gyre/reactor"
 	"github.com/gyre-io/gyre/quicbridge"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -452,12 +451,6 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		sink = fs
 	}
 	overload, _ := ingest.ParseOverload(cfg.Overload)
-	// Reactors sleep in io_uring_enter holding a P; keep one spare so the
-	// dispatcher workers and the QUIC bridge run without the runtime
-	// taking Ps back from waiting reactors (see reactor.EnsureGOMAXPROCS).
-	if prev := reactor.EnsureGOMAXPROCS(cfg.Reactors); prev != 0 {
-		log.Info("raised GOMAXPROCS", "from", prev, "to", runtime.GOMAXPROCS(0))
-	}
 	srv, err := ingest.NewServer(ingest.ServerConfig{
 		Addr:          cfg.TCP,
 		Reactors:      cfg.Reactors,
