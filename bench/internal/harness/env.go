@@ -1,0 +1,111 @@
+package harness
+
+import (
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gyre-io/gyre/bench/internal/procfs"
+)
+
+// Env is the machine and setup every result is recorded with.
+type Env struct {
+	Kernel        string            `json:"kernel"`
+	CPUModel      string            `json:"cpu_model"`
+	CPUsOnline    int               `json:"cpus_online"`
+	GoVersion     string            `json:"go_version"`
+	ServerGOMAX   string            `json:"server_gomaxprocs"`
+	LoadGOMAX     string            `json:"load_gomaxprocs"`
+	Wrk           string            `json:"wrk"`
+	GitRev        string            `json:"git_rev"`
+	GitDirty      int               `json:"git_dirty_paths"`
+	Command       string            `json:"command"`
+	Invocation    string            `json:"invocation,omitempty"` // what the user ran (make bench), from GYRE_BENCH_INVOCATION
+	Matrix        string            `json:"matrix"`
+	Runs          int               `json:"runs"`
+	Duration      string            `json:"duration"`
+	Warmup        string            `json:"warmup"`
+	CPUServer     int               `json:"cpu_server"`
+	CPULoad       int               `json:"cpu_load"`
+	SpreadMax     float64           `json:"spread_max"`
+	ContendedPct  float64           `json:"contended_pct"`
+	NoFile        string            `json:"rlimit_nofile"`
+	PortRange     string            `json:"ip_local_port_range"`
+	TWReuse       string            `json:"tcp_tw_reuse"`
+	Somaxconn     string            `json:"somaxconn"`
+	SrcIPs        []string          `json:"source_ips"`
+	Binaries      map[string]string `json:"binaries_sha256_12"`
+	Started       string            `json:"started"`
+	LoadAvgBefore string            `json:"loadavg_before"`
+}
+
+func firstLine(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "?"
+	}
+	return strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0])
+}
+
+func cmdOut(name string, args ...string) string {
+	b, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil && len(b) == 0 {
+		return "?"
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func captureEnv(h *H) Env {
+	e := Env{
+		Kernel:     firstLine("/proc/sys/kernel/osrelease"),
+		CPUsOnline: runtime.NumCPU(),
+		GoVersion:  runtime.Version(),
+		// The servers run under taskset on one CPU: the Go runtime sizes
+		// GOMAXPROCS from the affinity mask, so 1 unless overridden.
+		ServerGOMAX:   "1 (affinity: one CPU)",
+		LoadGOMAX:     "1 (affinity: one CPU)",
+		Command:       strings.Join(h.cfg.Args, " "),
+		Invocation:    os.Getenv("GYRE_BENCH_INVOCATION"),
+		Matrix:        h.cfg.Matrix,
+		Runs:          h.cfg.Runs,
+		Duration:      h.cfg.Duration.String(),
+		Warmup:        h.cfg.Warmup.String(),
+		CPUServer:     h.cfg.CPUServer,
+		CPULoad:       h.cfg.CPULoad,
+		SpreadMax:     h.cfg.SpreadMax,
+		ContendedPct:  h.cfg.ContendedPct,
+		PortRange:     strings.Join(strings.Fields(firstLine("/proc/sys/net/ipv4/ip_local_port_range")), "-"),
+		TWReuse:       firstLine("/proc/sys/net/ipv4/tcp_tw_reuse"),
+		Somaxconn:     firstLine("/proc/sys/net/core/somaxconn"),
+		SrcIPs:        h.cfg.SrcIPs,
+		Binaries:      map[string]string{},
+		Started:       time.Now().UTC().Format(time.RFC3339),
+		LoadAvgBefore: firstLine("/proc/loadavg"),
+	}
+	if h.cfg.ServerGoMaxProcs > 0 {
+		e.ServerGOMAX = strconv.Itoa(h.cfg.ServerGoMaxProcs) + " (-server-gomaxprocs)"
+	}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+				e.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	e.Wrk = strings.SplitN(cmdOut("wrk", "-v"), "\n", 2)[0]
+	e.GitRev = cmdOut("git", "rev-parse", "--short", "HEAD")
+	if st := cmdOut("git", "status", "--porcelain"); st != "?" && st != "" {
+		e.GitDirty = len(strings.Split(st, "\n"))
+	}
+	if soft, err := procfs.OpenFileLimit(os.Getpid()); err == nil {
+		e.NoFile = strconv.FormatInt(soft, 10)
+	}
+	for name, p := range h.bins {
+		e.Binaries[name] = sha12(p)
+	}
+	return e
+}

@@ -1,0 +1,494 @@
+// Package harness runs the benchmark matrix: for every cell (workload and
+// parameters) it measures each server in alternating runs on a freshly
+// started, CPU-pinned server, checks every run for errors and for other
+// work on the two cores, checks the spread of the runs, and writes the
+// results as JSON, a markdown table and charts.
+package harness
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gyre-io/gyre/bench/internal/stats"
+	"github.com/schollz/progressbar/v3"
+)
+
+// Config is the command line of `gyre-bench run`.
+type Config struct {
+	Matrix    string
+	Workloads []string
+	Servers   []string
+	Runs      int
+	Duration  time.Duration
+	Warmup    time.Duration
+	CPUServer int
+	CPULoad   int
+	Port      int // first port of the range servers listen on
+	PortSpan  int
+	// RootBin holds gyre-echo, ingestd and ingest-load (make build);
+	// BenchBin holds gnet-echo and ingest-net; Self is gyre-bench.
+	RootBin  string
+	BenchBin string
+	Self     string
+	OutDir   string // results go to OutDir/<matrix>-<stamp>/, logs to OutDir/tmp/
+	SrcIPs   []string
+	// Noise control.
+	QuietBusy    float64 // percent
+	QuietTimeout time.Duration
+	ContendedPct float64 // percent of a run
+	Retries      int
+	NoiseBudget  time.Duration
+	SpreadMax    float64 // (max-min)/median above which a cell is too noisy
+	AllowNoisy   bool    // render tables and charts even with noisy cells
+	// Per-workload knobs.
+	IdleSettle       time.Duration
+	IdlePerHolder    int
+	StartTimeout     time.Duration
+	ServerGoMaxProcs int
+	Args             []string // the command line, for the record
+	Progress         bool
+}
+
+// H is one harness run.
+type H struct {
+	ctx        context.Context
+	cfg        Config
+	stamp      string
+	dir        string // results
+	raw        string // logs and client outputs
+	bins       map[string]string
+	portSeq    int
+	noiseSpent time.Duration
+	cells      []*Cell
+	runs       []*Run
+	env        Env
+	log        io.Writer
+	// ingestdHasQUIC: this ingestd has a --quic flag (on by default), which
+	// the TCP benchmark turns off.
+	ingestdHasQUIC bool
+	bar            *progressbar.ProgressBar
+}
+
+// ErrNoisy is returned (wrapped) when cells stayed too noisy to report.
+var ErrNoisy = errors.New("results too noisy to trust")
+
+func (h *H) logf(format string, args ...any) {
+	if h.bar != nil {
+		_ = h.bar.Clear()
+	}
+	fmt.Fprintf(h.log, "gyre-bench: "+format+"\n", args...)
+	if h.bar != nil {
+		_ = h.bar.RenderBlank()
+	}
+}
+
+func (h *H) bin(name string) string { return h.bins[name] }
+
+// Main runs the matrix and writes the results. It returns the results
+// directory, and an error when a server failed, a load client saw errors,
+// or (ErrNoisy) the runs were too noisy to trust.
+func Main(ctx context.Context, cfg Config, log io.Writer) (string, error) {
+	if err := cfg.check(); err != nil {
+		return "", err
+	}
+	m, err := preset(cfg.Matrix)
+	if err != nil {
+		return "", err
+	}
+	h := &H{ctx: ctx, cfg: cfg, log: log, stamp: time.Now().UTC().Format("20060102T150405Z")}
+	h.dir = filepath.Join(cfg.OutDir, cfg.Matrix+"-"+h.stamp)
+	h.raw = filepath.Join(cfg.OutDir, "tmp", cfg.Matrix+"-"+h.stamp)
+	for _, d := range []string{h.raw, h.dir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return "", err
+		}
+	}
+	if err := h.copyBinaries(); err != nil {
+		return "", err
+	}
+	if out, _ := exec.Command(h.bin("ingestd"), "-h").CombinedOutput(); bytes.Contains(out, []byte("-quic ")) {
+		h.ingestdHasQUIC = true
+	}
+	h.cells = plan(m, cfg.Workloads, cfg.Servers)
+	if len(h.cells) == 0 {
+		return "", errors.New("nothing to run: no cell matches -workloads and -servers")
+	}
+	h.env = captureEnv(h)
+	start := time.Now()
+	total := 0
+	for _, c := range h.cells {
+		total += len(c.Servers) * cfg.Runs
+	}
+	est := time.Duration(total) * (cfg.Duration + cfg.Warmup + 1500*time.Millisecond)
+	h.logf("%s matrix: %d cells, %d measured runs, about %v plus up to %v waiting out other load; logs in %s",
+		cfg.Matrix, len(h.cells), total, est.Round(time.Second), cfg.NoiseBudget, h.raw)
+	if cfg.Progress {
+		h.bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(log), progressbar.OptionSetWidth(30),
+			progressbar.OptionShowCount(), progressbar.OptionSetPredictTime(true), progressbar.OptionClearOnFinish(),
+			progressbar.OptionThrottle(200*time.Millisecond))
+	}
+	var runErr error
+	for _, c := range h.cells {
+		if err := ctx.Err(); err != nil {
+			runErr = err
+			break
+		}
+		if err := h.measureCell(c); err != nil {
+			runErr = fmt.Errorf("%s: %w", c.ID, err)
+			break
+		}
+	}
+	if h.bar != nil {
+		_ = h.bar.Finish()
+	}
+	res := &Results{Env: h.env, Cells: h.cells, Runs: h.runs, Started: start.UTC().Format(time.RFC3339),
+		Finished: time.Now().UTC().Format(time.RFC3339), WallSeconds: time.Since(start).Seconds(),
+		NoiseWaitSeconds: h.noiseSpent.Seconds(), Complete: runErr == nil}
+	for _, c := range h.cells {
+		if c.Noisy {
+			res.Noisy = append(res.Noisy, c.ID+": "+strings.Join(c.NoisyWhy, "; "))
+		}
+	}
+	h.env.ServerGOMAX = serverGoMaxProcs(h.runs, h.env.ServerGOMAX)
+	res.Env = h.env
+	if err := writeJSON(filepath.Join(h.dir, "results.json"), res); err != nil {
+		return h.dir, err
+	}
+	if runErr != nil {
+		return h.dir, fmt.Errorf("FAILED, no table or charts written (raw runs in %s/results.json, logs in %s): %w", h.dir, h.raw, runErr)
+	}
+	if len(res.Noisy) > 0 && !cfg.AllowNoisy {
+		return h.dir, fmt.Errorf("%w: spread above %.0f%% after re-measuring, no table or charts written (runs in %s/results.json):\n  %s",
+			ErrNoisy, cfg.SpreadMax*100, h.dir, strings.Join(res.Noisy, "\n  "))
+	}
+	if err := Render(res, h.dir); err != nil {
+		return h.dir, err
+	}
+	return h.dir, nil
+}
+
+func (c *Config) check() error {
+	switch {
+	case c.Runs < 1:
+		return errors.New("-runs must be >= 1")
+	case c.Duration < time.Second || c.Warmup < 0:
+		return errors.New("-duration must be >= 1s and -warmup >= 0")
+	case c.Duration%time.Second != 0 || c.Warmup%time.Second != 0:
+		return errors.New("-duration and -warmup must be whole seconds (wrk's unit)")
+	case c.CPUServer == c.CPULoad:
+		return fmt.Errorf("-cpu-server and -cpu-load must differ (both %d)", c.CPUServer)
+	case c.Port < 1024 || c.Port+c.PortSpan > 65535 || c.PortSpan < 1:
+		return errors.New("-port range must lie in 1024..65535")
+	case c.SpreadMax <= 0:
+		return errors.New("-spread-max must be > 0")
+	}
+	for _, w := range c.Workloads {
+		if !slices.Contains(AllWorkloads, w) {
+			return fmt.Errorf("unknown workload %q (want %s)", w, strings.Join(AllWorkloads, ","))
+		}
+	}
+	for _, s := range c.Servers {
+		if s != SGyre && s != SNet && s != SGnet {
+			return fmt.Errorf("unknown server %q (want gyre,gnet,net)", s)
+		}
+	}
+	if !slices.Contains(c.Servers, SNet) {
+		return errors.New("-servers must include net: every figure is reported as a ratio to it")
+	}
+	return nil
+}
+
+// copyBinaries runs private copies, so a concurrent `make build` cannot
+// swap a server between runs.
+func (h *H) copyBinaries() error {
+	h.bins = map[string]string{}
+	dst := filepath.Join(h.raw, "bin")
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return err
+	}
+	want := map[string]string{
+		"gyre-echo": h.cfg.RootBin, "ingestd": h.cfg.RootBin, "ingest-load": h.cfg.RootBin,
+		"gnet-echo": h.cfg.BenchBin, "ingest-net": h.cfg.BenchBin,
+	}
+	for name, dir := range want {
+		if err := copyExec(filepath.Join(dir, name), filepath.Join(dst, name)); err != nil {
+			return fmt.Errorf("%w (run `make build` and `cd bench && go build -o bin/ ./cmd/...`, or `make bench`)", err)
+		}
+		h.bins[name] = filepath.Join(dst, name)
+	}
+	if err := copyExec(h.cfg.Self, filepath.Join(dst, "gyre-bench")); err != nil {
+		return err
+	}
+	h.bins["gyre-bench"] = filepath.Join(dst, "gyre-bench")
+	return nil
+}
+
+func copyExec(src, dst string) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return fmt.Errorf("binary %s: %w", src, err)
+	}
+	return os.WriteFile(dst, b, 0o755)
+}
+
+func sha12(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "?"
+	}
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:6])
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// serverGoMaxProcs describes the GOMAXPROCS the Go servers logged.
+func serverGoMaxProcs(runs []*Run, fallback string) string {
+	seen := map[string][]string{}
+	for _, r := range runs {
+		if r.GoMaxProcs != "" && !slices.Contains(seen[r.GoMaxProcs], r.Server) {
+			seen[r.GoMaxProcs] = append(seen[r.GoMaxProcs], r.Server)
+		}
+	}
+	if len(seen) == 0 {
+		return fallback
+	}
+	var parts []string
+	for v, srvs := range seen {
+		slices.Sort(srvs)
+		parts = append(parts, fmt.Sprintf("%s (as logged by %s)", v, strings.Join(srvs, ", ")))
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, "; ") + "; gyre: 1 reactor thread"
+}
+
+// rotate returns s rotated left by k: run k starts with a different server,
+// so no server always runs first (or right after another).
+func rotate(s []string, k int) []string {
+	if len(s) == 0 {
+		return nil
+	}
+	k %= len(s)
+	return append(slices.Clone(s[k:]), s[:k]...)
+}
+
+// measureCell runs every server of a cell Runs times, alternating, then
+// checks the spread; a noisy cell is measured once more.
+func (h *H) measureCell(c *Cell) error {
+	if err := h.resolveRate(c); err != nil {
+		return err
+	}
+	h.logf("%s (%s): %s", c.ID, c.Workload, c.Label)
+	var passStart time.Time
+	for pass := 0; ; pass++ {
+		if pass > 0 {
+			passStart = time.Now()
+		}
+		var kept []*Run
+		for r := 1; r <= h.cfg.Runs; r++ {
+			for _, srv := range rotate(c.Servers, r-1) {
+				for attempt := 1; ; attempt++ {
+					run, err := h.measureOnce(c, srv, r, attempt)
+					if run != nil {
+						h.runs = append(h.runs, run)
+						c.Runs = append(c.Runs, run)
+						h.appendRun(run)
+					}
+					if err != nil {
+						return fmt.Errorf("%s run %d: %w", srv, r, err)
+					}
+					h.logRun(c, run)
+					if run.Contended && attempt <= h.cfg.Retries && h.budgetLeft() {
+						run.Discarded = "contended: " + run.contentionNote()
+						h.logf("  %s run %d: other work on the cores (%s); repeating it", srv, r, run.contentionNote())
+						h.noiseSpent += time.Duration(run.WallSeconds * float64(time.Second))
+						continue
+					}
+					if run.Contended {
+						h.logf("  warning: %s run %d kept although contended (retries or noise budget used up)", srv, r)
+					}
+					run.Kept = true
+					kept = append(kept, run)
+					break
+				}
+				if h.bar != nil {
+					_ = h.bar.Add(1)
+				}
+			}
+		}
+		if pass > 0 {
+			h.noiseSpent += time.Since(passStart) // re-measuring is spent on noise too
+		}
+		c.Summary = summarize(c.Workload, kept)
+		why := noisy(c.Workload, c.Summary, h.cfg.SpreadMax)
+		if len(why) == 0 {
+			c.Noisy, c.NoisyWhy = false, nil
+			return nil
+		}
+		if pass == 0 && h.budgetLeft() {
+			h.logf("  %s too noisy (%s); measuring it again", c.ID, strings.Join(why, "; "))
+			for _, r := range kept {
+				r.Kept = false
+				r.Discarded = "cell too noisy, re-measured"
+			}
+			c.Remeasured = true
+			continue
+		}
+		c.Noisy, c.NoisyWhy = true, why
+		h.logf("  %s still too noisy: %s", c.ID, strings.Join(why, "; "))
+		return nil
+	}
+}
+
+// appendRun adds a run to runs.jsonl as soon as it is measured (one JSON
+// object per line), so a harness that fails or is stopped still leaves
+// every run it measured.
+func (h *H) appendRun(r *Run) {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return
+	}
+	f, err := os.OpenFile(filepath.Join(h.dir, "runs.jsonl"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	_, _ = f.Write(append(b, '\n'))
+}
+
+// summarize computes the per-server summaries of the kept runs.
+func summarize(workload string, runs []*Run) map[string]map[string]stats.Summary {
+	out := map[string]map[string]stats.Summary{}
+	vals := map[string]map[string][]float64{}
+	for _, r := range runs {
+		if vals[r.Server] == nil {
+			vals[r.Server] = map[string][]float64{}
+		}
+		for k, v := range r.Metrics {
+			vals[r.Server][k] = append(vals[r.Server][k], v)
+		}
+	}
+	for srv, m := range vals {
+		out[srv] = map[string]stats.Summary{}
+		for k, vs := range m {
+			out[srv][k] = stats.Summarize(vs)
+		}
+	}
+	return out
+}
+
+// noisy lists the checked metrics whose spread is above the limit.
+func noisy(workload string, sum map[string]map[string]stats.Summary, limit float64) []string {
+	var why []string
+	srvs := make([]string, 0, len(sum))
+	for s := range sum {
+		srvs = append(srvs, s)
+	}
+	slices.Sort(srvs)
+	for _, srv := range srvs {
+		for _, m := range metrics[workload] {
+			s, ok := sum[srv][m.Key]
+			if m.Check && ok && s.TooNoisy(limit) {
+				why = append(why, fmt.Sprintf("%s %s spread %.0f%% (%s..%s)", srv, m.Label, 100*s.Spread(),
+					fmtVal(m, s.Min), fmtVal(m, s.Max)))
+			}
+		}
+	}
+	return why
+}
+
+// resolveRate sets the rate of a latency cell from its peak cell.
+func (h *H) resolveRate(c *Cell) error {
+	if c.Params.PeakCell == "" {
+		return nil
+	}
+	var peak *Cell
+	for _, p := range h.cells {
+		if p.ID == c.Params.PeakCell {
+			peak = p
+		}
+	}
+	if peak == nil || peak.Summary == nil {
+		return fmt.Errorf("the peak cell %s was not measured before %s", c.Params.PeakCell, c.ID)
+	}
+	lowest := math.Inf(1)
+	for _, srv := range c.Servers {
+		s, ok := peak.Summary[srv]["mps"]
+		if !ok || !s.Valid() {
+			return fmt.Errorf("no peak for %s in %s", srv, peak.ID)
+		}
+		lowest = min(lowest, s.Median)
+	}
+	c.Params.Rate = math.Round(c.Params.Load * lowest)
+	c.Label += fmt.Sprintf(" (%.0f msg/s)", c.Params.Rate)
+	return nil
+}
+
+func (h *H) logRun(c *Cell, r *Run) {
+	var parts []string
+	for _, m := range metrics[c.Workload] {
+		if v, ok := r.Metrics[m.Key]; ok && (m.Check || strings.HasPrefix(m.Key, "p99")) {
+			parts = append(parts, fmt.Sprintf("%s %s", m.Label, fmtVal(m, v)))
+		}
+	}
+	flag := ""
+	if r.Contended {
+		flag = " [contended]"
+	}
+	h.logf("  %-4s run %d.%d: %s; server %.2f CPU-s in %.2fs%s", r.Server, r.Run, r.Attempt, strings.Join(parts, ", "),
+		r.ServerCPUSeconds, r.WallSeconds, flag)
+}
+
+// Results is results.json.
+type Results struct {
+	Env              Env      `json:"env"`
+	Started          string   `json:"started"`
+	Finished         string   `json:"finished"`
+	WallSeconds      float64  `json:"wall_seconds"`
+	NoiseWaitSeconds float64  `json:"noise_wait_seconds"`
+	Complete         bool     `json:"complete"`
+	Noisy            []string `json:"noisy,omitempty"`
+	Cells            []*Cell  `json:"cells"`
+	Runs             []*Run   `json:"runs"`
+}
+
+// LoadResults reads a results.json and links the runs to their cells.
+func LoadResults(path string) (*Results, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r Results
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	byID := map[string]*Cell{}
+	for _, c := range r.Cells {
+		byID[c.ID] = c
+	}
+	for _, run := range r.Runs {
+		if c := byID[run.Cell]; c != nil {
+			c.Runs = append(c.Runs, run)
+		}
+	}
+	return &r, nil
+}

@@ -1,0 +1,268 @@
+package harness
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/gyre-io/gyre/bench/internal/stats"
+)
+
+// workloadTitles head the markdown sections.
+var workloadTitles = map[string]string{
+	WHTTP:          "HTTP/1.1 fixed response (wrk -t1, keep-alive)",
+	WEcho:          "Echo, pipelined (gyre-bench echo, window %d per connection)",
+	WAccept:        "Accept storm (connect, one HTTP request, close)",
+	WIdle:          "Idle connections (RSS per connection)",
+	WLatency:       "Echo latency under load (64 B, 64 connections, open loop)",
+	WIngest:        "Ingest over TCP (ingest-load, 64-byte payloads, sink discard)",
+	WIngestLatency: "Ingest ack latency under load (64 connections, 64-byte payloads)",
+}
+
+// serverOrder is the column order: gyre first, net (the baseline) last.
+func serverOrder(servers []string) []string {
+	var out []string
+	for _, s := range []string{SGyre, SGnet, SNet} {
+		if slices.Contains(servers, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// serverName is the column head.
+func serverName(workload, s string) string {
+	ingest := workload == WIngest || workload == WIngestLatency
+	switch {
+	case ingest && s == SGyre:
+		return "gyre (ingestd)"
+	case ingest && s == SNet:
+		return "net (ingest-net)"
+	case s == SGyre:
+		return "gyre (io_uring)"
+	case s == SGnet:
+		return "gnet v2 (epoll)"
+	case s == SNet:
+		return "net (goroutine/conn)"
+	}
+	return s
+}
+
+// fmtVal formats a value of a metric compactly: 123456 -> 123.5k.
+func fmtVal(m metric, v float64) string {
+	if math.IsNaN(v) {
+		return "–"
+	}
+	if m.Format == "%.0f" {
+		a := math.Abs(v)
+		switch {
+		case a >= 10e6:
+			return fmt.Sprintf("%.1fM", v/1e6)
+		case a >= 1e6:
+			return fmt.Sprintf("%.2fM", v/1e6)
+		case a >= 100e3:
+			return fmt.Sprintf("%.0fk", v/1e3)
+		case a >= 10e3:
+			return fmt.Sprintf("%.1fk", v/1e3)
+		}
+	}
+	return fmt.Sprintf(m.Format, v)
+}
+
+// cellText is "median (min–max)", or just the median for one run.
+func cellText(m metric, s stats.Summary) string {
+	if !s.Valid() {
+		return "–"
+	}
+	if s.N == 1 || s.Min == s.Max {
+		return fmtVal(m, s.Median)
+	}
+	return fmt.Sprintf("%s (%s–%s)", fmtVal(m, s.Median), fmtVal(m, s.Min), fmtVal(m, s.Max))
+}
+
+func ratioText(r float64) string {
+	if math.IsNaN(r) || math.IsInf(r, 0) {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f×", r)
+}
+
+// overlap reports whether two min–max ranges overlap: the difference of
+// the medians is then within the run-to-run variation.
+func overlap(a, b stats.Summary) bool {
+	return a.Valid() && b.Valid() && a.Min <= b.Max && b.Min <= a.Max
+}
+
+// WriteTable writes the markdown tables of every workload.
+func WriteTable(w io.Writer, res *Results) {
+	byWorkload := map[string][]*Cell{}
+	for _, c := range res.Cells {
+		if c.Summary != nil {
+			byWorkload[c.Workload] = append(byWorkload[c.Workload], c)
+		}
+	}
+	for _, wl := range AllWorkloads {
+		cells := byWorkload[wl]
+		if len(cells) == 0 {
+			continue
+		}
+		title := workloadTitles[wl]
+		if wl == WEcho {
+			title = fmt.Sprintf(title, cells[0].Params.Window)
+		}
+		fmt.Fprintf(w, "### %s\n\n", title)
+		srvs := serverOrder(cells[0].Servers)
+		head := []string{"cell", "metric"}
+		align := []string{"---", "---"}
+		for _, s := range srvs {
+			head = append(head, serverName(wl, s))
+			align = append(align, "---:")
+		}
+		for _, s := range srvs {
+			if s != SNet {
+				head = append(head, s+"/net")
+				align = append(align, "---:")
+			}
+		}
+		fmt.Fprintf(w, "| %s |\n|%s|\n", strings.Join(head, " | "), strings.Join(align, "|"))
+		for _, c := range cells {
+			label := c.Label
+			if c.Noisy {
+				label += " **(NOISY)**"
+			}
+			for i, m := range metrics[wl] {
+				row := []string{"", m.Label}
+				if i == 0 {
+					row[0] = label
+				}
+				present := false
+				for _, s := range srvs {
+					sum, ok := c.Summary[s][m.Key]
+					if ok {
+						present = true
+					}
+					row = append(row, cellText(m, sum))
+				}
+				if !present {
+					continue
+				}
+				base := c.Summary[SNet][m.Key]
+				for _, s := range srvs {
+					if s != SNet {
+						sum := c.Summary[s][m.Key]
+						txt := ratioText(stats.Ratio(sum.Median, base.Median))
+						if txt != "–" && overlap(sum, base) && sum.Median != base.Median {
+							txt = "_" + txt + "_" // within run-to-run variation
+						}
+						row = append(row, txt)
+					}
+				}
+				fmt.Fprintf(w, "| %s |\n", strings.Join(row, " | "))
+			}
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+// WriteEnv writes the environment block.
+func WriteEnv(w io.Writer, res *Results) {
+	e := res.Env
+	fmt.Fprintf(w, "- command: `%s`", e.Command)
+	if e.Invocation != "" {
+		fmt.Fprintf(w, " (run by `%s`)", e.Invocation)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "- machine: %s, %d online CPUs; kernel %s\n", e.CPUModel, e.CPUsOnline, e.Kernel)
+	fmt.Fprintf(w, "- Go %s; GOMAXPROCS: servers %s, load clients %s; %s\n", e.GoVersion, e.ServerGOMAX, e.LoadGOMAX, e.Wrk)
+	fmt.Fprintf(w, "- pinning: servers on CPU %d, load (wrk -t1, gyre-bench clients, ingest-load) on CPU %d; gyre with 1 reactor, gnet with 1 event loop\n", e.CPUServer, e.CPULoad)
+	fmt.Fprintf(w, "- runs: %d per server and cell, alternating, each on a fresh server; %s warm-up, %s measured\n", e.Runs, e.Warmup, e.Duration)
+	fmt.Fprintf(w, "- noise: a run is repeated when either core spent over %.0f%% of it on other work; a cell is re-measured, then rejected, when a checked metric spreads over %.0f%% (max−min)/median\n", e.ContendedPct, e.SpreadMax*100)
+	fmt.Fprintf(w, "- limits: RLIMIT_NOFILE %s, ip_local_port_range %s, tcp_tw_reuse %s, somaxconn %s, client source addresses %s\n",
+		e.NoFile, e.PortRange, e.TWReuse, e.Somaxconn, strings.Join(e.SrcIPs, " "))
+	fmt.Fprintf(w, "- tree: %s with %d uncommitted paths; started %s (load average %s); took %.0fs, %.0fs of it waiting out other load\n",
+		e.GitRev, e.GitDirty, res.Started, e.LoadAvgBefore, res.WallSeconds, res.NoiseWaitSeconds)
+}
+
+// WriteNotes lists what a reader must know about individual runs.
+func WriteNotes(w io.Writer, res *Results) {
+	var notes []string
+	contended, repeated := 0, 0
+	for _, r := range res.Runs {
+		if r.Kept && r.Contended {
+			contended++
+		}
+		if !r.Kept && strings.HasPrefix(r.Discarded, "contended") {
+			repeated++
+		}
+	}
+	notes = append(notes, fmt.Sprintf("%d runs repeated because other work used the cores; %d contended runs kept (retries or budget used up)", repeated, contended))
+	for _, c := range res.Cells {
+		if c.Remeasured {
+			notes = append(notes, fmt.Sprintf("%s was re-measured: the first set of runs spread too much", c.ID))
+		}
+		if c.Noisy {
+			notes = append(notes, fmt.Sprintf("%s is NOISY: %s", c.ID, strings.Join(c.NoisyWhy, "; ")))
+		}
+		if c.Workload == WIdle {
+			for s, m := range c.Summary {
+				if n := m["conns"]; n.Valid() && int(n.Median) < c.Params.IdleConns {
+					notes = append(notes, fmt.Sprintf("%s on %s: %.0f connections held, not %d: the server's RLIMIT_NOFILE (%s, hard limit, not raisable here) also covers its own descriptors",
+						c.ID, s, n.Median, c.Params.IdleConns, res.Env.NoFile))
+				}
+			}
+		}
+		if c.Workload == WLatency || c.Workload == WIngestLatency {
+			for _, s := range serverOrder(c.Servers) {
+				a, r := c.Summary[s]["achieved"], c.Summary[s]["rate"]
+				expect := r.Median
+				if c.Params.Shape == ShapeSlow {
+					expect *= 1 - slowFraction
+				}
+				if a.Valid() && expect > 0 && a.Median < 0.9*expect {
+					notes = append(notes, fmt.Sprintf("%s on %s: only %.0f of %.0f messages/s answered: the offered load was not sustained, so its latency includes queueing",
+						c.ID, s, a.Median, expect))
+				}
+			}
+		}
+	}
+	for _, n := range notes {
+		fmt.Fprintf(w, "- %s\n", n)
+	}
+}
+
+// Render writes summary.md and the charts into dir.
+func Render(res *Results, dir string) error {
+	charts, err := WriteCharts(res, dir)
+	if err != nil {
+		return err
+	}
+	f, err := os.Create(filepath.Join(dir, "summary.md"))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "## gyre-bench, %s matrix, %s\n\n", res.Env.Matrix, res.Started)
+	WriteEnv(f, res)
+	fmt.Fprintln(f)
+	fmt.Fprintln(f, "Each cell: median (min–max) of the kept runs per server; X/net is the ratio of the medians to the net package's,")
+	fmt.Fprintln(f, "in _italics_ when the two min–max ranges overlap (the difference is within the run-to-run variation).")
+	fmt.Fprintln(f, "CPU figures are the server process's utime+stime from /proc/PID/stat over the measured run; RSS is VmRSS at its end.")
+	fmt.Fprintln(f)
+	WriteTable(f, res)
+	fmt.Fprintln(f, "Notes:")
+	fmt.Fprintln(f)
+	WriteNotes(f, res)
+	fmt.Fprintln(f)
+	if len(charts) > 0 {
+		fmt.Fprintln(f, "Charts (PNG, and SVG beside each):")
+		fmt.Fprintln(f)
+		for _, c := range charts {
+			fmt.Fprintf(f, "![%s](%s)\n", c.title, c.file+".png")
+		}
+	}
+	return f.Close()
+}
