@@ -96,10 +96,10 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.OutDir, "out", "results", "results directory (a subdirectory per run; logs under tmp/)")
 	src := fs.String("src", "127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5", "loopback source addresses the load clients spread connections over (each has its own ~28k ephemeral ports)")
 	fs.Float64Var(&cfg.QuietBusy, "quiet-busy", 10, "before each run, wait until both CPUs are below this busy percentage")
-	fs.DurationVar(&cfg.QuietTimeout, "quiet-timeout", 15*time.Second, "longest wait for quiet CPUs before a run")
+	fs.DurationVar(&cfg.QuietTimeout, "quiet-timeout", 20*time.Second, "longest wait for quiet CPUs before a run")
 	fs.Float64Var(&cfg.ContendedPct, "contended-pct", 8, "a run is contended when a CPU spent more than this percentage of it on other work")
 	fs.IntVar(&cfg.Retries, "retries", 2, "repeat a contended run up to this many times")
-	fs.DurationVar(&cfg.NoiseBudget, "noise-budget", 0, "total time for waiting out other load and repeating runs or cells (default: quick 90s, full 10m)")
+	fs.DurationVar(&cfg.NoiseBudget, "noise-budget", 0, "total time for waiting out other load and repeating runs or cells (default: quick 150s, full 15m)")
 	fs.Float64Var(&cfg.SpreadMax, "spread-max", 0.5, "(max-min)/median of a checked metric above which a cell is too noisy (re-measured once, then the harness fails)")
 	fs.BoolVar(&cfg.AllowNoisy, "allow-noisy", false, "write tables and charts even when cells stayed noisy (they are marked NOISY)")
 	fs.DurationVar(&cfg.IdleSettle, "idle-settle", 2*time.Second, "idle workload: wait after the connections are open before sampling RSS")
@@ -123,7 +123,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		cfg.Duration = map[bool]time.Duration{false: 3 * time.Second, true: 5 * time.Second}[full]
 	}
 	if cfg.NoiseBudget == 0 {
-		cfg.NoiseBudget = map[bool]time.Duration{false: 90 * time.Second, true: 10 * time.Minute}[full]
+		cfg.NoiseBudget = map[bool]time.Duration{false: 150 * time.Second, true: 15 * time.Minute}[full]
 	}
 	switch *progress {
 	case "on":

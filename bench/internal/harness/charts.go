@@ -212,8 +212,12 @@ var percentileDash = map[string][]vg.Length{
 }
 
 // latencyChart: x = load (categories), log y, one line per server and
-// percentile (p50 solid, p99 dashed, p99.9 dotted).
+// percentile (p50 solid, p99 dashed, p99.9 dotted). With one load level,
+// x = the percentiles instead, one line per server with min–max bars.
 func latencyChart(title string, cells []*Cell) (*plot.Plot, error) {
+	if len(cells) == 1 {
+		return percentileChart(title, cells[0])
+	}
 	p := plot.New()
 	p.Title.Text = title
 	p.Y.Label.Text = "latency, µs (log)"
@@ -269,4 +273,65 @@ func latencyChart(title string, cells []*Cell) (*plot.Plot, error) {
 
 func shortServer(workload, s string) string {
 	return strings.SplitN(serverName(workload, s), " ", 2)[0]
+}
+
+// percentileChart draws the latency percentiles of one cell.
+func percentileChart(title string, c *Cell) (*plot.Plot, error) {
+	p := plot.New()
+	p.Title.Text = fmt.Sprintf("%s, %s of the slowest server's peak (%.0f msg/s)", title, c.X, c.Params.Rate)
+	p.Y.Label.Text = "latency, µs (log)"
+	p.X.Label.Text = "percentile"
+	p.Legend.Top = true
+	p.Legend.Left = true
+	pcs := []struct{ key, name string }{{"p50_us", "p50"}, {"p95_us", "p95"}, {"p99_us", "p99"}, {"p999_us", "p99.9"}}
+	var ticks []plot.Tick
+	for i, pc := range pcs {
+		ticks = append(ticks, plot.Tick{Value: float64(i), Label: pc.name})
+	}
+	p.X.Tick.Marker = plot.ConstantTicks(ticks)
+	p.X.Min, p.X.Max = -0.5, float64(len(pcs))-0.5
+	lo, hi := math.Inf(1), 0.0
+	srvs := serverOrder(c.Servers)
+	for k, s := range srvs {
+		off := (float64(k) - float64(len(srvs)-1)/2) * 0.08
+		var pts plotter.XYs
+		var errs plotter.YErrors
+		for i, pc := range pcs {
+			sum, ok := c.Summary[s][pc.key]
+			if !ok || !sum.Valid() || sum.Min <= 0 {
+				continue
+			}
+			pts = append(pts, plotter.XY{X: float64(i) + off, Y: sum.Median})
+			errs = append(errs, struct{ Low, High float64 }{sum.Median - sum.Min, sum.Max - sum.Median})
+			lo, hi = min(lo, sum.Min), max(hi, sum.Max)
+		}
+		if len(pts) == 0 {
+			continue
+		}
+		line, points, err := plotter.NewLinePoints(pts)
+		if err != nil {
+			return nil, err
+		}
+		col := serverColor[s]
+		line.Color, line.Width = col, vg.Points(1.5)
+		points.Color, points.Shape, points.Radius = col, serverGlyph[s], vg.Points(3.5)
+		eb, err := plotter.NewYErrorBars(struct {
+			plotter.XYs
+			plotter.YErrors
+		}{pts, errs})
+		if err != nil {
+			return nil, err
+		}
+		eb.Color, eb.CapWidth = col, vg.Points(6)
+		p.Add(line, points, eb)
+		p.Legend.Add(serverName(c.Workload, s), line, points)
+	}
+	if hi == 0 {
+		return nil, fmt.Errorf("no latency values")
+	}
+	p.Y.Scale = plot.LogScale{}
+	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	p.Y.Min, p.Y.Max = math.Pow(10, math.Floor(math.Log10(lo))), math.Pow(10, math.Ceil(math.Log10(hi*3)))
+	p.Add(plotter.NewGrid())
+	return p, nil
 }

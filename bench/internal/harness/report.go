@@ -199,7 +199,7 @@ func WriteNotes(w io.Writer, res *Results) {
 			repeated++
 		}
 	}
-	notes = append(notes, fmt.Sprintf("%d runs repeated because other work used the cores; %d contended runs kept (retries or budget used up)", repeated, contended))
+	notes = append(notes, fmt.Sprintf("runs repeated because other work used the cores: %d; contended runs kept (retries or budget used up): %d", repeated, contended))
 	for _, c := range res.Cells {
 		if c.Remeasured {
 			notes = append(notes, fmt.Sprintf("%s was re-measured: the first set of runs spread too much", c.ID))
