@@ -18,7 +18,7 @@ import (
 
 // startServer runs a Server with sink on a loopback port and shuts it down
 // (and closes nothing else) when the test ends.
-func startServer(t *testing.T, cfg ServerConfig) *Server {
+func startServer(t testing.TB, cfg ServerConfig) *Server {
 	t.Helper()
 	cfg.Addr = "127.0.0.1:0"
 	if cfg.Reactors == 0 {
