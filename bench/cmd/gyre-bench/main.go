@@ -16,6 +16,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -206,6 +207,23 @@ func cmdReport(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+const syncUsage = "bracket the measured phase for the harness: write \"start\" and \"end\" lines on descriptor 3 and wait for a line on stdin after each"
+
+// syncHook is the client's side of -sync: the harness samples the
+// server's CPU time when it reads a phase line on descriptor 3, then
+// answers with a line on stdin.
+func syncHook() func(string) error {
+	out := os.NewFile(3, "sync")
+	in := bufio.NewReader(os.Stdin)
+	return func(phase string) error {
+		if _, err := fmt.Fprintln(out, phase); err != nil {
+			return err
+		}
+		_, err := in.ReadString('\n')
+		return err
+	}
+}
+
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	return enc.Encode(v)
@@ -225,8 +243,12 @@ func cmdEcho(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&cfg.SlowFraction, "slow-clients", 0, "fraction of connections that stop reading after -slow-after (with -rate)")
 	fs.DurationVar(&cfg.SlowAfter, "slow-after", 200*time.Millisecond, "when slow clients stop reading")
 	src := fs.String("src", "", "comma-separated local source addresses")
+	sync := fs.Bool("sync", false, syncUsage)
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *sync {
+		cfg.Sync = syncHook()
 	}
 	if *burst != "" {
 		on, off, ok := strings.Cut(*burst, "/")
@@ -262,8 +284,12 @@ func cmdAccept(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.IntVar(&cfg.Workers, "workers", 32, "concurrent connect-request-close loops")
 	fs.DurationVar(&cfg.Duration, "duration", 3*time.Second, "how long")
 	src := fs.String("src", "", "comma-separated local source addresses")
+	sync := fs.Bool("sync", false, syncUsage)
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *sync {
+		cfg.Sync = syncHook()
 	}
 	cfg.SrcIPs = list(*src)
 	res, err := load.RunAccept(ctx, cfg)

@@ -63,40 +63,100 @@ func (h *H) measureOnce(c *Cell, srv string, runN, attempt int) (*Run, error) {
 }
 
 // loadResult is one finished load process.
+// loadResult is one finished load process.
 type loadResult struct {
 	stdout []byte
-	cpu    float64 // user+system seconds of the load process
+	cpu    float64 // user+system seconds of the load process, whole lifetime
 }
 
+// phaseFunc is called when a -sync load client reaches a phase (start or
+// end of its measured part), with the client's pid; the client waits
+// until it returns.
+type phaseFunc func(phase string, pid int) error
+
 // runLoad runs a load client pinned to the load CPU, bounded by timeout.
-// A non-zero exit is an error that quotes the client's stderr.
-func (h *H) runLoad(args []string, outBase string, timeout time.Duration) (loadResult, error) {
-	full := append([]string{"taskset", "-c", strconv.Itoa(h.cfg.CPULoad)}, args...)
+// A non-zero exit is an error that quotes the client's stderr. With
+// onPhase, the client must have been given -sync: it writes each phase on
+// descriptor 3 and waits for a line on its stdin.
+func (h *H) runLoad(args []string, outBase string, timeout time.Duration, onPhase phaseFunc) (loadResult, error) {
+	full := h.onLoadCPU(args)
 	ctx, cancel := context.WithTimeout(h.ctx, timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, full[0], full[1:]...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	cmd.WaitDelay = 2 * time.Second
-	runErr := cmd.Run()
+	var phaseErr error
+	var runErr error
+	if onPhase == nil {
+		runErr = cmd.Run()
+	} else {
+		runErr, phaseErr = runSynced(cmd, onPhase)
+	}
 	_ = os.WriteFile(outBase+".out", out.Bytes(), 0o644)
 	_ = os.WriteFile(outBase+".err", errb.Bytes(), 0o644)
-	var lr loadResult
-	lr.stdout = out.Bytes()
+	lr := loadResult{stdout: out.Bytes()}
 	if cmd.ProcessState != nil {
 		lr.cpu = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
 	}
-	if h.ctx.Err() != nil {
+	name := filepath.Base(args[0])
+	switch {
+	case h.ctx.Err() != nil:
 		return lr, fmt.Errorf("interrupted: %w", h.ctx.Err())
-	}
-	if ctx.Err() == context.DeadlineExceeded {
-		return lr, fmt.Errorf("load client %s did not finish within %v (killed); output %s.out/.err", filepath.Base(args[0]), timeout, outBase)
-	}
-	if runErr != nil {
-		return lr, fmt.Errorf("load client %s failed (%v): %s\n%s", filepath.Base(args[0]), runErr,
+	case ctx.Err() == context.DeadlineExceeded:
+		return lr, fmt.Errorf("load client %s did not finish within %v (killed); output %s.out/.err", name, timeout, outBase)
+	case phaseErr != nil:
+		return lr, fmt.Errorf("load client %s: %w", name, phaseErr)
+	case runErr != nil:
+		return lr, fmt.Errorf("load client %s failed (%v): %s\n%s", name, runErr,
 			strings.TrimSpace(lastLines(errb.String(), 8)), strings.TrimSpace(lastLines(out.String(), 4)))
 	}
 	return lr, nil
+}
+
+// runSynced runs cmd with the -sync protocol: descriptor 3 of the client
+// is a pipe on which it names each phase; onPhase runs, then a line on the
+// client's stdin lets it go on. An onPhase error kills the client.
+func runSynced(cmd *exec.Cmd, onPhase phaseFunc) (runErr, phaseErr error) {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return err, nil
+	}
+	defer pr.Close()
+	cmd.ExtraFiles = []*os.File{pw}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		pw.Close()
+		return err, nil
+	}
+	err = cmd.Start()
+	pw.Close() // the client holds the write end now
+	if err != nil {
+		return err, nil
+	}
+	sc := bufio.NewScanner(pr)
+	var seen []string
+	for sc.Scan() {
+		phase := sc.Text()
+		seen = append(seen, phase)
+		if err := onPhase(phase, cmd.Process.Pid); err != nil {
+			phaseErr = err
+			_ = cmd.Process.Kill()
+			break
+		}
+		if _, err := io.WriteString(stdin, "go\n"); err != nil {
+			break // the client is gone; Wait says why
+		}
+	}
+	runErr = cmd.Wait()
+	if phaseErr == nil && runErr == nil && strings.Join(seen, ",") != load.PhaseStart+","+load.PhaseEnd {
+		phaseErr = fmt.Errorf("signalled phases %q, want %s then %s", seen, load.PhaseStart, load.PhaseEnd)
+	}
+	return runErr, phaseErr
+}
+
+func (h *H) onLoadCPU(args []string) []string {
+	return append([]string{"taskset", "-c", strconv.Itoa(h.cfg.CPULoad)}, args...)
 }
 
 func lastLines(s string, n int) string {
@@ -109,26 +169,65 @@ func lastLines(s string, n int) string {
 
 func secs(d time.Duration) string { return strconv.Itoa(int(d / time.Second)) }
 
+// CPU windows of a run (Run.Window).
+const (
+	// WindowPhase: the client's own measured phase, from its "start" to
+	// its "end" signal: connecting and closing stay outside.
+	WindowPhase = "client measured phase (-sync)"
+	// WindowProcess: the load process's lifetime (wrk, ingest-load, which
+	// cannot signal): it includes their connect and close.
+	WindowProcess = "load process lifetime"
+)
+
 // measured runs the measured load between two samples and fills the CPU
-// figures; it returns the load result.
-func (h *H) measured(s *server, r *Run, args []string, outBase string, timeout time.Duration) (loadResult, error) {
-	r.LoadCmd = append([]string{"taskset", "-c", strconv.Itoa(h.cfg.CPULoad)}, args...)
-	a, err := h.takeSample(s)
-	if err != nil {
-		return loadResult{}, err
+// figures. A synced client is sampled at its own phase signals, and its
+// CPU time is read from /proc like the server's; any other client is
+// sampled around its whole process and its CPU time is its rusage.
+func (h *H) measured(s *server, r *Run, args []string, synced bool, outBase string, timeout time.Duration) (loadResult, error) {
+	r.LoadCmd = h.onLoadCPU(args)
+	var a, b sample
+	var lr loadResult
+	var err error
+	if synced {
+		r.Window = WindowPhase
+		var got int
+		lr, err = h.runLoad(args, outBase, timeout, func(phase string, pid int) error {
+			sm, err := h.takeSample(s, pid)
+			if err != nil {
+				return err
+			}
+			switch phase {
+			case load.PhaseStart:
+				a = sm
+			case load.PhaseEnd:
+				b = sm
+			default:
+				return fmt.Errorf("unknown phase %q", phase)
+			}
+			got++
+			return nil
+		})
+		if err == nil && got != 2 {
+			err = fmt.Errorf("load client signalled %d phases, want 2", got)
+		}
+	} else {
+		r.Window = WindowProcess
+		if a, err = h.takeSample(s, 0); err != nil {
+			return lr, err
+		}
+		lr, err = h.runLoad(args, outBase, timeout, nil)
+		if err == nil {
+			b, err = h.takeSample(s, 0)
+			a.loadCPU, b.loadCPU = 0, lr.cpu
+		}
 	}
-	lr, err := h.runLoad(args, outBase, timeout)
 	if err != nil {
 		if !s.alive() {
 			return lr, fmt.Errorf("%w\nthe server died: %s", err, tail(s.log, 10))
 		}
 		return lr, err
 	}
-	b, err := h.takeSample(s)
-	if err != nil {
-		return lr, err
-	}
-	h.account(r, a, b, lr.cpu)
+	h.account(r, a, b)
 	if rss, err := procfs.RSS(s.pid); err == nil {
 		r.ServerRSS = rss
 	}
@@ -141,11 +240,60 @@ func (h *H) measured(s *server, r *Run, args []string, outBase string, timeout t
 	return lr, nil
 }
 
+// warmThenMeasure is the shape of every load workload: an optional
+// warm-up run of the client (checked, not measured), then the measured
+// run. args builds the client's command for a duration; measured runs get
+// -sync when the client supports it. parse checks and decodes a run's
+// output.
+func warmThenMeasure[T any](h *H, s *server, r *Run, base string, synced bool,
+	args func(d time.Duration, measured bool) []string, parse func(loadResult) (T, error)) (T, error) {
+	var zero T
+	if h.cfg.Warmup > 0 {
+		lr, err := h.runLoad(args(h.cfg.Warmup, false), base+".warmup", h.cfg.Warmup+30*time.Second, nil)
+		if err != nil {
+			return zero, fmt.Errorf("warm-up: %w", err)
+		}
+		if _, err := parse(lr); err != nil {
+			return zero, fmt.Errorf("warm-up: %w (output %s.warmup.out)", err, base)
+		}
+	}
+	lr, err := h.measured(s, r, args(h.cfg.Duration, true), synced, base+".load", h.cfg.Duration+30*time.Second)
+	if err != nil {
+		return zero, err
+	}
+	v, err := parse(lr)
+	if err != nil {
+		return zero, fmt.Errorf("%w (output %s.load.out)", err, base)
+	}
+	return v, nil
+}
+
 func perCPU(n, cpu float64) float64 {
 	if cpu <= 0 {
 		return 0
 	}
 	return n / cpu
+}
+
+// clientArgs adds the source addresses and, for a measured run, -sync.
+func (h *H) clientArgs(a []string, measured bool) []string {
+	if len(h.cfg.SrcIPs) > 0 {
+		a = append(a, "-src", strings.Join(h.cfg.SrcIPs, ","))
+	}
+	if measured {
+		a = append(a, "-sync")
+	}
+	return a
+}
+
+// decodeJSON decodes a client's JSON report and turns a report that is not
+// ok into an error.
+func decodeJSON[T any](what string, lr loadResult, ok func(*T) error) (*T, error) {
+	v := new(T)
+	if err := json.Unmarshal(lr.stdout, v); err != nil {
+		return nil, fmt.Errorf("%s output: %w", what, err)
+	}
+	return v, ok(v)
 }
 
 // ---------------------------------------------------------------- HTTP
@@ -163,22 +311,9 @@ func parseWrk(lr loadResult) (wrk.Result, error) {
 }
 
 func (h *H) runHTTP(c *Cell, s *server, r *Run, base string) error {
-	if h.cfg.Warmup > 0 {
-		lr, err := h.runLoad(h.wrkArgs(c, s, h.cfg.Warmup), base+".warmup", h.cfg.Warmup+30*time.Second)
-		if err != nil {
-			return err
-		}
-		if _, err := parseWrk(lr); err != nil {
-			return fmt.Errorf("warm-up: %w", err)
-		}
-	}
-	lr, err := h.measured(s, r, h.wrkArgs(c, s, h.cfg.Duration), base+".load", h.cfg.Duration+30*time.Second)
+	w, err := warmThenMeasure(h, s, r, base, false, func(d time.Duration, _ bool) []string { return h.wrkArgs(c, s, d) }, parseWrk)
 	if err != nil {
 		return err
-	}
-	w, err := parseWrk(lr)
-	if err != nil {
-		return fmt.Errorf("%w (output %s.load.out)", err, base)
 	}
 	r.Client = w
 	r.Metrics["rps"] = w.RequestsPerSec
@@ -190,7 +325,7 @@ func (h *H) runHTTP(c *Cell, s *server, r *Run, base string) error {
 
 // ---------------------------------------------------------------- echo
 
-func (h *H) echoArgs(c *Cell, s *server, d time.Duration, rate float64, shape string) []string {
+func (h *H) echoArgs(c *Cell, s *server, d time.Duration, rate float64, shape string, measured bool) []string {
 	a := []string{h.bin("gyre-bench"), "echo", "-addr", s.addr, "-conns", strconv.Itoa(c.Params.Conns),
 		"-size", strconv.Itoa(c.Params.Size), "-window", strconv.Itoa(c.Params.Window), "-duration", d.String()}
 	if rate > 0 {
@@ -202,38 +337,21 @@ func (h *H) echoArgs(c *Cell, s *server, d time.Duration, rate float64, shape st
 	case ShapeSlow:
 		a = append(a, "-slow-clients", strconv.FormatFloat(slowFraction, 'f', -1, 64), "-slow-after", slowAfter.String())
 	}
-	if len(h.cfg.SrcIPs) > 0 {
-		a = append(a, "-src", strings.Join(h.cfg.SrcIPs, ","))
-	}
-	return a
+	return h.clientArgs(a, measured)
 }
 
 func parseEcho(lr loadResult) (*load.EchoResult, error) {
-	var e load.EchoResult
-	if err := json.Unmarshal(lr.stdout, &e); err != nil {
-		return nil, fmt.Errorf("echo client output: %w", err)
-	}
-	if !e.OK {
-		return &e, fmt.Errorf("echo client saw %d errors: %s", e.Errors, strings.Join(e.ErrorSamples, "; "))
-	}
-	return &e, nil
+	return decodeJSON("echo client", lr, func(e *load.EchoResult) error {
+		if !e.OK {
+			return fmt.Errorf("echo client saw %d errors: %s", e.Errors, strings.Join(e.ErrorSamples, "; "))
+		}
+		return nil
+	})
 }
 
 func (h *H) runEcho(c *Cell, s *server, r *Run, base string) error {
-	if h.cfg.Warmup > 0 {
-		lr, err := h.runLoad(h.echoArgs(c, s, h.cfg.Warmup, 0, ""), base+".warmup", h.cfg.Warmup+30*time.Second)
-		if err != nil {
-			return err
-		}
-		if _, err := parseEcho(lr); err != nil {
-			return fmt.Errorf("warm-up: %w", err)
-		}
-	}
-	lr, err := h.measured(s, r, h.echoArgs(c, s, h.cfg.Duration, 0, ""), base+".load", h.cfg.Duration+30*time.Second)
-	if err != nil {
-		return err
-	}
-	e, err := parseEcho(lr)
+	args := func(d time.Duration, measured bool) []string { return h.echoArgs(c, s, d, 0, "", measured) }
+	e, err := warmThenMeasure(h, s, r, base, true, args, parseEcho)
 	if err != nil {
 		return err
 	}
@@ -246,27 +364,22 @@ func (h *H) runEcho(c *Cell, s *server, r *Run, base string) error {
 	return nil
 }
 
+// runLatency offers the cell's rate in the cell's shape (the warm-up is
+// steady at the same rate).
 func (h *H) runLatency(c *Cell, s *server, r *Run, base string) error {
-	rate := c.Params.Rate
-	if h.cfg.Warmup > 0 {
-		lr, err := h.runLoad(h.echoArgs(c, s, h.cfg.Warmup, rate, ShapeSteady), base+".warmup", h.cfg.Warmup+30*time.Second)
-		if err != nil {
-			return err
+	args := func(d time.Duration, measured bool) []string {
+		shape := ShapeSteady
+		if measured {
+			shape = c.Params.Shape
 		}
-		if _, err := parseEcho(lr); err != nil {
-			return fmt.Errorf("warm-up: %w", err)
-		}
+		return h.echoArgs(c, s, d, c.Params.Rate, shape, measured)
 	}
-	lr, err := h.measured(s, r, h.echoArgs(c, s, h.cfg.Duration, rate, c.Params.Shape), base+".load", h.cfg.Duration+30*time.Second)
-	if err != nil {
-		return err
-	}
-	e, err := parseEcho(lr)
+	e, err := warmThenMeasure(h, s, r, base, true, args, parseEcho)
 	if err != nil {
 		return err
 	}
 	r.Client = e
-	latencyMetrics(r, rate, e.MessagesPerSec, e.LatencyUS)
+	latencyMetrics(r, c.Params.Rate, e.MessagesPerSec, e.LatencyUS)
 	r.Metrics["lag_p99_us"] = e.LagUS.P99
 	return nil
 }
@@ -278,43 +391,25 @@ func latencyMetrics(r *Run, rate, achieved float64, l load.Latency) {
 	r.Metrics["p95_us"] = l.P95
 	r.Metrics["p99_us"] = l.P99
 	r.Metrics["p999_us"] = l.P999
-	r.Metrics["server_cpu"] = r.ServerCPUSeconds / r.WallSeconds
 }
 
 // ---------------------------------------------------------------- accept
 
-func (h *H) runAccept(c *Cell, s *server, r *Run, base string) error {
-	args := func(d time.Duration) []string {
-		a := []string{h.bin("gyre-bench"), "accept", "-addr", s.addr, "-workers", strconv.Itoa(c.Params.Workers), "-duration", d.String()}
-		if len(h.cfg.SrcIPs) > 0 {
-			a = append(a, "-src", strings.Join(h.cfg.SrcIPs, ","))
-		}
-		return a
-	}
-	parse := func(lr loadResult) (*load.AcceptResult, error) {
-		var a load.AcceptResult
-		if err := json.Unmarshal(lr.stdout, &a); err != nil {
-			return nil, fmt.Errorf("accept client output: %w", err)
-		}
+func parseAccept(lr loadResult) (*load.AcceptResult, error) {
+	return decodeJSON("accept client", lr, func(a *load.AcceptResult) error {
 		if !a.OK {
-			return &a, fmt.Errorf("accept storm saw %d errors: %s", a.Errors, strings.Join(a.ErrorSamples, "; "))
+			return fmt.Errorf("accept storm saw %d errors: %s", a.Errors, strings.Join(a.ErrorSamples, "; "))
 		}
-		return &a, nil
+		return nil
+	})
+}
+
+func (h *H) runAccept(c *Cell, s *server, r *Run, base string) error {
+	args := func(d time.Duration, measured bool) []string {
+		return h.clientArgs([]string{h.bin("gyre-bench"), "accept", "-addr", s.addr, "-workers", strconv.Itoa(c.Params.Workers),
+			"-duration", d.String()}, measured)
 	}
-	if h.cfg.Warmup > 0 {
-		lr, err := h.runLoad(args(h.cfg.Warmup), base+".warmup", h.cfg.Warmup+30*time.Second)
-		if err != nil {
-			return err
-		}
-		if _, err := parse(lr); err != nil {
-			return fmt.Errorf("warm-up: %w", err)
-		}
-	}
-	lr, err := h.measured(s, r, args(h.cfg.Duration), base+".load", h.cfg.Duration+30*time.Second)
-	if err != nil {
-		return err
-	}
-	a, err := parse(lr)
+	a, err := warmThenMeasure(h, s, r, base, true, args, parseAccept)
 	if err != nil {
 		return err
 	}
@@ -360,42 +455,37 @@ type ingestResult struct {
 	SlowDisconnected  int  `json:"slow_disconnected"`
 	SlowStalled       int  `json:"slow_stalled"`
 	OK                bool `json:"ok"`
+	raw               json.RawMessage
 }
 
-func parseIngest(lr loadResult) (*ingestResult, json.RawMessage, error) {
-	var in ingestResult
-	if err := json.Unmarshal(lr.stdout, &in); err != nil {
-		return nil, nil, fmt.Errorf("ingest-load output: %w", err)
+func parseIngest(lr loadResult) (*ingestResult, error) {
+	in, err := decodeJSON("ingest-load", lr, func(in *ingestResult) error {
+		if !in.OK {
+			return fmt.Errorf("ingest-load: %d errors, %d unanswered: %s", in.Errors, in.Unanswered, strings.Join(in.ErrorSamples, "; "))
+		}
+		return nil
+	})
+	if in != nil {
+		in.raw = json.RawMessage(bytes.TrimSpace(lr.stdout))
 	}
-	if !in.OK {
-		return &in, nil, fmt.Errorf("ingest-load: %d errors, %d unanswered: %s", in.Errors, in.Unanswered, strings.Join(in.ErrorSamples, "; "))
-	}
-	return &in, json.RawMessage(bytes.TrimSpace(lr.stdout)), nil
+	return in, err
 }
 
+// runIngest: ingest-load cannot signal its phases, so the CPU window is
+// its process lifetime; it runs without --warmup, so the messages it
+// counts are those of that whole lifetime too.
 func (h *H) runIngest(c *Cell, s *server, r *Run, base string) error {
-	shape := ""
-	if c.Workload == WIngestLatency {
-		shape = c.Params.Shape
-	}
-	if h.cfg.Warmup > 0 {
-		lr, err := h.runLoad(h.ingestArgs(c, s, h.cfg.Warmup, ""), base+".warmup", h.cfg.Warmup+30*time.Second)
-		if err != nil {
-			return err
+	args := func(d time.Duration, measured bool) []string {
+		if measured && c.Workload == WIngestLatency {
+			return h.ingestArgs(c, s, d, c.Params.Shape)
 		}
-		if _, _, err := parseIngest(lr); err != nil {
-			return fmt.Errorf("warm-up: %w", err)
-		}
+		return h.ingestArgs(c, s, d, "")
 	}
-	lr, err := h.measured(s, r, h.ingestArgs(c, s, h.cfg.Duration, shape), base+".load", h.cfg.Duration+30*time.Second)
+	in, err := warmThenMeasure(h, s, r, base, false, args, parseIngest)
 	if err != nil {
 		return err
 	}
-	in, raw, err := parseIngest(lr)
-	if err != nil {
-		return err
-	}
-	r.Client = raw
+	r.Client = in.raw
 	if c.Workload == WIngestLatency {
 		latencyMetrics(r, c.Params.Rate, in.MessagesPerSecond, in.LatencyUS)
 		return nil
@@ -417,7 +507,7 @@ func (h *H) runIdle(c *Cell, s *server, r *Run, base string) error {
 	// A few round trips first, so the runtime and buffers are set up
 	// before the baseline RSS is taken.
 	wc := &Cell{Params: Params{Conns: 16, Size: 64, Window: 4}}
-	if _, err := h.runLoad(h.echoArgs(wc, s, time.Second, 0, ""), base+".warmup", 30*time.Second); err != nil {
+	if _, err := h.runLoad(h.echoArgs(wc, s, time.Second, 0, "", false), base+".warmup", 30*time.Second, nil); err != nil {
 		return err
 	}
 	time.Sleep(500 * time.Millisecond)
@@ -477,16 +567,17 @@ func (h *H) runIdle(c *Cell, s *server, r *Run, base string) error {
 	}
 	h.logf("  %s: %d connections open in %.1fs", s.name, held, time.Since(t0).Seconds())
 	time.Sleep(h.cfg.IdleSettle)
-	a, err := h.takeSample(s)
+	a, err := h.takeSample(s, 0)
 	if err != nil {
 		return err
 	}
 	time.Sleep(2 * time.Second) // the idle CPU window
-	b, err := h.takeSample(s)
+	b, err := h.takeSample(s, 0)
 	if err != nil {
 		return err
 	}
-	h.account(r, a, b, 0)
+	r.Window = "2 s with the connections idle"
+	h.account(r, a, b)
 	r.Contended = false // nothing runs on purpose here: other work cannot skew RSS
 	if r.ServerRSS, err = procfs.RSS(s.pid); err != nil {
 		return err
@@ -531,7 +622,7 @@ type holder struct {
 }
 
 func (h *H) startHolder(args []string, base string) (*holder, error) {
-	full := append([]string{"taskset", "-c", strconv.Itoa(h.cfg.CPULoad)}, args...)
+	full := h.onLoadCPU(args)
 	cmd := exec.CommandContext(h.ctx, full[0], full[1:]...)
 	in, err := cmd.StdinPipe()
 	if err != nil {

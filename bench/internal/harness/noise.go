@@ -13,13 +13,16 @@ import (
 // right before and right after a measured load.
 type sample struct {
 	at         time.Time
-	serverIdle int64 // idle ticks of the server CPU
-	loadIdle   int64 // idle ticks of the load CPU
-	serverCPU  float64
+	serverIdle int64   // idle ticks of the server CPU
+	loadIdle   int64   // idle ticks of the load CPU
+	serverCPU  float64 // utime+stime of the server, all its threads
+	loadCPU    float64 // of a synced load client (0: not sampled)
 	selfCPU    float64 // this process (pinned to the load CPU too)
 }
 
-func (h *H) takeSample(s *server) (sample, error) {
+// takeSample reads the cores, the server (s, if any) and the load client
+// (clientPID, if not 0) from /proc.
+func (h *H) takeSample(s *server, clientPID int) (sample, error) {
 	var sm sample
 	cpus, err := procfs.ReadCPUs(h.cfg.CPUServer, h.cfg.CPULoad)
 	if err != nil {
@@ -33,6 +36,13 @@ func (h *H) takeSample(s *server) (sample, error) {
 		}
 		sm.serverCPU = st.CPUSeconds()
 	}
+	if clientPID != 0 {
+		st, err := procfs.ReadStat(clientPID)
+		if err != nil {
+			return sm, fmt.Errorf("load client (pid %d): %w", clientPID, err)
+		}
+		sm.loadCPU = st.CPUSeconds()
+	}
 	self, err := procfs.ReadStat(os.Getpid())
 	if err != nil {
 		return sm, err
@@ -42,12 +52,13 @@ func (h *H) takeSample(s *server) (sample, error) {
 	return sm, nil
 }
 
-// account fills the CPU figures of a run from two samples and the load
-// client's CPU time, and decides whether the run was contended: a core
-// spent more than ContendedPct of the run busy with something other than
-// the process pinned to it (other jobs on a shared machine).
-func (h *H) account(r *Run, a, b sample, loadCPU float64) {
+// account fills the CPU figures of a run from two samples, and decides
+// whether the run was contended: a core spent more than ContendedPct of
+// the run busy with something other than the process pinned to it (other
+// jobs on a shared machine).
+func (h *H) account(r *Run, a, b sample) {
 	wall := b.at.Sub(a.at).Seconds()
+	loadCPU := b.loadCPU - a.loadCPU
 	r.WallSeconds = wall
 	r.ServerCPUSeconds = b.serverCPU - a.serverCPU
 	r.LoadCPUSeconds = loadCPU

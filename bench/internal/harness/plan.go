@@ -93,6 +93,10 @@ type Run struct {
 	LoadCoreOther    float64 `json:"load_core_other_seconds"`
 	LoadAvg1         string  `json:"loadavg1"`
 
+	// Window is what the CPU figures cover: the client's measured phase
+	// (WindowPhase) or the load process's lifetime (WindowProcess).
+	Window string `json:"cpu_window"`
+
 	ServerRSS  int64    `json:"server_rss_bytes"`
 	ServerFDs  int      `json:"server_fds"`
 	ServerCmd  []string `json:"server_cmd"`

@@ -22,6 +22,9 @@ type AcceptConfig struct {
 	Duration       time.Duration
 	SrcIPs         []string
 	ConnectTimeout time.Duration
+	// Sync: as EchoConfig.Sync, around the storm (PhaseStart before the
+	// first connect, PhaseEnd after the last close).
+	Sync func(phase string) error
 }
 
 // AcceptResult is the JSON the accept subcommand prints.
@@ -64,6 +67,9 @@ func RunAccept(ctx context.Context, cfg AcceptConfig) (*AcceptResult, error) {
 	}
 	errs := newErrorList()
 	var total atomic.Int64
+	if err := syncPhase(cfg.Sync, PhaseStart); err != nil {
+		return nil, err
+	}
 	start := time.Now()
 	end := start.Add(cfg.Duration)
 	hists := make([]*hdrhistogram.Histogram, cfg.Workers)
@@ -90,6 +96,7 @@ func RunAccept(ctx context.Context, cfg AcceptConfig) (*AcceptResult, error) {
 	}
 	wg.Wait()
 	elapsed := time.Since(start).Seconds()
+	syncErr := syncPhase(cfg.Sync, PhaseEnd)
 	h := newHist(1)
 	for _, wh := range hists {
 		h.Merge(wh)
@@ -101,7 +108,7 @@ func RunAccept(ctx context.Context, cfg AcceptConfig) (*AcceptResult, error) {
 	}
 	res.Errors, res.ErrorSamples = errs.list()
 	res.OK = res.Errors == 0 && res.Connections > 0
-	return res, nil
+	return res, syncErr
 }
 
 // cycle is one connection: connect, request, whole response, close.

@@ -109,3 +109,19 @@ func (e *errorList) list() (int, []string) {
 		}
 	}
 }
+
+// The phases a load client's Sync hook is called with.
+const (
+	PhaseStart = "start"
+	PhaseEnd   = "end"
+)
+
+func syncPhase(sync func(string) error, phase string) error {
+	if sync == nil {
+		return nil
+	}
+	if err := sync(phase); err != nil {
+		return fmt.Errorf("sync at %s: %w", phase, err)
+	}
+	return nil
+}

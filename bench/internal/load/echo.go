@@ -38,6 +38,13 @@ type EchoConfig struct {
 	SrcIPs         []string
 	ConnectTimeout time.Duration
 	DrainTimeout   time.Duration
+	// Sync, when set, brackets the measured phase: it is called with
+	// PhaseStart once every connection is open, right before the first
+	// message, and with PhaseEnd once the echoes are drained, before any
+	// connection closes. The harness samples the server's CPU time there,
+	// so connecting and closing stay outside the measured window. An
+	// error aborts the run.
+	Sync func(phase string) error
 }
 
 // MinEchoSize fits the 8-byte sequence number at both ends of a message.
@@ -207,9 +214,12 @@ func RunEcho(ctx context.Context, cfg EchoConfig) (*EchoResult, error) {
 				// Rate/Conns each, slow clients included, as ingest-load does.
 				per := cfg.Rate / float64(cfg.Conns)
 				// Phases spread the connections evenly over one interval.
-				phase := time.Duration(float64(i) / float64(cfg.Conns) * 1e9 / per)
-				c.sched = newSchedule(per, cfg.BurstOn, cfg.BurstOff, phase)
-				c.lag = newHist(cfg.Conns)
+				c.sched = newSchedule(per, cfg.BurstOn, cfg.BurstOff, float64(i)/float64(cfg.Conns))
+				if !c.slow {
+					// A slow client blocks in write by design: its lateness
+					// says nothing about whether the load was offered.
+					c.lag = newHist(cfg.Conns)
+				}
 			}
 			conns[i] = c
 		}()
@@ -229,6 +239,12 @@ func RunEcho(ctx context.Context, cfg EchoConfig) (*EchoResult, error) {
 		return res, nil
 	}
 
+	if err := syncPhase(cfg.Sync, PhaseStart); err != nil {
+		for _, c := range live {
+			c.nc.Close()
+		}
+		return nil, err
+	}
 	r.start = time.Now()
 	r.sendEnd = int64(cfg.Duration)
 	timer := time.AfterFunc(cfg.Duration, func() { close(r.stop) })
@@ -251,6 +267,7 @@ func RunEcho(ctx context.Context, cfg EchoConfig) (*EchoResult, error) {
 			time.Sleep(time.Millisecond)
 		}
 	}
+	syncErr := syncPhase(cfg.Sync, PhaseEnd)
 	for _, c := range live {
 		c.closing.Store(true)
 		c.nc.Close()
@@ -289,7 +306,7 @@ func RunEcho(ctx context.Context, cfg EchoConfig) (*EchoResult, error) {
 	res.LagUS = summarizeHist(lag)
 	res.Errors, res.ErrorSamples = r.errs.list()
 	res.OK = res.Errors == 0 && res.MessagesAnswered > 0
-	return res, nil
+	return res, syncErr
 }
 
 // fail records the first error of a connection (none once the run closes
@@ -369,8 +386,10 @@ func (c *echoConn) write() {
 				}
 				continue
 			}
-			for i := uint64(0); i < due; i++ {
-				recordUS(c.lag, now-c.sched.at(seq+i))
+			if c.lag != nil {
+				for i := uint64(0); i < due; i++ {
+					recordUS(c.lag, now-c.sched.at(seq+i))
+				}
 			}
 			k = due
 		}

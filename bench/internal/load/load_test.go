@@ -3,9 +3,11 @@ package load
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -89,8 +91,10 @@ func TestEchoRateBurstSlow(t *testing.T) {
 	if res.MessagesSent < 1500 || res.MessagesSent > 2100 {
 		t.Fatalf("sent %d messages, want about 2000", res.MessagesSent)
 	}
-	if res.LagUS.Count == 0 {
-		t.Fatal("no lag recorded")
+	// Lag is the normal connections' own: one sample per message they
+	// sent, none from the slow one that blocks in write by design.
+	if res.LagUS.Count != int64(res.MessagesSent) {
+		t.Fatalf("lag has %d samples for %d messages sent by the normal connections", res.LagUS.Count, res.MessagesSent)
 	}
 }
 
@@ -175,5 +179,105 @@ func TestIdle(t *testing.T) {
 	}
 	if lines := strings.Count(out.String(), "\n"); lines != 2 || !strings.Contains(out.String(), `"ready":true`) {
 		t.Fatalf("output %q", out.String())
+	}
+}
+
+// countingEcho is an echo server that counts the bytes it read and the
+// connections open right now.
+type countingEcho struct {
+	addr  string
+	bytes atomic.Int64
+	open  atomic.Int64
+}
+
+func newCountingEcho(t *testing.T) *countingEcho {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	e := &countingEcho{addr: ln.Addr().String()}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			e.open.Add(1)
+			go func() {
+				defer e.open.Add(-1)
+				defer c.Close()
+				buf := make([]byte, 32<<10)
+				for {
+					n, err := c.Read(buf)
+					e.bytes.Add(int64(n))
+					if n > 0 {
+						if _, werr := c.Write(buf[:n]); werr != nil {
+							return
+						}
+					}
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return e
+}
+
+// The Sync hook brackets exactly the measured phase: at start every
+// connection is open and nothing was sent; at end everything was echoed
+// and no connection is closed yet.
+func TestEchoSyncBracketsTheMeasuredPhase(t *testing.T) {
+	srv := newCountingEcho(t)
+	var phases []string
+	var atStart, atEnd [2]int64
+	sync := func(phase string) error {
+		phases = append(phases, phase)
+		// The server may still be accepting the last connections.
+		deadline := time.Now().Add(2 * time.Second)
+		for srv.open.Load() < 4 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		v := [2]int64{srv.bytes.Load(), srv.open.Load()}
+		if phase == PhaseStart {
+			atStart = v
+		} else {
+			atEnd = v
+		}
+		return nil
+	}
+	res, err := RunEcho(context.Background(), EchoConfig{Addr: srv.addr, Conns: 4, Size: 64, Window: 8,
+		Duration: 200 * time.Millisecond, Sync: sync})
+	if err != nil || !res.OK {
+		t.Fatalf("err %v, result %+v", err, res)
+	}
+	if strings.Join(phases, ",") != "start,end" {
+		t.Fatalf("phases %v", phases)
+	}
+	if atStart != [2]int64{0, 4} {
+		t.Errorf("at start: %d bytes read by the server, %d connections open; want 0 and 4", atStart[0], atStart[1])
+	}
+	if want := int64(res.MessagesAnswered) * 64; atEnd != [2]int64{want, 4} {
+		t.Errorf("at end: %d bytes read, %d connections open; want %d and 4", atEnd[0], atEnd[1], want)
+	}
+}
+
+func TestSyncErrorAborts(t *testing.T) {
+	srv := newCountingEcho(t)
+	boom := errors.New("harness gone")
+	_, err := RunEcho(context.Background(), EchoConfig{Addr: srv.addr, Conns: 2, Size: 64, Window: 4,
+		Duration: 100 * time.Millisecond, Sync: func(string) error { return boom }})
+	if !errors.Is(err, boom) || srv.bytes.Load() != 0 {
+		t.Fatalf("echo: err %v, %d bytes sent", err, srv.bytes.Load())
+	}
+	addr := server(t, true)
+	var phases []string
+	res, err := RunAccept(context.Background(), AcceptConfig{Addr: addr, Workers: 2, Duration: 100 * time.Millisecond,
+		Sync: func(p string) error { phases = append(phases, p); return nil }})
+	if err != nil || !res.OK || strings.Join(phases, ",") != "start,end" {
+		t.Fatalf("accept: err %v, phases %v, %+v", err, phases, res)
 	}
 }

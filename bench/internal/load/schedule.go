@@ -13,13 +13,15 @@ type schedule struct {
 	on, off  int64 // ns; on == 0: steady
 }
 
-// newSchedule: perConnRate messages/s on average.
-func newSchedule(perConnRate float64, on, off time.Duration, phase time.Duration) schedule {
+// newSchedule: perConnRate messages/s on average; the first message is
+// due phase (a fraction in [0, 1)) of an interval after the start, so
+// connections with phases i/n interleave evenly, bursty or not.
+func newSchedule(perConnRate float64, on, off time.Duration, phase float64) schedule {
 	iv := 1e9 / perConnRate
 	if on > 0 {
 		iv = iv * float64(on) / float64(on+off)
 	}
-	return schedule{phase: int64(phase), interval: max(int64(iv), 1), on: int64(on), off: int64(off)}
+	return schedule{phase: int64(phase * iv), interval: max(int64(iv), 1), on: int64(on), off: int64(off)}
 }
 
 // at is the planned send time of message k (0-based), ns since the start.

@@ -6,7 +6,7 @@ import (
 )
 
 func TestScheduleSteady(t *testing.T) {
-	s := newSchedule(1000, 0, 0, 250*time.Microsecond)
+	s := newSchedule(1000, 0, 0, 0.25)
 	for k, want := range []int64{250e3, 1250e3, 2250e3} {
 		if got := s.at(uint64(k)); got != want {
 			t.Errorf("at(%d) = %d, want %d", k, got, want)
@@ -37,5 +37,24 @@ func TestScheduleBurst(t *testing.T) {
 	}
 	if n != 400 {
 		t.Fatalf("%d messages in 4s, want 400", n)
+	}
+}
+
+// Connections with phases i/n interleave evenly in the ON part too: the
+// phase is a fraction of the interval while ON, not of the average one.
+func TestScheduleBurstPhases(t *testing.T) {
+	const n = 4
+	var firsts []int64
+	for i := range n {
+		s := newSchedule(100, 100*time.Millisecond, 300*time.Millisecond, float64(i)/n)
+		firsts = append(firsts, s.at(0))
+		if s.at(39) >= int64(100*time.Millisecond) {
+			t.Fatalf("conn %d: message 39 at %v, after the first ON part", i, time.Duration(s.at(39)))
+		}
+	}
+	for i, want := range []time.Duration{0, 625 * time.Microsecond, 1250 * time.Microsecond, 1875 * time.Microsecond} {
+		if firsts[i] != int64(want) {
+			t.Errorf("conn %d starts at %v, want %v", i, time.Duration(firsts[i]), want)
+		}
 	}
 }
