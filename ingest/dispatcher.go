@@ -146,6 +146,8 @@ type Shard struct {
 	room     *sync.Cond
 	sleepers int // goroutines blocked in PushWait
 
+	qBytes   int // payload bytes queued (mu); published in bytes
+
 	depth    atomic.Int64
 	bytes    atomic.Int64
 	rejected atomic.Uint64
@@ -174,32 +176,59 @@ func (s *Shard) Full() uint64 { return s.rejected.Load() }
 // ErrQueueFull when the message does not fit now, ErrTooBigForQueue when it
 // never will, and ErrSinkClosed after Close.
 func (s *Shard) Push(p Producer, seq uint64, payload []byte) error {
+	if len(payload) > len(s.arena) {
+		return ErrTooBigForQueue
+	}
+	s.mu.Lock()
+	err := s.pushLocked(p, seq, payload)
+	s.unlockPush()
+	return err
+}
+
+// pushLocked is Push with mu held, for a caller that queues several
+// messages under one lock (the TCP handler queues every DATA frame of a
+// receive that way). The caller ends the run with unlockPush, which
+// publishes the counters and wakes the worker once for the whole run.
+func (s *Shard) pushLocked(p Producer, seq uint64, payload []byte) error {
 	n := len(payload)
 	if n > len(s.arena) {
 		return ErrTooBigForQueue
 	}
-	s.mu.Lock()
 	if s.closed {
-		s.mu.Unlock()
 		return ErrSinkClosed
 	}
-	span := max(n, 1)
 	if s.qLen == len(s.q) {
 		s.waiting = true
-		s.mu.Unlock()
 		s.rejected.Add(1)
 		return ErrQueueFull
 	}
+	span := max(n, 1)
 	off, ok := s.alloc(span)
 	if !ok {
 		s.waiting = true
-		s.mu.Unlock()
 		s.rejected.Add(1)
 		return ErrQueueFull
 	}
 	s.enqueue(p, seq, payload, off, span)
-	s.mu.Unlock()
 	return nil
+}
+
+// unlockPush ends a run of pushLocked calls: it publishes the queue depth
+// and bytes, wakes the worker if it sleeps on a non-empty queue, and
+// releases mu.
+func (s *Shard) unlockPush() {
+	s.publish()
+	if s.qLen > 0 && !s.working {
+		s.wake.Signal()
+	}
+	s.mu.Unlock()
+}
+
+// publish stores the depth and bytes for readers outside the lock (caller
+// holds mu): once per run of pushes or per batch, not per message.
+func (s *Shard) publish() {
+	s.depth.Store(int64(s.qLen))
+	s.bytes.Store(int64(s.qBytes))
 }
 
 // PushWait is Push for producers that run on their own goroutine (a QUIC
@@ -227,7 +256,7 @@ func (s *Shard) PushWait(ctx context.Context, p Producer, seq uint64, payload []
 		if s.qLen < len(s.q) {
 			if off, ok := s.alloc(span); ok {
 				s.enqueue(p, seq, payload, off, span)
-				s.mu.Unlock()
+				s.unlockPush()
 				if stop != nil {
 					stop()
 				}
@@ -248,16 +277,17 @@ func (s *Shard) PushWait(ctx context.Context, p Producer, seq uint64, payload []
 	}
 }
 
-// enqueue appends an entry whose bytes were reserved at off (caller holds mu).
+// enqueue appends an entry whose bytes were reserved at off (caller holds
+// mu; unlockPush publishes the counters and wakes the worker).
 func (s *Shard) enqueue(p Producer, seq uint64, payload []byte, off, span int) {
 	copy(s.arena[off:], payload)
-	s.q[(s.qHead+s.qLen)%len(s.q)] = entry{p: p, seq: seq, off: off, n: len(payload), span: span}
-	s.qLen++
-	s.depth.Store(int64(s.qLen))
-	s.bytes.Add(int64(len(payload)))
-	if !s.working {
-		s.wake.Signal()
+	i := s.qHead + s.qLen
+	if i >= len(s.q) {
+		i -= len(s.q)
 	}
+	s.q[i] = entry{p: p, seq: seq, off: off, n: len(payload), span: span}
+	s.qLen++
+	s.qBytes += len(payload)
 }
 
 // alloc reserves n contiguous arena bytes (caller holds mu). The arena is
@@ -304,15 +334,17 @@ func (s *Shard) release(k int) {
 		}
 		s.aHead = e.off + e.span
 		s.aUsed -= e.span
-		s.bytes.Add(-int64(e.n))
+		s.qBytes -= e.n
 		e.p = nil
-		s.qHead = (s.qHead + 1) % len(s.q)
+		if s.qHead++; s.qHead == len(s.q) {
+			s.qHead = 0
+		}
 		s.qLen--
 	}
 	if s.aUsed == 0 {
 		s.aHead, s.aTail = 0, 0
 	}
-	s.depth.Store(int64(s.qLen))
+	s.publish()
 }
 
 func (s *Shard) close() {
@@ -342,24 +374,32 @@ func (s *Shard) run() {
 		s.working = true
 		k := min(s.qLen, s.cfg.BatchMessages)
 		batch, taken = batch[:0], taken[:0]
-		for i := 0; i < k; i++ {
-			e := s.q[(s.qHead+i)%len(s.q)]
+		for i, j := 0, s.qHead; i < k; i++ {
+			e := s.q[j]
 			taken = append(taken, e)
 			batch = append(batch, Record{Seq: e.seq, Payload: s.arena[e.off : e.off+e.n : e.off+e.n]})
+			if j++; j == len(s.q) {
+				j = 0
+			}
 		}
 		s.mu.Unlock()
 
+		// A producer pushes its messages in runs (a TCP connection: every
+		// frame of one receive), so the ID lookup is done once per run.
+		var prev Producer
+		var id uint64
 		for i := range batch {
-			batch[i].Conn = producerID(taken[i].p)
+			if p := taken[i].p; p != prev {
+				prev, id = p, producerID(p)
+			}
+			batch[i].Conn = id
 		}
 		began := time.Now()
 		err := s.cfg.Sink.Write(batch)
 		if s.cfg.OnBatch != nil {
 			s.cfg.OnBatch(time.Since(began), len(batch), err)
 		}
-		for i := range taken {
-			taken[i].p.Done(taken[i].seq, taken[i].n, err)
-		}
+		reportDone(taken, err)
 		clear(batch) // drop payload views before the arena is reused
 		s.mu.Lock()
 		s.release(k)
@@ -373,6 +413,36 @@ func (s *Shard) run() {
 		if notify {
 			s.notify() // a refused producer may try again
 		}
+	}
+}
+
+// runProducer is implemented by producers that take a run of successful
+// completions in one call (the TCP connection): doneRun(seq, count, bytes)
+// stands for count Done(…, nil) calls, the last with seq, of bytes payload
+// bytes in all. A run's messages are consecutive in push order, so the
+// producer sees the same order either way.
+type runProducer interface {
+	doneRun(lastSeq uint64, count, bytes int)
+}
+
+// reportDone calls Done for every taken entry, in order, collapsing runs of
+// one runProducer's successes into one doneRun call.
+func reportDone(taken []entry, err error) {
+	for i := 0; i < len(taken); {
+		p := taken[i].p
+		rp, ok := p.(runProducer)
+		if !ok || err != nil {
+			p.Done(taken[i].seq, taken[i].n, err)
+			i++
+			continue
+		}
+		j, bytes := i+1, taken[i].n
+		for j < len(taken) && taken[j].p == p {
+			bytes += taken[j].n
+			j++
+		}
+		rp.doneRun(taken[j-1].seq, j-i, bytes)
+		i = j
 	}
 }
 

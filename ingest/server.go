@@ -418,16 +418,31 @@ func (tc *tcpConn) ID() uint64 { return tc.id }
 
 // Done records a completion; runs on the shard's worker, in push order.
 func (tc *tcpConn) Done(seq uint64, size int, err error) {
-	rs := tc.rs
-	tc.queued.Add(-int64(size))
 	if err != nil {
-		rs.mu.Lock()
+		tc.queued.Add(-int64(size))
+		tc.rs.mu.Lock()
 		tc.failed = append(tc.failed, seq)
-		rs.mu.Unlock()
-	} else {
-		tc.doneSeq.Store(seq)
+		tc.rs.mu.Unlock()
+		tc.completed(1)
+		return
 	}
-	tc.doneCount.Add(1)
+	tc.doneRun(seq, 1, size)
+}
+
+// doneRun records count successful completions ending with seq, of bytes
+// payload bytes (the worker's shortcut for a run of Done calls: a receive's
+// worth of frames costs a few atomics, not a few per message).
+func (tc *tcpConn) doneRun(seq uint64, count, bytes int) {
+	tc.queued.Add(-int64(bytes))
+	tc.doneSeq.Store(seq)
+	tc.completed(count)
+}
+
+// completed counts completions and queues the connection for the
+// reactor's flush if it is not queued already.
+func (tc *tcpConn) completed(count int) {
+	rs := tc.rs
+	tc.doneCount.Add(int64(count))
 	if tc.inReady.CompareAndSwap(false, true) {
 		rs.mu.Lock()
 		rs.ready = append(rs.ready, tc)
@@ -492,15 +507,47 @@ func (tc *tcpConn) send(frame []byte) {
 }
 
 // onData decodes every complete frame in b and returns the bytes used.
+// DATA frames are queued under one hold of the shard's lock for the whole
+// receive (pushLocked), released before anything else: a reply, a refusal,
+// the overload policy.
 func (tc *tcpConn) onData(b []byte) int {
 	defer tc.publishCounts()
 	s := tc.rs.s
+	sh := tc.rs.shard
+	locked := false
 	consumed := 0
 	for consumed < len(b) && !tc.c.Closed() {
 		dec := tc.dec // commit only if the frame is consumed
 		f, n, err := dec.Decode(b[consumed:])
 		if errors.Is(err, ErrNeedMore) {
 			break
+		}
+		if err == nil && f.Kind == KindData && !tc.draining {
+			if !locked {
+				sh.mu.Lock()
+				locked = true
+			}
+			perr := sh.pushLocked(tc, f.Seq, f.Payload)
+			if perr == nil {
+				tc.inflight++
+				tc.pushedMsgs++
+				tc.pushedBytes += len(f.Payload)
+				tc.dec = dec
+				consumed += n
+				continue
+			}
+			sh.unlockPush()
+			locked = false
+			if !tc.refused(f, perr) {
+				return consumed // frame stays unconsumed: reading paused
+			}
+			tc.dec = dec
+			consumed += n
+			continue
+		}
+		if locked {
+			sh.unlockPush()
+			locked = false
 		}
 		if err != nil {
 			var pe *ProtocolError
@@ -520,19 +567,16 @@ func (tc *tcpConn) onData(b []byte) int {
 			var buf [HeaderSize + MaxPingPayload]byte
 			pong, _ := AppendPong(buf[:0], f.Seq, f.Payload)
 			tc.send(pong)
-		case KindData:
-			if tc.draining {
-				var buf [HeaderSize + 2 + 32]byte
-				tc.send(AppendNack(buf[:0], f.Seq, NackShuttingDown, "server draining"))
-				s.stats.nack(NackShuttingDown)
-				break
-			}
-			if !tc.push(f) {
-				return consumed // frame stays unconsumed: reading paused
-			}
+		case KindData: // draining
+			var buf [HeaderSize + 2 + 32]byte
+			tc.send(AppendNack(buf[:0], f.Seq, NackShuttingDown, "server draining"))
+			s.stats.nack(NackShuttingDown)
 		}
 		tc.dec = dec
 		consumed += n
+	}
+	if locked {
+		sh.unlockPush()
 	}
 	return consumed
 }
@@ -550,18 +594,11 @@ func (tc *tcpConn) publishCounts() {
 	tc.pushedMsgs, tc.pushedBytes = 0, 0
 }
 
-// push queues one DATA frame, applying the overload policy when the shard
-// is full. It returns false only under the block policy, when the frame
-// must wait.
-func (tc *tcpConn) push(f Frame) bool {
+// refused applies the overload policy to a DATA frame the shard did not
+// take (err from pushLocked). It returns false only under the block
+// policy, when the frame must wait.
+func (tc *tcpConn) refused(f Frame, err error) bool {
 	s := tc.rs.s
-	err := tc.rs.shard.Push(tc, f.Seq, f.Payload)
-	if err == nil {
-		tc.inflight++
-		tc.pushedMsgs++
-		tc.pushedBytes += len(f.Payload)
-		return true
-	}
 	var buf [HeaderSize + 2 + 32]byte
 	if !errors.Is(err, ErrQueueFull) {
 		tc.send(AppendNack(buf[:0], f.Seq, NackShuttingDown, "server draining"))
