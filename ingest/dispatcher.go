@@ -146,7 +146,7 @@ type Shard struct {
 	room     *sync.Cond
 	sleepers int // goroutines blocked in PushWait
 
-	qBytes   int // payload bytes queued (mu); published in bytes
+	qBytes int // payload bytes queued (mu); published in bytes
 
 	depth    atomic.Int64
 	bytes    atomic.Int64
