@@ -262,10 +262,19 @@ send:
 	}
 	r.sendDone()
 	c.drain(seq)
+	r.drained()
 	if werr != nil {
 		// Reported only now: the reader may first have read why the
 		// server dropped us (a NACK), or failed on the same reset.
 		c.fail(fmt.Errorf("write: %w", werr))
+	}
+	if !c.isEnded() {
+		// --hold: stay connected, idle, until released; a server that
+		// drops the connection meanwhile is seen by the reader.
+		select {
+		case <-r.release:
+		case <-c.readerDone:
+		}
 	}
 	c.end(nil)
 	<-c.readerDone

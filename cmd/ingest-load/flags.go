@@ -55,6 +55,16 @@ type config struct {
 	// CONNECTION_CLOSE, KillAfter into the run.
 	Kill      float64
 	KillAfter time.Duration
+	// QUICSockets > 0: the connections share that many UDP sockets (one
+	// quic.Transport each), round-robin; 0: a socket per connection.
+	QUICSockets int
+
+	// Hold keeps the connections open and idle this long once every
+	// message is answered (0: close at once).
+	Hold time.Duration
+	// ServerPID > 0: the server's process, whose CPU time is read from
+	// /proc (same host only) and reported.
+	ServerPID int
 }
 
 // usageError is a bad command line: exit status 2.
@@ -79,6 +89,7 @@ const (
 	defaultConnectTimeout = 5 * time.Second
 	defaultDrainTimeout   = 5 * time.Second
 	maxConns              = 1 << 20
+	maxQUICSockets        = 1 << 16
 	maxWindow             = 1 << 20
 )
 
@@ -104,6 +115,9 @@ func parseFlags(args []string, stderr io.Writer, stderrIsTerminal bool) (config,
 	fs.StringVar(&cfg.PinSHA256, "pin-sha256", "", "quic: accept only the server certificate with this SHA-256 (`HEX`, as ingestd logs for its generated certificate)")
 	fs.Float64Var(&cfg.Kill, "kill", 0, "quic: `FRACTION` of the connections to drop abruptly mid-run, without CONNECTION_CLOSE (their UDP sockets are closed), to watch the server reclaim them; reported apart, not errors")
 	fs.DurationVar(&cfg.KillAfter, "kill-after", 0, "quic: when --kill drops them (default: half of --duration after the warmup; 100ms with --messages only)")
+	fs.IntVar(&cfg.QUICSockets, "quic-sockets", 0, "quic: `N` UDP sockets (one QUIC transport each) shared round-robin by all connections; 0: a socket per connection (then --conns counts against the open-file limit). Excludes --kill and --0rtt")
+	fs.DurationVar(&cfg.Hold, "hold", 0, "once every message is answered, keep the connections open and idle this long before closing them (to measure the server's memory per connection); stderr says \"ingest-load: holding N connections\" when it starts; SIGINT ends it early")
+	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "`PID` of the server on this host: report its CPU time (/proc/PID/stat) while connecting and during the measured period, and messages per server CPU-second")
 	fs.IntVar(&cfg.Conns, "conns", defaultConns, "number of connections")
 	fs.DurationVar(&cfg.Duration, "duration", defaultDuration, "how long to send, after --warmup (default when --messages is not given)")
 	messages := fs.Int64("messages", 0, "DATA frames per connection, then stop (with --duration too: whichever comes first)")
@@ -138,7 +152,7 @@ func parseFlags(args []string, stderr io.Writer, stderrIsTerminal bool) (config,
 		cfg.Addr = defaultQUICAddr
 	}
 	if cfg.Transport != "quic" {
-		for _, f := range []string{"quic-streams", "streams", "0rtt", "insecure", "pin-sha256", "kill", "kill-after"} {
+		for _, f := range []string{"quic-streams", "streams", "0rtt", "insecure", "pin-sha256", "kill", "kill-after", "quic-sockets"} {
 			if set[f] {
 				return cfg, badUsage("--%s needs --transport quic", f)
 			}
@@ -194,6 +208,16 @@ func validate(cfg config) error {
 		return badUsage("--kill %v: want a fraction in [0, 1)", cfg.Kill)
 	case cfg.KillAfter < 0:
 		return badUsage("--kill-after %v: want >= 0", cfg.KillAfter)
+	case cfg.QUICSockets < 0 || cfg.QUICSockets > maxQUICSockets:
+		return badUsage("--quic-sockets %d: want 0..%d", cfg.QUICSockets, maxQUICSockets)
+	case cfg.QUICSockets > 0 && cfg.Kill > 0:
+		return badUsage("--kill needs a UDP socket per connection (--quic-sockets 0): it drops a connection by closing its socket")
+	case cfg.QUICSockets > 0 && cfg.ZeroRTT:
+		return badUsage("--0rtt needs a UDP socket per connection (--quic-sockets 0): the early streams are opened while the socket's input is held back")
+	case cfg.Hold < 0:
+		return badUsage("--hold %v: want >= 0", cfg.Hold)
+	case cfg.ServerPID < 0:
+		return badUsage("--server-pid %d: want a process id", cfg.ServerPID)
 	case cfg.QUICStreams == "per-message" && cfg.SlowFraction > 0:
 		return badUsage("--slow-clients needs --quic-streams reuse (a per-message client has no stream to stop reading)")
 	case cfg.Window < 1 || cfg.Window > maxWindow:

@@ -127,6 +127,13 @@ type runner struct {
 	stopSend chan struct{} // closed when the send phase ends
 	sending  atomic.Int64  // normal connections still in their send phase
 	allSent  chan struct{} // closed when sending reaches 0
+
+	// draining counts the normal connections that have not yet finished
+	// their drain; allDrained is closed when it reaches 0. release is
+	// closed when they may close: at once, or after --hold.
+	draining   atomic.Int64
+	allDrained chan struct{}
+	release    chan struct{}
 }
 
 func (r *runner) since() int64 { return int64(time.Since(r.start)) }
@@ -136,6 +143,14 @@ func (r *runner) since() int64 { return int64(time.Since(r.start)) }
 func (r *runner) sendDone() {
 	if r.sending.Add(-1) == 0 {
 		close(r.allSent)
+	}
+}
+
+// drained is called once by each normal connection's writer when its
+// drain is over; a healthy connection then waits for release (--hold).
+func (r *runner) drained() {
+	if r.draining.Add(-1) == 0 {
+		close(r.allDrained)
 	}
 }
 
@@ -150,8 +165,10 @@ func newRunner(cfg config) *runner {
 		payload:   make([]byte, cfg.SizeMax),
 		batchCap:  batchCap,
 		maxBatch:  uint64(max(batchCap/frameMax, 1)),
-		stopSend:  make(chan struct{}),
-		allSent:   make(chan struct{}),
+		stopSend:   make(chan struct{}),
+		allSent:    make(chan struct{}),
+		allDrained: make(chan struct{}),
+		release:    make(chan struct{}),
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := range r.payload {
@@ -171,6 +188,14 @@ func runLoad(ctx context.Context, cfg config, tr Transport, stderr io.Writer) *r
 	nConns := cfg.loadStreams()
 	if c, ok := tr.(io.Closer); ok {
 		defer c.Close()
+	}
+
+	// --server-pid: the server's CPU time before dialing, when every
+	// connection is up, when measuring starts and when every answer is in.
+	var srvCPU serverCPU
+	if cfg.ServerPID > 0 {
+		srvCPU.pid = cfg.ServerPID
+		srvCPU.sample(&srvCPU.dialStart)
 	}
 
 	// Dial everything first, so the clock starts with every connection up.
@@ -205,19 +230,34 @@ func runLoad(ctx context.Context, cfg config, tr Transport, stderr io.Writer) *r
 		}
 	}
 	var live []*conn
+	normal := 0 // live normal connections
 	for _, c := range conns {
 		if c != nil {
 			live = append(live, c)
 			if !c.slow {
 				r.sending.Add(1)
+				r.draining.Add(1)
+				normal++
 			}
 		}
 	}
 	if r.sending.Load() == 0 {
 		close(r.allSent)
+		close(r.allDrained)
 	}
 
+	srvCPU.sample(&srvCPU.start)
 	r.start = time.Now()
+	if cfg.Warmup > 0 {
+		srvCPU.measure.Add(1)
+		warm := time.AfterFunc(cfg.Warmup, func() {
+			defer srvCPU.measure.Done()
+			srvCPU.sample(&srvCPU.measureStart)
+		})
+		defer warm.Stop()
+	} else {
+		srvCPU.measureStart = srvCPU.start
+	}
 	finished := make(chan struct{})
 	var sendEnd atomic.Int64
 	var coord sync.WaitGroup
@@ -241,12 +281,27 @@ func runLoad(ctx context.Context, cfg config, tr Transport, stderr io.Writer) *r
 		// in Write, a reader that cannot be woken) is closed.
 		hard := time.NewTimer(cfg.DrainTimeout + time.Second)
 		defer hard.Stop()
+		// Every normal connection reaches its drain's end before it
+		// finishes, so allDrained comes before finished.
 		select {
-		case <-finished:
 		case <-hard.C:
-			for _, c := range live {
-				c.end(nil)
+		case <-r.allDrained:
+			srvCPU.sample(&srvCPU.end)
+			hold(ctx, cfg, normal, r.release, stderr)
+			hard.Reset(cfg.DrainTimeout + time.Second)
+			select {
+			case <-finished:
+				return
+			case <-hard.C:
 			}
+		}
+		select {
+		case <-r.release:
+		default:
+			close(r.release)
+		}
+		for _, c := range live {
+			c.end(nil)
 		}
 	}()
 	if k, ok := tr.(killer); ok && cfg.Kill > 0 {
@@ -281,10 +336,27 @@ func runLoad(ctx context.Context, cfg config, tr Transport, stderr io.Writer) *r
 		pb.finish()
 	}
 	res.collect(r, live, sendEnd.Load())
+	srvCPU.report(res)
 	if q, ok := tr.(*quicTransport); ok && cfg.ZeroRTT {
 		res.ZeroRTTConns = q.zeroRTT()
 	}
 	return res
+}
+
+// hold runs once every normal connection has drained: it keeps the n
+// healthy ones open for --hold (or until ctx ends), then closes release so
+// they close.
+func hold(ctx context.Context, cfg config, n int, release chan struct{}, stderr io.Writer) {
+	if cfg.Hold > 0 {
+		fmt.Fprintf(stderr, "ingest-load: holding %d connections for %v\n", n, cfg.Hold)
+		t := time.NewTimer(cfg.Hold)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+	}
+	close(release)
 }
 
 // nsToSeconds converts ns since the start to seconds.

@@ -20,7 +20,9 @@ import (
 
 // quicTransport runs the load over QUIC (docs/quic.md). --conns QUIC
 // connections are dialed, each from its own UDP socket (like separate
-// client hosts, and so that --kill can drop one without a CONNECTION_CLOSE).
+// client hosts, and so that --kill can drop one without a CONNECTION_CLOSE),
+// or, with --quic-sockets N, from N shared sockets (connection i uses
+// socket i mod N), so that more connections than the open-file limit fit.
 //
 //   - reuse: every connection carries --streams long-lived streams; each
 //     stream is one load stream with its own --window and seqs.
@@ -33,19 +35,30 @@ type quicTransport struct {
 	qconf   *quic.Config
 	cache   *notifyingCache // --0rtt: the session cache, primed before the load
 
-	next  atomic.Int64 // Dial calls so far
-	mu    sync.Mutex
-	conns []*qconn // by index, dialed lazily
-	prime sync.Once
-	wg    sync.WaitGroup // per-message goroutines
+	next    atomic.Int64 // Dial calls so far
+	mu      sync.Mutex
+	conns   []*qconn // by index, dialed lazily
+	sockets []*sharedSocket
+	prime   sync.Once
+	wg      sync.WaitGroup // per-message goroutines
+}
+
+// sharedSocket is one of the --quic-sockets UDP sockets and its transport,
+// opened by the first connection that needs it, closed by Close.
+type sharedSocket struct {
+	once sync.Once
+	err  error
+	udp  *net.UDPConn
+	tr   *quic.Transport
 }
 
 // qconn is one QUIC connection of the load and its UDP socket.
 type qconn struct {
+	idx    int // index in quicTransport.conns
 	once   sync.Once
 	err    error
-	udp    *net.UDPConn
-	tr     *quic.Transport
+	udp    *net.UDPConn    // nil on a shared socket
+	tr     *quic.Transport // shared with other connections when udp is nil
 	conn   *quic.Conn
 	killed atomic.Bool
 	open   atomic.Int64 // load streams still using the connection
@@ -139,6 +152,12 @@ func newQUICTransport(cfg config) (*quicTransport, error) {
 		qconf:   &quic.Config{KeepAlivePeriod: 5 * time.Second, HandshakeIdleTimeout: cfg.ConnectTimeout},
 		conns:   make([]*qconn, cfg.Conns),
 	}
+	if cfg.QUICSockets > 0 {
+		t.sockets = make([]*sharedSocket, min(cfg.QUICSockets, cfg.Conns))
+		for i := range t.sockets {
+			t.sockets[i] = &sharedSocket{}
+		}
+	}
 	if cfg.ZeroRTT {
 		t.cache = &notifyingCache{ClientSessionCache: tls.NewLRUClientSessionCache(16), put: make(chan struct{}, 1)}
 		tc.ClientSessionCache = t.cache
@@ -166,7 +185,7 @@ func (t *quicTransport) Dial(ctx context.Context) (io.ReadWriteCloser, error) {
 	t.mu.Lock()
 	q := t.conns[ci]
 	if q == nil {
-		q = &qconn{}
+		q = &qconn{idx: ci}
 		t.conns[ci] = q
 	}
 	q.open.Add(1)
@@ -187,10 +206,29 @@ func (t *quicTransport) Dial(ctx context.Context) (io.ReadWriteCloser, error) {
 	return &qstream{Stream: str, q: q}, nil
 }
 
-// dial connects q from a UDP socket of its own.
+// dial connects q from a UDP socket of its own, or from its shared one.
 func (t *quicTransport) dial(ctx context.Context, q *qconn) error {
 	raddr, err := net.ResolveUDPAddr("udp", t.cfg.Addr)
 	if err != nil {
+		return err
+	}
+	if len(t.sockets) > 0 {
+		// --quic-sockets (validation excludes --0rtt and --kill).
+		s := t.sockets[q.idx%len(t.sockets)]
+		s.once.Do(func() {
+			if s.udp, s.err = net.ListenUDP("udp", nil); s.err != nil {
+				s.err = fmt.Errorf("opening a UDP socket: %w", s.err)
+				return
+			}
+			s.tr = &quic.Transport{Conn: s.udp}
+		})
+		if s.err != nil {
+			return s.err
+		}
+		ctx, cancel := context.WithTimeout(ctx, t.cfg.ConnectTimeout)
+		defer cancel()
+		q.tr = s.tr
+		q.conn, err = q.tr.Dial(ctx, raddr, t.tlsConf, t.qconf)
 		return err
 	}
 	if q.udp, err = net.ListenUDP("udp", nil); err != nil {
@@ -314,12 +352,21 @@ func (t *quicTransport) Close() error {
 	conns := t.conns
 	t.mu.Unlock()
 	for _, q := range conns {
-		if q != nil && q.tr != nil {
-			if !q.killed.Load() {
-				_ = q.conn.CloseWithError(0, "")
-			}
+		if q == nil || q.conn == nil {
+			continue
+		}
+		if !q.killed.Load() {
+			_ = q.conn.CloseWithError(0, "")
+		}
+		if q.udp != nil { // a socket of its own
 			_ = q.tr.Close()
 			_ = q.udp.Close()
+		}
+	}
+	for _, s := range t.sockets {
+		if s.tr != nil {
+			_ = s.tr.Close()
+			_ = s.udp.Close()
 		}
 	}
 	t.wg.Wait()

@@ -151,6 +151,12 @@ func TestQUICFlags(t *testing.T) {
 		{[]string{"--transport", "quic", "--kill", "1"}, "--kill"},
 		{[]string{"--transport", "quic", "--streams", "0"}, "--streams"},
 		{[]string{"--transport", "quic", "--quic-streams", "per-message", "--slow-clients", "0.2"}, "--slow-clients"},
+		{[]string{"--quic-sockets", "4"}, "--quic-sockets needs --transport quic"},
+		{[]string{"--transport", "quic", "--quic-sockets", "-1"}, "--quic-sockets"},
+		{[]string{"--transport", "quic", "--quic-sockets", "4", "--kill", "0.1"}, "--kill needs a UDP socket per connection"},
+		{[]string{"--transport", "quic", "--quic-sockets", "4", "--0rtt"}, "--0rtt needs a UDP socket per connection"},
+		{[]string{"--hold", "-1s"}, "--hold"},
+		{[]string{"--server-pid", "-3"}, "--server-pid"},
 	} {
 		_, err := parseFlags(append(tc.args, "--messages", "1"), io.Discard, false)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

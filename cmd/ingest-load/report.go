@@ -71,6 +71,15 @@ type result struct {
 	KilledMessagesSent uint64  `json:"killed_messages_sent"`
 	KilledAnswered     uint64  `json:"killed_answered"`
 
+	// --server-pid: the server's CPU time while the connections were
+	// dialed, and during the measured period (from the end of the warmup
+	// until every answer was in), in seconds (-1: not readable), and the
+	// measured messages per server CPU-second. Zero without --server-pid.
+	ServerPID                  int     `json:"server_pid,omitempty"`
+	ServerCPUDialSeconds       float64 `json:"server_cpu_dial_seconds"`
+	ServerCPUSeconds           float64 `json:"server_cpu_seconds"`
+	MessagesPerServerCPUSecond float64 `json:"messages_per_server_cpu_second"`
+
 	OK bool `json:"ok"`
 }
 
@@ -261,6 +270,10 @@ func writeText(w io.Writer, res *result) {
 	l := res.LatencyUS
 	fmt.Fprintf(w, "  ack latency p50 %s, p95 %s, p99 %s, p99.9 %s, max %s (mean %s)\n",
 		fmtUS(l.P50), fmtUS(l.P95), fmtUS(l.P99), fmtUS(l.P999), fmtUS(l.Max), fmtUS(int64(l.Mean)))
+	if res.ServerPID > 0 {
+		fmt.Fprintf(w, "  server cpu  %.2f s measured (%.0f msgs per CPU-s), %.2f s while connecting (pid %d)\n",
+			res.ServerCPUSeconds, res.MessagesPerServerCPUSecond, res.ServerCPUDialSeconds, res.ServerPID)
+	}
 	if res.SlowConns > 0 {
 		fmt.Fprintf(w, "  slow        %d clients (%d msgs sent): %d disconnected by the server, %d stalled, %d still connected\n",
 			res.SlowConns, res.SlowMessagesSent, res.SlowDisconnected, res.SlowStalled, res.SlowConnected)

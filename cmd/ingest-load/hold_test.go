@@ -1,0 +1,140 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gyre-io/gyre/quicbridge"
+)
+
+// TestQUICSharedSockets: with --quic-sockets 2, five connections leave
+// from two local UDP addresses, and a run over them is clean.
+func TestQUICSharedSockets(t *testing.T) {
+	b := startBridge(t, quicbridge.Config{})
+	cfg, err := parseFlags(quicArgs(b, "--quic-sockets", "2", "--conns", "5", "--messages", "1"), io.Discard, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := newQUICTransport(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	locals := map[string]int{}
+	for range 5 {
+		s, err := tr.Dial(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		locals[s.(*qstream).q.conn.LocalAddr().String()]++
+		defer s.Close()
+	}
+	if len(locals) != 2 || tr.sockets[0].udp == nil || tr.sockets[1].udp == nil {
+		t.Fatalf("5 connections from local addresses %v, want 2 shared sockets", locals)
+	}
+	_ = tr.Close()
+
+	for _, mode := range []string{"reuse", "per-message"} {
+		code, res, m, stderr := runJSON(t, quicArgs(b, "--quic-sockets", "2", "--quic-streams", mode, "--conns", "5",
+			"--streams", "2", "--messages", "200")...)
+		checkClean(t, code, res, m, stderr)
+		if res.MessagesAcked != uint64(res.LoadStreams)*200 {
+			t.Fatalf("%s: acked %d of %d", mode, res.MessagesAcked, res.LoadStreams*200)
+		}
+	}
+	if st := b.Stats(); st.ConnsAccepted != 5+5+5 {
+		t.Fatalf("server accepted %d connections, want 15", st.ConnsAccepted)
+	}
+}
+
+// lockedBuffer is an io.Writer a test can read while the command writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestHold: --hold keeps every connection open once the messages are
+// answered, says so on stderr, and closes them afterwards; SIGINT (ctx)
+// ends it early. --server-pid (this process serves) reports CPU time.
+func TestHold(t *testing.T) {
+	b := startBridge(t, quicbridge.Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout, stderr lockedBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, quicArgs(b, "--conns", "3", "--messages", "100", "--hold", "1m", "--warmup", "1ms",
+			"--server-pid", strconv.Itoa(os.Getpid()), "--json"), &stdout, &stderr)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(stderr.String(), "ingest-load: holding 3 connections") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no hold announced; stderr: %s", stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := b.Stats().ConnsActive; n != 3 {
+		t.Fatalf("%d connections open during the hold, want 3", n)
+	}
+	select {
+	case code := <-done:
+		t.Fatalf("returned (%d) during the hold", code)
+	default:
+	}
+	cancel() // SIGINT
+	select {
+	case code := <-done:
+		if code != exitOK {
+			t.Fatalf("exit %d; stderr %s", code, stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the hold did not end on SIGINT")
+	}
+	var res result
+	if err := json.Unmarshal([]byte(stdout.String()), &res); err != nil {
+		t.Fatal(err)
+	}
+	if !res.OK || res.MessagesAcked != 300 || res.ServerPID != os.Getpid() || res.ServerCPUSeconds < 0 || res.ServerCPUDialSeconds < 0 {
+		t.Fatalf("result %+v", res)
+	}
+	for b.Stats().ConnsActive != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("server still holds %d connections after the hold", b.Stats().ConnsActive)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestParseStatTicks(t *testing.T) {
+	line := []byte("4242 (a) (b c)) S 1 4242 4242 0 -1 4194560 500 0 0 0 1234 567 0 0 20 0 9 0 100 0 0\n")
+	got, err := parseStatTicks(line)
+	if err != nil || got != 1234+567 {
+		t.Fatalf("parseStatTicks = %d, %v; want 1801", got, err)
+	}
+	if _, err := parseStatTicks([]byte("4242 (x) S 1 2")); err == nil {
+		t.Fatal("a short line parsed")
+	}
+	if n, err := procCPUTicks(os.Getpid()); err != nil || n < 0 {
+		t.Fatalf("own CPU ticks %d, %v", n, err)
+	}
+}
