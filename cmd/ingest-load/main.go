@@ -158,13 +158,13 @@ func newRunner(cfg config) *runner {
 	frameMax := ingest.HeaderSize + cfg.SizeMax
 	batchCap := max(batchBytes, frameMax)
 	r := &runner{
-		cfg:       cfg,
-		sched:     newSchedule(cfg),
-		warmup:    int64(cfg.Warmup),
-		slowAfter: int64(cfg.SlowAfter),
-		payload:   make([]byte, cfg.SizeMax),
-		batchCap:  batchCap,
-		maxBatch:  uint64(max(batchCap/frameMax, 1)),
+		cfg:        cfg,
+		sched:      newSchedule(cfg),
+		warmup:     int64(cfg.Warmup),
+		slowAfter:  int64(cfg.SlowAfter),
+		payload:    make([]byte, cfg.SizeMax),
+		batchCap:   batchCap,
+		maxBatch:   uint64(max(batchCap/frameMax, 1)),
 		stopSend:   make(chan struct{}),
 		allSent:    make(chan struct{}),
 		allDrained: make(chan struct{}),
