@@ -4,9 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -234,39 +239,182 @@ func (s *stallSink) Write(b []Record) error {
 	return s.DiscardSink.Write(b)
 }
 
+// TestServerBackpressureBlock: with the sink stalled and the block policy,
+// clients writing as fast as they can get stuck, having written no more
+// than the server and the kernel can hold; the server's Go heap stays
+// within the configured bounds meanwhile; once the sink resumes every
+// message is acknowledged and stored, none lost.
+//
+// What a stalled server can absorb from one connection, in payload bytes:
+//
+//   - its share of the shard queue: QueueBytes for all connections together
+//     (QueueMessages also caps it, but the bytes bound is the larger here);
+//   - the reactor's kept input: MaxInput = MaxPayload + 16 + 64 KiB, plus
+//     the receive buffers already filled when the pause took effect, at
+//     most the whole buffer ring;
+//   - the server socket's receive buffer: at most net.ipv4.tcp_rmem's
+//     maximum (autotuning grows it only while the server reads);
+//   - the client socket's send buffer (SO_SNDBUF as the kernel set it).
+//
+// The server's heap holds the queue's arena (allocated at start, so not
+// growth) and per connection at most MaxInput of kept input plus OutputCap
+// of unsent replies; receive buffers are mmap'ed, outside the heap.
 func TestServerBackpressureBlock(t *testing.T) {
+	const (
+		conns      = 4
+		maxPayload = 16 << 10
+		payload    = 16000
+		queueBytes = 64 << 10
+		outputCap  = 256 << 10
+		sndBuf     = 64 << 10
+	)
+	bufs := bufring.Config{Count: 64, Size: 4096}
+	maxInput := maxPayload + HeaderSize + 64<<10 // as NewServer sets it
+	rmemMax := tcpMemMax(t, "/proc/sys/net/ipv4/tcp_rmem")
+
 	sink := &stallSink{gate: make(chan struct{})}
-	s := startServer(t, ServerConfig{Sink: sink, Reactors: 1, QueueMessages: 64, QueueBytes: 64 << 10, MaxPayload: 1024})
-	c := dialClient(t, s.Addr())
-	payload := make([]byte, 1000)
-	// Write far more than the queue, the socket buffers and MaxInput hold:
-	// with the sink stalled, the client's writes must stop.
-	var written atomic.Int64
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = c.c.SetWriteDeadline(time.Now().Add(time.Second))
-		for i := 0; i < 20000; i++ {
-			b, _ := AppendData(nil, uint64(i+1), payload)
-			if _, err := c.c.Write(b); err != nil {
-				return
-			}
-			written.Add(1)
+	s := startServer(t, ServerConfig{Sink: sink, Reactors: 1, QueueMessages: 64, QueueBytes: queueBytes,
+		MaxPayload: maxPayload, OutputCap: outputCap, ReceiveBuffers: bufs})
+	heapBefore := heapInuse()
+
+	frame, _ := AppendData(nil, 0, make([]byte, payload))
+	type writer struct {
+		c       net.Conn
+		sndBuf  int
+		written atomic.Int64 // frames whose Write returned
+		total   int64
+		err     error
+		done    chan struct{}
+	}
+	var ws []*writer
+	for i := 0; i < conns; i++ {
+		w := &writer{done: make(chan struct{})}
+		d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+			return rc.Control(func(fd uintptr) {
+				_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, sndBuf)
+			})
+		}}
+		c, err := d.Dial("tcp", s.Addr())
+		if err != nil {
+			t.Fatal(err)
 		}
-	}()
-	<-done
-	if written.Load() >= 20000 {
-		t.Fatal("the client wrote everything: the server did not push back")
+		t.Cleanup(func() { c.Close() })
+		rc, _ := c.(*net.TCPConn).SyscallConn()
+		_ = rc.Control(func(fd uintptr) { w.sndBuf, _ = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF) })
+		w.c = c
+		// Enough to overflow everything a stalled server could hold.
+		capacity := queueBytes + maxInput + bufs.Count*bufs.Size + rmemMax + w.sndBuf
+		w.total = int64(capacity/len(frame) + 2)
+		ws = append(ws, w)
+	}
+	for _, w := range ws {
+		go func() {
+			defer close(w.done)
+			_ = w.c.SetWriteDeadline(time.Now().Add(60 * time.Second))
+			f := append([]byte(nil), frame...)
+			for seq := int64(1); seq <= w.total; seq++ {
+				binary.BigEndian.PutUint64(f[8:], uint64(seq))
+				if _, err := w.c.Write(f); err != nil {
+					w.err = err
+					return
+				}
+				w.written.Add(1)
+			}
+		}()
+	}
+
+	// Wait until no writer has progressed for 300 ms: all stuck.
+	last, still := int64(-1), time.Now()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var sum int64
+		for _, w := range ws {
+			select {
+			case <-w.done:
+				t.Fatalf("a client wrote all %d frames (err %v): the server did not push back", w.total, w.err)
+			default:
+			}
+			sum += w.written.Load()
+		}
+		if sum != last {
+			last, still = sum, time.Now()
+		} else if time.Since(still) > 300*time.Millisecond {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("clients still writing after 30 s")
+		}
 	}
 	if s.Stats().Backpressure == 0 {
 		t.Error("no backpressure event counted")
 	}
-	t.Logf("client wrote %d of 20000 frames before blocking", written.Load())
+	// Each client's written bytes stay under what the server side can hold:
+	// the whole queue (shared; a bound for each), its input cap, the buffer
+	// ring, and both socket buffers.
+	var totalWritten int
+	for i, w := range ws {
+		n := int(w.written.Load()) * len(frame)
+		totalWritten += n
+		bound := queueBytes + maxInput + bufs.Count*bufs.Size + rmemMax + w.sndBuf
+		t.Logf("client %d stuck after %d bytes (%d frames); bound %d (queue %d + input %d + ring %d + tcp_rmem max %d + SO_SNDBUF %d)",
+			i, n, w.written.Load(), bound, queueBytes, maxInput, bufs.Count*bufs.Size, rmemMax, w.sndBuf)
+		if n > bound {
+			t.Errorf("client %d wrote %d bytes into a stalled server, over the bound %d", i, n, bound)
+		}
+	}
+	// The server's heap grew by at most the per-connection caps (the queue's
+	// arena was allocated before heapBefore), with 1 MiB of slack for the
+	// runtime and the test's own bookkeeping.
+	heapAfter := heapInuse()
+	heapBound := conns*(maxInput+outputCap) + 1<<20
+	t.Logf("heap in use %d -> %d (+%d; bound %d) with %d bytes written by clients", heapBefore, heapAfter,
+		int64(heapAfter)-int64(heapBefore), heapBound, totalWritten)
+	if grew := int64(heapAfter) - int64(heapBefore); grew > int64(heapBound) {
+		t.Errorf("heap grew by %d bytes under a stalled sink, over the bound %d", grew, heapBound)
+	}
+
 	close(sink.gate)
-	// Released: everything written so far is acked, nothing lost.
-	c2 := &testClient{t: t, c: c.c, dec: NewReplyDecoder()}
-	_ = c.c.SetDeadline(time.Now().Add(30 * time.Second))
-	c2.waitAck(uint64(written.Load()))
+	// Released: everything is written, acked and stored.
+	var want uint64
+	for i, w := range ws {
+		<-w.done
+		if w.err != nil {
+			t.Fatalf("client %d: %v", i, w.err)
+		}
+		c := &testClient{t: t, c: w.c, dec: NewReplyDecoder()}
+		_ = w.c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		c.waitAck(uint64(w.total))
+		want += uint64(w.total)
+	}
+	if got := sink.Records(); got != want {
+		t.Fatalf("sink has %d records, want %d", got, want)
+	}
+}
+
+// heapInuse returns the Go heap in use after a full collection.
+func heapInuse() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse
+}
+
+// tcpMemMax reads the maximum (third) value of net.ipv4.tcp_rmem or
+// tcp_wmem.
+func tcpMemMax(t *testing.T, path string) int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Skipf("cannot read %s: %v", path, err)
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 3 {
+		t.Fatalf("%s: %q", path, b)
+	}
+	n, err := strconv.Atoi(f[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 func TestServerBackpressureReject(t *testing.T) {
