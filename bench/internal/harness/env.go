@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"debug/buildinfo"
 	"os"
 	"os/exec"
 	"runtime"
@@ -13,33 +14,34 @@ import (
 
 // Env is the machine and setup every result is recorded with.
 type Env struct {
-	Kernel        string            `json:"kernel"`
-	CPUModel      string            `json:"cpu_model"`
-	CPUsOnline    int               `json:"cpus_online"`
-	GoVersion     string            `json:"go_version"`
-	ServerGOMAX   string            `json:"server_gomaxprocs"`
-	LoadGOMAX     string            `json:"load_gomaxprocs"`
-	Wrk           string            `json:"wrk"`
-	GitRev        string            `json:"git_rev"`
-	GitDirty      int               `json:"git_dirty_paths"`
-	Command       string            `json:"command"`
-	Invocation    string            `json:"invocation,omitempty"` // what the user ran (make bench), from GYRE_BENCH_INVOCATION
-	Matrix        string            `json:"matrix"`
-	Runs          int               `json:"runs"`
-	Duration      string            `json:"duration"`
-	Warmup        string            `json:"warmup"`
-	CPUServer     int               `json:"cpu_server"`
-	CPULoad       int               `json:"cpu_load"`
-	SpreadMax     float64           `json:"spread_max"`
-	ContendedPct  float64           `json:"contended_pct"`
-	NoFile        string            `json:"rlimit_nofile"`
-	PortRange     string            `json:"ip_local_port_range"`
-	TWReuse       string            `json:"tcp_tw_reuse"`
-	Somaxconn     string            `json:"somaxconn"`
-	SrcIPs        []string          `json:"source_ips"`
-	Binaries      map[string]string `json:"binaries_sha256_12"`
-	Started       string            `json:"started"`
-	LoadAvgBefore string            `json:"loadavg_before"`
+	Kernel        string             `json:"kernel"`
+	CPUModel      string             `json:"cpu_model"`
+	CPUsOnline    int                `json:"cpus_online"`
+	GoVersion     string             `json:"go_version"`
+	ServerGOMAX   string             `json:"server_gomaxprocs"`
+	LoadGOMAX     string             `json:"load_gomaxprocs"`
+	Wrk           string             `json:"wrk"`
+	GitRev        string             `json:"git_rev"`
+	GitDirty      int                `json:"git_dirty_paths"`
+	Command       string             `json:"command"`
+	Invocation    string             `json:"invocation,omitempty"` // what the user ran (make bench), from GYRE_BENCH_INVOCATION
+	Matrix        string             `json:"matrix"`
+	Runs          int                `json:"runs"`
+	Duration      string             `json:"duration"`
+	Warmup        string             `json:"warmup"`
+	CPUServer     int                `json:"cpu_server"`
+	CPULoad       int                `json:"cpu_load"`
+	SpreadMax     float64            `json:"spread_max"`
+	ContendedPct  float64            `json:"contended_pct"`
+	NoFile        string             `json:"rlimit_nofile"` // soft/hard, as the servers and clients inherit it
+	PortRange     string             `json:"ip_local_port_range"`
+	TWReuse       string             `json:"tcp_tw_reuse"`
+	Somaxconn     string             `json:"somaxconn"`
+	SrcIPs        []string           `json:"source_ips"`
+	GoFlags       string             `json:"goflags,omitempty"`
+	Binaries      map[string]BinInfo `json:"binaries"`
+	Started       string             `json:"started"`
+	LoadAvgBefore string             `json:"loadavg_before"`
 }
 
 func firstLine(path string) string {
@@ -81,7 +83,8 @@ func captureEnv(h *H) Env {
 		TWReuse:       firstLine("/proc/sys/net/ipv4/tcp_tw_reuse"),
 		Somaxconn:     firstLine("/proc/sys/net/core/somaxconn"),
 		SrcIPs:        h.cfg.SrcIPs,
-		Binaries:      map[string]string{},
+		GoFlags:       os.Getenv("GOFLAGS"),
+		Binaries:      map[string]BinInfo{},
 		Started:       time.Now().UTC().Format(time.RFC3339),
 		LoadAvgBefore: firstLine("/proc/loadavg"),
 	}
@@ -97,15 +100,79 @@ func captureEnv(h *H) Env {
 		}
 	}
 	e.Wrk = strings.SplitN(cmdOut("wrk", "-v"), "\n", 2)[0]
-	e.GitRev = cmdOut("git", "rev-parse", "--short", "HEAD")
+	e.GitRev = cmdOut("git", "rev-parse", "HEAD")
 	if st := cmdOut("git", "status", "--porcelain"); st != "?" && st != "" {
 		e.GitDirty = len(strings.Split(st, "\n"))
 	}
-	if soft, err := procfs.OpenFileLimit(os.Getpid()); err == nil {
-		e.NoFile = strconv.FormatInt(soft, 10)
+	if soft, hard, err := procfs.OpenFileLimits(os.Getpid()); err == nil {
+		e.NoFile = limitText(soft) + "/" + limitText(hard)
 	}
 	for name, p := range h.bins {
-		e.Binaries[name] = sha12(p)
+		e.Binaries[name] = binInfo(p)
 	}
 	return e
+}
+
+func limitText(n int64) string {
+	if n < 0 {
+		return "unlimited"
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+// BinInfo identifies a binary the harness ran: its hash, and what the Go
+// toolchain stamped into it (version, commit, whether the tree had
+// uncommitted changes, build flags).
+type BinInfo struct {
+	SHA256   string `json:"sha256_12"`
+	Go       string `json:"go,omitempty"`
+	Revision string `json:"vcs_revision,omitempty"`
+	Modified string `json:"vcs_modified,omitempty"`
+	LDFlags  string `json:"ldflags,omitempty"`
+	GCFlags  string `json:"gcflags,omitempty"`
+}
+
+func binInfo(path string) BinInfo {
+	bi := BinInfo{SHA256: sha12(path)}
+	info, err := buildinfo.ReadFile(path)
+	if err != nil {
+		return bi
+	}
+	bi.Go = info.GoVersion
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			bi.Revision = s.Value
+		case "vcs.modified":
+			bi.Modified = s.Value
+		case "-ldflags":
+			bi.LDFlags = s.Value
+		case "-gcflags":
+			bi.GCFlags = s.Value
+		}
+	}
+	return bi
+}
+
+// String is the one-line form of the environment block.
+func (b BinInfo) String() string {
+	var parts []string
+	if b.Go != "" {
+		parts = append(parts, b.Go)
+	}
+	if b.Revision != "" {
+		rev := b.Revision[:min(len(b.Revision), 12)]
+		if b.Modified == "true" {
+			rev += "+uncommitted"
+		}
+		parts = append(parts, rev)
+	}
+	if b.LDFlags != "" {
+		parts = append(parts, "-ldflags="+b.LDFlags)
+	}
+	if b.GCFlags != "" {
+		parts = append(parts, "-gcflags="+b.GCFlags)
+	}
+	parts = append(parts, "sha256 "+b.SHA256)
+	return strings.Join(parts, ", ")
 }

@@ -52,7 +52,7 @@ type Config struct {
 	Retries      int
 	NoiseBudget  time.Duration
 	SpreadMax    float64 // (max-min)/median above which a cell is too noisy
-	AllowNoisy   bool    // render tables and charts even with noisy cells
+	AllowNoisy   bool    // render tables and charts even with noisy cells (the exit status stays non-zero)
 	// Per-workload knobs.
 	IdleSettle       time.Duration
 	IdlePerHolder    int
@@ -127,6 +127,14 @@ func Main(ctx context.Context, cfg Config, log io.Writer) (string, error) {
 		return "", errors.New("nothing to run: no cell matches -workloads and -servers")
 	}
 	h.env = captureEnv(h)
+	// The environment goes first, so a run that fails or is stopped still
+	// says where and how it ran.
+	if err := writeJSON(filepath.Join(h.dir, "env.json"), h.env); err != nil {
+		return "", err
+	}
+	if cfg.Runs < 3 {
+		h.logf("warning: %d run(s) per server: the noise gate needs several runs to mean much; the table is a functional check, not a result", cfg.Runs)
+	}
 	start := time.Now()
 	total := 0
 	for _, c := range h.cells {
@@ -170,14 +178,27 @@ func Main(ctx context.Context, cfg Config, log io.Writer) (string, error) {
 	if runErr != nil {
 		return h.dir, fmt.Errorf("FAILED, no table or charts written (raw runs in %s/results.json, logs in %s): %w", h.dir, h.raw, runErr)
 	}
-	if len(res.Noisy) > 0 && !cfg.AllowNoisy {
-		return h.dir, fmt.Errorf("%w: spread above %.0f%% after re-measuring, no table or charts written (runs in %s/results.json):\n  %s",
-			ErrNoisy, cfg.SpreadMax*100, h.dir, strings.Join(res.Noisy, "\n  "))
+	noisyErr := noisyError(res.Noisy, cfg.SpreadMax, h.dir)
+	if noisyErr != nil && !cfg.AllowNoisy {
+		return h.dir, fmt.Errorf("%w\nno table or charts written", noisyErr)
 	}
 	if err := Render(res, h.dir); err != nil {
 		return h.dir, err
 	}
+	if noisyErr != nil {
+		return h.dir, fmt.Errorf("%w\ntable and charts written all the same (-allow-noisy), the noisy cells marked NOISY", noisyErr)
+	}
 	return h.dir, nil
+}
+
+// noisyError is the verdict on cells that stayed too noisy (nil: none).
+func noisyError(noisy []string, spreadMax float64, dir string) error {
+	if len(noisy) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: in %d cell(s) a gated figure spread over %.0f%% ((max-min)/median of one server's runs), even after measuring the cell again (runs in %s/results.json):\n  %s\n"+
+		"run again on a quieter machine or with more -runs, or accept more noise with -spread-max (it is recorded with the results)",
+		ErrNoisy, len(noisy), spreadMax*100, dir, strings.Join(noisy, "\n  "))
 }
 
 func (c *Config) check() error {

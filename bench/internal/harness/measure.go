@@ -17,6 +17,7 @@ import (
 	"github.com/gyre-io/gyre/bench/internal/load"
 	"github.com/gyre-io/gyre/bench/internal/procfs"
 	"github.com/gyre-io/gyre/bench/internal/wrk"
+	"golang.org/x/sys/unix"
 )
 
 // measureOnce is one run of one server: fresh server, warm-up, measured
@@ -519,17 +520,17 @@ func (h *H) runIdle(c *Cell, s *server, r *Run, base string) error {
 	if err != nil {
 		return err
 	}
-	limit, err := procfs.OpenFileLimit(s.pid)
+	need := int64(c.Params.IdleConns + baseFDs + idleFDMargin)
+	raiseErr := raiseNoFile(s.pid, need)
+	soft, hard, err := procfs.OpenFileLimits(s.pid)
 	if err != nil {
 		return err
 	}
-	want := c.Params.IdleConns
-	if limit > 0 && int64(want+baseFDs+16) > limit {
-		// The server cannot hold more descriptors than its limit (the hard
-		// limit cannot be raised without privileges); hold what fits.
-		want = int(limit) - baseFDs - 16
-		h.logf("  %s: RLIMIT_NOFILE %d with %d descriptors in use: holding %d connections instead of %d",
-			s.name, limit, baseFDs, want, c.Params.IdleConns)
+	r.NoFileSoft, r.NoFileHard = soft, hard
+	want, short := idleTarget(c.Params.IdleConns, baseFDs, soft, hard, raiseErr)
+	if short != "" {
+		r.IdleShort = short
+		h.logf("  %s: holding %d connections, not %d: %s", s.name, want, c.Params.IdleConns, short)
 	}
 	per := h.cfg.IdlePerHolder
 	var holders []*holder
@@ -609,6 +610,54 @@ func (h *H) runIdle(c *Cell, s *server, r *Run, base string) error {
 	r.Metrics["fds"] = float64(r.ServerFDs)
 	r.Metrics["idle_cpu_pct"] = 100 * r.ServerCPUSeconds / r.WallSeconds
 	return nil
+}
+
+// idleFDMargin is how many descriptors beyond its connections and those
+// it already holds a server keeps free during the idle workload (a
+// transient descriptor must not turn into a refused connection).
+const idleFDMargin = 8
+
+// raiseNoFile makes sure the server's RLIMIT_NOFILE allows need
+// descriptors: Go programs raise their soft limit to the hard limit at
+// start (and the load clients do so explicitly); raising the hard limit
+// needs CAP_SYS_RESOURCE, which this process may not have. The error says
+// why it could not.
+func raiseNoFile(pid int, need int64) error {
+	var rl unix.Rlimit
+	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, nil, &rl); err != nil {
+		return err
+	}
+	if rl.Cur == unix.RLIM_INFINITY || rl.Cur >= uint64(need) {
+		return nil
+	}
+	nl := unix.Rlimit{Cur: uint64(need), Max: max(rl.Max, uint64(need))}
+	if rl.Max == unix.RLIM_INFINITY {
+		nl.Max = rl.Max
+	}
+	return unix.Prlimit(pid, unix.RLIMIT_NOFILE, &nl, nil)
+}
+
+// idleTarget is how many idle connections a server can hold: every
+// connection costs it a descriptor, within its RLIMIT_NOFILE (soft, hard;
+// -1 unlimited) after raiseErr's attempt to raise it. When the target
+// falls short of want, short says how many are held and why, for the
+// table.
+func idleTarget(want, serverFDs int, soft, hard int64, raiseErr error) (n int, short string) {
+	if soft < 0 || int64(want+serverFDs+idleFDMargin) <= soft {
+		return want, ""
+	}
+	n = max(int(soft)-serverFDs-idleFDMargin, 0)
+	why := fmt.Sprintf("the server's RLIMIT_NOFILE is %s", groupDigits(soft))
+	if hard >= 0 && soft < hard {
+		why += fmt.Sprintf(" (hard limit %s)", groupDigits(hard))
+	} else {
+		why += " (the hard limit)"
+	}
+	if raiseErr != nil {
+		why += fmt.Sprintf(", raising it failed: %v", raiseErr)
+	}
+	return n, fmt.Sprintf("%s held: %s; each connection takes one descriptor and the server has %d of its own plus %d spare",
+		groupDigits(int64(n)), why, serverFDs, idleFDMargin)
 }
 
 // holder is one `gyre-bench idle` process.

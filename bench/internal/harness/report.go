@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/gyre-io/gyre/bench/internal/stats"
@@ -57,6 +58,9 @@ func fmtVal(m metric, v float64) string {
 	if math.IsNaN(v) {
 		return "–"
 	}
+	if m.Format == "%d" {
+		return groupDigits(int64(math.Round(v)))
+	}
 	if m.Format == "%.0f" {
 		a := math.Abs(v)
 		switch {
@@ -82,6 +86,83 @@ func cellText(m metric, s stats.Summary) string {
 		return fmtVal(m, s.Median)
 	}
 	return fmt.Sprintf("%s (%s–%s)", fmtVal(m, s.Median), fmtVal(m, s.Min), fmtVal(m, s.Max))
+}
+
+// groupDigits writes 19974 as 19,974: counts that must be read exactly.
+func groupDigits(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	if neg {
+		s = "-" + s
+	}
+	return s
+}
+
+// maxSpread is the largest spread of a metric over the servers of a cell,
+// and the server it belongs to; ok is false when no server has two runs.
+func maxSpread(c *Cell, key string) (spread float64, srv string, ok bool) {
+	for _, s := range serverOrder(c.Servers) {
+		sum, have := c.Summary[s][key]
+		if !have || sum.N < 2 {
+			continue
+		}
+		sp := sum.Spread()
+		if math.IsNaN(sp) {
+			if sum.Max == sum.Min {
+				sp = 0
+			} else {
+				sp = math.Inf(1)
+			}
+		}
+		if !ok || sp > spread {
+			spread, srv, ok = sp, s, true
+		}
+	}
+	return spread, srv, ok
+}
+
+func spreadText(c *Cell, m metric) string {
+	sp, srv, ok := maxSpread(c, m.Key)
+	if !ok {
+		return "–"
+	}
+	txt := fmt.Sprintf("%.0f%%", 100*sp)
+	if math.IsInf(sp, 0) {
+		txt = "∞"
+	}
+	if sp > 0 {
+		txt += " " + srv
+	}
+	return txt
+}
+
+// cellLabel is the first column of a cell's rows: its label, why fewer
+// idle connections were held than asked for, and whether it is noisy.
+func cellLabel(c *Cell) string {
+	label := c.Label
+	if why := idleShort(c); why != "" {
+		label += " (" + why + ")"
+	}
+	if c.Noisy {
+		label += " **(NOISY)**"
+	}
+	return label
+}
+
+// idleShort collects the reasons the kept runs of an idle cell gave for
+// holding fewer connections than asked for.
+func idleShort(c *Cell) string {
+	var why []string
+	for _, r := range c.Runs {
+		if r.Kept && r.IdleShort != "" && !slices.Contains(why, r.IdleShort) {
+			why = append(why, r.IdleShort)
+		}
+	}
+	return strings.Join(why, "; ")
 }
 
 func ratioText(r float64) string {
@@ -128,15 +209,19 @@ func WriteTable(w io.Writer, res *Results) {
 				align = append(align, "---:")
 			}
 		}
+		head = append(head, "spread")
+		align = append(align, "---:")
 		fmt.Fprintf(w, "| %s |\n|%s|\n", strings.Join(head, " | "), strings.Join(align, "|"))
 		for _, c := range cells {
-			label := c.Label
-			if c.Noisy {
-				label += " **(NOISY)**"
-			}
-			for i, m := range metrics[wl] {
-				row := []string{"", m.Label}
-				if i == 0 {
+			label := cellLabel(c)
+			first := true
+			for _, m := range metrics[wl] {
+				name := m.Label
+				if m.Check {
+					name += " †"
+				}
+				row := []string{"", name}
+				if first {
 					row[0] = label
 				}
 				present := false
@@ -150,6 +235,7 @@ func WriteTable(w io.Writer, res *Results) {
 				if !present {
 					continue
 				}
+				first = false
 				base := c.Summary[SNet][m.Key]
 				for _, s := range srvs {
 					if s != SNet {
@@ -161,6 +247,7 @@ func WriteTable(w io.Writer, res *Results) {
 						row = append(row, txt)
 					}
 				}
+				row = append(row, spreadText(c, m))
 				fmt.Fprintf(w, "| %s |\n", strings.Join(row, " | "))
 			}
 		}
@@ -177,11 +264,22 @@ func WriteEnv(w io.Writer, res *Results) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "- machine: %s, %d online CPUs; kernel %s\n", e.CPUModel, e.CPUsOnline, e.Kernel)
-	fmt.Fprintf(w, "- Go %s; GOMAXPROCS: servers %s, load clients %s; %s\n", e.GoVersion, e.ServerGOMAX, e.LoadGOMAX, e.Wrk)
+	fmt.Fprintf(w, "- Go %s (harness); GOMAXPROCS: servers %s, load clients %s; GOFLAGS %q; %s\n", e.GoVersion, e.ServerGOMAX, e.LoadGOMAX, e.GoFlags, e.Wrk)
+	names := make([]string, 0, len(e.Binaries))
+	for n := range e.Binaries {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  - `%s`: %s\n", n, e.Binaries[n])
+	}
 	fmt.Fprintf(w, "- pinning: servers on CPU %d, load (wrk -t1, gyre-bench clients, ingest-load) on CPU %d; gyre with 1 reactor, gnet with 1 event loop\n", e.CPUServer, e.CPULoad)
-	fmt.Fprintf(w, "- runs: %d per server and cell, alternating, each on a fresh server; %s warm-up, %s measured\n", e.Runs, e.Warmup, e.Duration)
-	fmt.Fprintf(w, "- noise: a run is repeated when either core spent over %.0f%% of it on other work; a cell is re-measured, then rejected, when a checked metric spreads over %.0f%% (max−min)/median\n", e.ContendedPct, e.SpreadMax*100)
-	fmt.Fprintf(w, "- limits: RLIMIT_NOFILE %s, ip_local_port_range %s, tcp_tw_reuse %s, somaxconn %s, client source addresses %s\n",
+	fmt.Fprintf(w, "- runs: %d per server and cell, alternating servers, each on a fresh server; %s warm-up, %s measured\n", e.Runs, e.Warmup, e.Duration)
+	fmt.Fprintf(w, "- noise: a run is repeated when either core spent over %.0f%% of it on other work; a cell whose gated figure (†) spreads over %.0f%% ((max−min)/median over one server's runs) is measured again once, then fails the harness\n", e.ContendedPct, e.SpreadMax*100)
+	if e.Runs < 3 {
+		fmt.Fprintf(w, "- **%d run(s) per server: too few for the spread to mean much (1 run: none at all); these figures are a functional check, not results**\n", e.Runs)
+	}
+	fmt.Fprintf(w, "- limits: RLIMIT_NOFILE %s (soft/hard), ip_local_port_range %s, tcp_tw_reuse %s, somaxconn %s, client source addresses %s\n",
 		e.NoFile, e.PortRange, e.TWReuse, e.Somaxconn, strings.Join(e.SrcIPs, " "))
 	fmt.Fprintf(w, "- tree: %s with %d uncommitted paths; started %s (load average %s); took %.0fs, %.0fs of it waiting out other load\n",
 		e.GitRev, e.GitDirty, res.Started, e.LoadAvgBefore, res.WallSeconds, res.NoiseWaitSeconds)
@@ -191,6 +289,7 @@ func WriteEnv(w io.Writer, res *Results) {
 func WriteNotes(w io.Writer, res *Results) {
 	var notes []string
 	contended, repeated := 0, 0
+	windows := map[string][]string{}
 	for _, r := range res.Runs {
 		if r.Kept && r.Contended {
 			contended++
@@ -198,8 +297,16 @@ func WriteNotes(w io.Writer, res *Results) {
 		if !r.Kept && strings.HasPrefix(r.Discarded, "contended") {
 			repeated++
 		}
+		if r.Kept && r.Window != "" && !slices.Contains(windows[r.Window], r.Workload) {
+			windows[r.Window] = append(windows[r.Window], r.Workload)
+		}
 	}
 	notes = append(notes, fmt.Sprintf("runs repeated because other work used the cores: %d; contended runs kept (retries or budget used up): %d", repeated, contended))
+	for _, win := range []string{WindowPhase, WindowProcess} {
+		if wls := windows[win]; len(wls) > 0 {
+			notes = append(notes, fmt.Sprintf("CPU window of %s: %s", strings.Join(wls, ", "), win))
+		}
+	}
 	for _, c := range res.Cells {
 		if c.Remeasured {
 			notes = append(notes, fmt.Sprintf("%s was re-measured: the first set of runs spread too much", c.ID))
@@ -207,13 +314,8 @@ func WriteNotes(w io.Writer, res *Results) {
 		if c.Noisy {
 			notes = append(notes, fmt.Sprintf("%s is NOISY: %s", c.ID, strings.Join(c.NoisyWhy, "; ")))
 		}
-		if c.Workload == WIdle {
-			for s, m := range c.Summary {
-				if n := m["conns"]; n.Valid() && int(n.Median) < c.Params.IdleConns {
-					notes = append(notes, fmt.Sprintf("%s on %s: %.0f connections held, not %d: the server's RLIMIT_NOFILE (%s, hard limit, not raisable here) also covers its own descriptors",
-						c.ID, s, n.Median, c.Params.IdleConns, res.Env.NoFile))
-				}
-			}
+		if why := idleShort(c); why != "" {
+			notes = append(notes, fmt.Sprintf("%s: %d connections asked for, %s", c.ID, c.Params.IdleConns, why))
 		}
 		if c.Workload == WLatency || c.Workload == WIngestLatency {
 			for _, s := range serverOrder(c.Servers) {
@@ -250,7 +352,9 @@ func Render(res *Results, dir string) error {
 	fmt.Fprintln(f)
 	fmt.Fprintln(f, "Each cell: median (min–max) of the kept runs per server; X/net is the ratio of the medians to the net package's,")
 	fmt.Fprintln(f, "in _italics_ when the two min–max ranges overlap (the difference is within the run-to-run variation).")
-	fmt.Fprintln(f, "CPU figures are the server process's utime+stime from /proc/PID/stat over the measured run; RSS is VmRSS at its end.")
+	fmt.Fprintln(f, "spread: the largest (max−min)/median of the row over the servers, and whose it is; † marks the gated figures,")
+	fmt.Fprintf(f, "whose spread may not exceed %.0f%%.\n", res.Env.SpreadMax*100)
+	fmt.Fprintln(f, "CPU figures are the server process's utime+stime (all threads) from /proc/PID/stat over the measured window; RSS is VmRSS at its end.")
 	fmt.Fprintln(f)
 	WriteTable(f, res)
 	fmt.Fprintln(f, "Notes:")

@@ -128,14 +128,14 @@ func ParseLimit(limits, name string) (soft, hard int64, err error) {
 	return 0, 0, fmt.Errorf("procfs: no %q row in limits", name)
 }
 
-// OpenFileLimit returns the soft RLIMIT_NOFILE of PID.
-func OpenFileLimit(pid int) (int64, error) {
+// OpenFileLimits returns the soft and hard RLIMIT_NOFILE of PID (-1:
+// unlimited).
+func OpenFileLimits(pid int) (soft, hard int64, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	soft, _, err := ParseLimit(string(b), "Max open files")
-	return soft, err
+	return ParseLimit(string(b), "Max open files")
 }
 
 // CPUTimes is one cpuN row of /proc/stat, in ticks.

@@ -43,8 +43,8 @@ func TestReadStatSelf(t *testing.T) {
 	if n, err := CountFDs(os.Getpid()); err != nil || n < 3 {
 		t.Fatalf("CountFDs = %d, %v", n, err)
 	}
-	if l, err := OpenFileLimit(os.Getpid()); err != nil || l == 0 {
-		t.Fatalf("OpenFileLimit = %d, %v", l, err)
+	if soft, hard, err := OpenFileLimits(os.Getpid()); err != nil || soft == 0 || (hard >= 0 && soft > hard) {
+		t.Fatalf("OpenFileLimits = %d/%d, %v", soft, hard, err)
 	}
 }
 
