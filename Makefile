@@ -49,13 +49,15 @@ bench-micro:
 
 ## bench: gyre vs gnet vs net, the quick matrix (under 10 minutes on 2
 ## cores): builds everything, installs wrk if missing; JSON, markdown table
-## and charts in bench/results/ (see docs/benchmarks.md).
+## and charts in bench/results/ (see docs/benchmarks.md). Exits non-zero,
+## with no table, when a server or client fails or the runs are too noisy.
+## BENCH_FLAGS passes gyre-bench run flags, e.g. BENCH_FLAGS="-runs 5".
 bench:
-	GYRE_BENCH_INVOCATION="make bench" ./scripts/bench.sh quick
+	GYRE_BENCH_INVOCATION="make bench$(if $(BENCH_FLAGS), BENCH_FLAGS=\"$(BENCH_FLAGS)\")" ./scripts/bench.sh quick $(BENCH_FLAGS)
 
 ## bench-full: the whole matrix (every connection count, size, load, shape).
 bench-full:
-	GYRE_BENCH_INVOCATION="make bench-full" ./scripts/bench.sh full
+	GYRE_BENCH_INVOCATION="make bench-full$(if $(BENCH_FLAGS), BENCH_FLAGS=\"$(BENCH_FLAGS)\")" ./scripts/bench.sh full $(BENCH_FLAGS)
 
 ## bench-http: gyre vs net, HTTP fixed response under wrk, pinned cores.
 bench-http: build

@@ -16,10 +16,14 @@
 # printed on stdout.
 #
 # Exit status is non-zero, with the reason on stderr and no table, when a
-# server fails to start or dies, a load client sees errors, or the runs
-# stay too noisy to trust (other work on the machine).
+# tool cannot be installed or a build fails, a server fails to start or
+# dies, a load client sees errors, or a gated figure of a cell spreads
+# over -spread-max (25% by default: (max-min)/median of one server's runs)
+# even after the cell is measured again.
 #
-# Environment: CPU_SERVER [0], CPU_LOAD [1].
+# Environment: CPU_SERVER [0], CPU_LOAD [1]. Smallest functional check
+# (not a result: one run has no spread to gate):
+#   ./scripts/bench.sh quick -runs 1 -duration 1s -warmup 0s
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -78,7 +82,8 @@ done
 export GOFLAGS=-ldflags=-checklinkname=0
 log "building the root binaries (make build) and the bench module's (bench/bin)"
 make --no-print-directory build >&2 || die "make build failed"
-(cd bench && go build -o bin/ ./cmd/...) >&2 || die "building bench/cmd/... failed"
+(cd bench && go build -o bin/ ./cmd/gyre-bench ./cmd/gnet-echo ./cmd/ingest-net) >&2 ||
+	die "building bench/cmd/{gyre-bench,gnet-echo,ingest-net} failed"
 
 # ---------------------------------------------------------------- run
 
