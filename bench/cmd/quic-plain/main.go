@@ -100,8 +100,8 @@ type server struct {
 	fingerprint string
 	msgs        chan message
 	stop        chan struct{} // closed by close: the consumer and blocked pushes return
-	payloads    sync.Pool // *[]byte: message payload copies
-	readBufs    sync.Pool // *[]byte: stream read buffers, readBufSize each
+	payloads    sync.Pool     // *[]byte: message payload copies
+	readBufs    sync.Pool     // *[]byte: stream read buffers, readBufSize each
 	wg          sync.WaitGroup
 
 	messages, bytes, conns atomic.Uint64
