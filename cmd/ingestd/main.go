@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"runtime"
@@ -61,6 +62,7 @@ type config struct {
 	AckDelay      time.Duration `json:"ack_delay"`
 	IdleTimeout   time.Duration `json:"idle_timeout"`
 	Metrics       string        `json:"metrics"`
+	Pprof         bool          `json:"pprof"`
 	LogLevel      string        `json:"log_level"`
 	Grace         time.Duration `json:"grace"`
 	SyncBytes     int           `json:"sync_bytes"`
@@ -164,6 +166,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&cfg.AckDelay, "ack-delay", cfg.AckDelay, "longest an accepted message waits for its ACK")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "close connections silent this long (0: never)")
 	fs.StringVar(&cfg.Metrics, "metrics", cfg.Metrics, "address of the /metrics and /healthz HTTP server (empty: off)")
+	fs.BoolVar(&cfg.Pprof, "pprof", cfg.Pprof, "also serve net/http/pprof under /debug/pprof/ on the --metrics server (heap?gc=1 runs a GC first; benchmarks and debugging, not for untrusted networks)")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	fs.DurationVar(&cfg.Grace, "grace", cfg.Grace, "how long a SIGTERM drain may take before connections are closed")
 	fs.IntVar(&cfg.SyncBytes, "sync-bytes", cfg.SyncBytes, "file sink: fsync after this many bytes")
@@ -211,6 +214,7 @@ func applyIfSet(set map[string]bool, dst *config, flags config) {
 		"queue-bytes": func() { dst.QueueBytes = flags.QueueBytes }, "overload": func() { dst.Overload = flags.Overload },
 		"ack-delay": func() { dst.AckDelay = flags.AckDelay }, "idle-timeout": func() { dst.IdleTimeout = flags.IdleTimeout },
 		"metrics": func() { dst.Metrics = flags.Metrics }, "log-level": func() { dst.LogLevel = flags.LogLevel },
+		"pprof": func() { dst.Pprof = flags.Pprof },
 		"grace": func() { dst.Grace = flags.Grace }, "sync-bytes": func() { dst.SyncBytes = flags.SyncBytes },
 		"sync-interval": func() { dst.SyncInterval = flags.SyncInterval }, "segment-bytes": func() { dst.SegmentBytes = flags.SegmentBytes },
 		"retain-bytes": func() { dst.RetainBytes = flags.RetainBytes },
@@ -276,6 +280,8 @@ func validate(cfg config) error {
 		if _, _, err := net.SplitHostPort(cfg.Metrics); err != nil {
 			return badConfig("--metrics %q: %v", cfg.Metrics, err)
 		}
+	} else if cfg.Pprof {
+		return badConfig("--pprof needs --metrics (it serves on the metrics server)")
 	}
 	switch {
 	case cfg.Reactors < 1 || cfg.Reactors > 1024:
@@ -502,6 +508,13 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		ln := metricsLn
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		if cfg.Pprof {
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		}
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 			if srv.Accepting() {
 				_, _ = io.WriteString(w, "ok\n")

@@ -102,6 +102,28 @@ func TestMetricsDiscardSink(t *testing.T) {
 	d.stop(10 * time.Second)
 }
 
+// TestPprof: --pprof serves /debug/pprof/ on the metrics server (heap?gc=1
+// is how scripts/bench-quic.sh gets a collected heap); without it there is
+// none, and it needs --metrics.
+func TestPprof(t *testing.T) {
+	d := startProcess(t, "--tcp", "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--reactors", "1", "--sink", "discard", "--pprof")
+	d.waitReady(true)
+	if code, text := httpGet(t, d.metrics, "/debug/pprof/heap?gc=1&debug=1"); code != 200 || !strings.Contains(text, "HeapInuse") {
+		t.Errorf("/debug/pprof/heap: %d %.200q", code, text)
+	}
+	d.stop(10 * time.Second)
+	d = startProcess(t, "--tcp", "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--reactors", "1", "--sink", "discard")
+	d.waitReady(true)
+	if code, _ := httpGet(t, d.metrics, "/debug/pprof/heap"); code != 404 {
+		t.Errorf("/debug/pprof/heap without --pprof: %d, want 404", code)
+	}
+	d.stop(10 * time.Second)
+	d = startProcess(t, "--tcp", "127.0.0.1:0", "--metrics", "", "--pprof")
+	if code := d.wait(10 * time.Second); code != 2 {
+		t.Errorf("--pprof without --metrics: exit %d, want 2", code)
+	}
+}
+
 var reReadLine = regexp.MustCompile(`^(\S+) conn=(\d+) seq=(\d+) len=(\d+) (".*")$`)
 
 // TestReadSubcommand: `ingestd read` prints one line per record and a
