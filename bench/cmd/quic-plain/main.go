@@ -17,7 +17,8 @@
 // error resets the stream), and an ACK delay (ACKs go out at once).
 //
 // /metrics serves the Go runtime metrics under the same names as ingestd's
-// (go_memstats_*), /debug/pprof/ the profiles (heap?gc=1 forces a GC).
+// (go_memstats_*) and quicplain_connections_active; /debug/pprof/ the
+// profiles (heap?gc=1 forces a GC).
 //
 //	quic-plain --addr 127.0.0.1:7401 --metrics 127.0.0.1:9401
 package main
@@ -105,6 +106,7 @@ type server struct {
 	wg          sync.WaitGroup
 
 	messages, bytes, conns atomic.Uint64
+	active                 atomic.Int64 // open connections
 }
 
 // message is one DATA payload on its way to the consumer.
@@ -173,7 +175,11 @@ func (s *server) close() {
 
 func (s *server) metricsHandler() http.Handler {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "quicplain_connections_active", Help: "Open QUIC connections."},
+			func() float64 { return float64(s.active.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "quicplain_messages_total", Help: "Messages the consumer took."},
+			func() float64 { return float64(s.messages.Load()) }))
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -214,6 +220,8 @@ func (s *server) acceptLoop() {
 // serveConn accepts the connection's streams once its handshake is
 // complete: nothing is acknowledged on a 0-RTT flight that may be a replay.
 func (s *server) serveConn(c *quic.Conn) {
+	s.active.Add(1)
+	defer s.active.Add(-1)
 	select {
 	case <-c.HandshakeComplete():
 	case <-c.Context().Done():

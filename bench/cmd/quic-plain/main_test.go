@@ -179,7 +179,7 @@ func TestMetrics(t *testing.T) {
 		"/metrics":                "go_memstats_heap_inuse_bytes",
 		"/debug/pprof/heap?gc=1":  "",
 		"/debug/pprof/goroutine":  "",
-		"/metrics?second=request": "go_memstats_stack_inuse_bytes",
+		"/metrics?second=request": "quicplain_connections_active 1",
 	} {
 		resp, err := http.Get(hs.URL + path)
 		if err != nil {
