@@ -129,3 +129,17 @@ func TestBinInfo(t *testing.T) {
 		t.Fatalf("%+v", bi)
 	}
 }
+
+// A run kept although other work disturbed it (retries used up) makes
+// its cell noisy: the harness knows it is not clean.
+func TestContendedRunsMakeTheCellNoisy(t *testing.T) {
+	clean := &Run{Server: SGyre, Run: 1}
+	if why := contended([]*Run{clean}); len(why) != 0 {
+		t.Fatalf("clean run: %v", why)
+	}
+	bad := &Run{Server: SNet, Run: 2, Contended: true, ServerCoreOther: 0.4, WallSeconds: 3}
+	why := contended([]*Run{clean, bad})
+	if len(why) != 1 || !strings.HasPrefix(why[0], "net run 2 contended (server core 0.40s beyond the server") {
+		t.Fatalf("%v", why)
+	}
+}

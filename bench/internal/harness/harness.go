@@ -345,7 +345,7 @@ func (h *H) measureCell(c *Cell) error {
 						continue
 					}
 					if run.Contended {
-						h.logf("  warning: %s run %d kept although contended (retries or noise budget used up)", srv, r)
+						h.logf("  warning: %s run %d contended, and the retries or the noise budget are used up: the cell will count as noisy", srv, r)
 					}
 					run.Kept = true
 					kept = append(kept, run)
@@ -360,7 +360,7 @@ func (h *H) measureCell(c *Cell) error {
 			h.noiseSpent += time.Since(passStart) // re-measuring is spent on noise too
 		}
 		c.Summary = summarize(c.Workload, kept)
-		why := noisy(c.Workload, c.Summary, h.cfg.SpreadMax)
+		why := append(noisy(c.Workload, c.Summary, h.cfg.SpreadMax), contended(kept)...)
 		if len(why) == 0 {
 			c.Noisy, c.NoisyWhy = false, nil
 			return nil
@@ -432,6 +432,19 @@ func noisy(workload string, sum map[string]map[string]stats.Summary, limit float
 				why = append(why, fmt.Sprintf("%s %s spread %.0f%% (%s..%s)", srv, m.Label, 100*s.Spread(),
 					fmtVal(m, s.Min), fmtVal(m, s.Max)))
 			}
+		}
+	}
+	return why
+}
+
+// contended lists the kept runs that other work disturbed (they were kept
+// because the retries or the noise budget ran out): the harness knows
+// they are not clean, so they make the cell noisy like a wide spread.
+func contended(kept []*Run) []string {
+	var why []string
+	for _, r := range kept {
+		if r.Contended {
+			why = append(why, fmt.Sprintf("%s run %d contended (%s)", r.Server, r.Run, r.contentionNote()))
 		}
 	}
 	return why

@@ -288,11 +288,11 @@ func WriteEnv(w io.Writer, res *Results) {
 // WriteNotes lists what a reader must know about individual runs.
 func WriteNotes(w io.Writer, res *Results) {
 	var notes []string
-	contended, repeated := 0, 0
+	nContended, repeated := 0, 0
 	windows := map[string][]string{}
 	for _, r := range res.Runs {
 		if r.Kept && r.Contended {
-			contended++
+			nContended++
 		}
 		if !r.Kept && strings.HasPrefix(r.Discarded, "contended") {
 			repeated++
@@ -301,7 +301,7 @@ func WriteNotes(w io.Writer, res *Results) {
 			windows[r.Window] = append(windows[r.Window], r.Workload)
 		}
 	}
-	notes = append(notes, fmt.Sprintf("runs repeated because other work used the cores: %d; contended runs kept (retries or budget used up): %d", repeated, contended))
+	notes = append(notes, fmt.Sprintf("runs repeated because other work used the cores: %d; contended runs kept (retries or budget used up, so the cell failed unless -allow-noisy): %d", repeated, nContended))
 	for _, win := range []string{WindowPhase, WindowProcess} {
 		if wls := windows[win]; len(wls) > 0 {
 			notes = append(notes, fmt.Sprintf("CPU window of %s: %s", strings.Join(wls, ", "), win))
