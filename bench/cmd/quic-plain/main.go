@@ -5,7 +5,8 @@
 // stream, or one DATA and FIN per stream); each message is copied into a
 // pooled buffer and handed to one channel, whose single consumer drops it
 // (the discard sink); once the consumer took a message, the stream sends a
-// cumulative ACK. After the client's FIN, the stream sends its last ACK and
+// cumulative ACK (one per stream for each batch the consumer took from the
+// channel). After the client's FIN, the stream sends its last ACK and
 // FIN.
 //
 // It is written as well as quic-go allows, the way the bridge is: the same
@@ -187,10 +188,17 @@ func (s *server) metricsHandler() http.Handler {
 	return mux
 }
 
-// consume is the discard sink: it takes every message, drops it, and lets
-// its stream acknowledge it.
+// consumeBatch is the most messages the consumer takes before it lets
+// their streams acknowledge them.
+const consumeBatch = 256
+
+// consume is the discard sink: it takes the messages waiting (up to
+// consumeBatch), drops them, and then lets each of their streams
+// acknowledge once, so a backlog costs one ACK per stream, not one per
+// message. It does not wait for more messages to batch.
 func (s *server) consume() {
 	defer s.wg.Done()
+	batch := make([]*stream, 0, consumeBatch)
 	for {
 		var m message
 		select {
@@ -198,10 +206,34 @@ func (s *server) consume() {
 		case <-s.stop:
 			return
 		}
-		s.messages.Add(1)
-		s.bytes.Add(uint64(len(*m.payload)))
-		s.payloads.Put(m.payload)
-		m.st.accepted(m.seq)
+		for n := 0; ; n++ {
+			s.messages.Add(1)
+			s.bytes.Add(uint64(len(*m.payload)))
+			s.payloads.Put(m.payload)
+			if !m.st.inBatch {
+				m.st.inBatch = true
+				batch = append(batch, m.st)
+			}
+			m.st.batchSeq = m.seq
+			if n+1 == consumeBatch {
+				break
+			}
+			var more bool
+			select {
+			case m = <-s.msgs:
+				more = true
+			default:
+			}
+			if !more {
+				break
+			}
+		}
+		for i, st := range batch {
+			st.inBatch = false
+			st.accepted(st.batchSeq)
+			batch[i] = nil
+		}
+		batch = batch[:0]
 	}
 }
 
@@ -254,6 +286,10 @@ type stream struct {
 	readDone bool      // (mu) serve has stopped reading and writes itself
 	dead     bool      // (mu) a write failed: the stream is gone
 	ack      [ingest.HeaderSize]byte
+
+	// The consumer's own: the highest seq of this stream in its batch.
+	inBatch  bool
+	batchSeq uint64
 }
 
 // accepted runs on the consumer and never blocks.
