@@ -9,7 +9,7 @@ PKGS      := ./...
 BIN       := bin
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all build test test-short lint run bench bench-http bench-ingest clean
+.PHONY: all build test test-short lint run bench bench-http bench-ingest bench-quic clean
 
 all: build
 
@@ -68,6 +68,13 @@ bench-http: build
 bench-ingest: build
 	cd bench && $(GO) build -o ../$(BIN)/ ./cmd/ingest-net
 	./scripts/bench-ingest.sh
+
+## bench-quic: ingest over QUIC, ingestd vs plain quic-go (quic-plain), both
+## stream styles, and ingestd over TCP, at 1,000 and 20,000 connections,
+## pinned cores (see docs/quic.md#benchmark).
+bench-quic: build
+	cd bench && $(GO) build -o ../$(BIN)/ ./cmd/quic-plain
+	./scripts/bench-quic.sh
 
 clean:
 	rm -rf $(BIN)
