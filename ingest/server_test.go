@@ -257,8 +257,9 @@ func (s *stallSink) Write(b []Record) error {
 //   - the client socket's send buffer (SO_SNDBUF as the kernel set it).
 //
 // The server's heap holds the queue's arena (allocated at start, so not
-// growth) and per connection at most MaxInput of kept input plus OutputCap
-// of unsent replies; receive buffers are mmap'ed, outside the heap.
+// growth) and per connection at most one frame being reassembled
+// (MaxPayload + 16), MaxInput of kept input and OutputCap of unsent
+// replies; receive buffers are mmap'ed, outside the heap.
 func TestServerBackpressureBlock(t *testing.T) {
 	const (
 		conns      = 4
@@ -365,7 +366,7 @@ func TestServerBackpressureBlock(t *testing.T) {
 	// arena was allocated before heapBefore), with 1 MiB of slack for the
 	// runtime and the test's own bookkeeping.
 	heapAfter := heapInuse()
-	heapBound := conns*(maxInput+outputCap) + 1<<20
+	heapBound := conns*(maxPayload+HeaderSize+maxInput+outputCap) + 1<<20
 	t.Logf("heap in use %d -> %d (+%d; bound %d) with %d bytes written by clients", heapBefore, heapAfter,
 		int64(heapAfter)-int64(heapBefore), heapBound, totalWritten)
 	if grew := int64(heapAfter) - int64(heapBefore); grew > int64(heapBound) {
