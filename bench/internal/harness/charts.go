@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/gyre-io/gyre/bench/internal/stats"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
@@ -50,16 +51,7 @@ func WriteCharts(res *Results, dir string) ([]chartFile, error) {
 	for _, sp := range chartSpecs {
 		// One chart per group (message size, window): lines join cells of
 		// the same group only.
-		groups := map[string][]*Cell{}
-		var order []string
-		for _, c := range res.Cells {
-			if c.Workload == sp.workload && c.Summary != nil {
-				if _, ok := groups[c.Group]; !ok {
-					order = append(order, c.Group)
-				}
-				groups[c.Group] = append(groups[c.Group], c)
-			}
-		}
+		order, groups := cellGroups(res, sp.workload)
 		for _, g := range order {
 			sg := sp
 			if g != "" {
@@ -77,16 +69,7 @@ func WriteCharts(res *Results, dir string) ([]chartFile, error) {
 		}
 	}
 	for _, wl := range []string{WLatency, WIngestLatency} {
-		groups := map[string][]*Cell{}
-		var order []string
-		for _, c := range res.Cells {
-			if c.Workload == wl && c.Summary != nil {
-				if groups[c.Group] == nil {
-					order = append(order, c.Group)
-				}
-				groups[c.Group] = append(groups[c.Group], c)
-			}
-		}
+		order, groups := cellGroups(res, wl)
 		for _, g := range order {
 			file := wl + "-" + g
 			title := fmt.Sprintf("%s latency, %s arrivals", map[string]string{WLatency: "Echo", WIngestLatency: "Ingest ack"}[wl], g)
@@ -104,6 +87,77 @@ func WriteCharts(res *Results, dir string) ([]chartFile, error) {
 		}
 	}
 	return out, nil
+}
+
+// cellGroups returns the measured cells of a workload by group, and the
+// groups in the order they first appear.
+func cellGroups(res *Results, workload string) ([]string, map[string][]*Cell) {
+	groups := map[string][]*Cell{}
+	var order []string
+	for _, c := range res.Cells {
+		if c.Workload == workload && c.Summary != nil {
+			if _, ok := groups[c.Group]; !ok {
+				order = append(order, c.Group)
+			}
+			groups[c.Group] = append(groups[c.Group], c)
+		}
+	}
+	return order, groups
+}
+
+// serverOffset shifts server k of n a little along x, so that the error
+// bars of servers with close values do not hide each other.
+func serverOffset(k, n int) float64 { return (float64(k) - float64(n-1)/2) * 0.08 }
+
+// seriesRange is one server's medians with their min–max ranges.
+type seriesRange struct {
+	pts    plotter.XYs
+	errs   plotter.YErrors
+	lo, hi float64 // lowest min, highest max
+}
+
+func (r *seriesRange) add(x float64, s stats.Summary) {
+	if len(r.pts) == 0 {
+		r.lo, r.hi = s.Min, s.Max
+	}
+	r.pts = append(r.pts, plotter.XY{X: x, Y: s.Median})
+	r.errs = append(r.errs, struct{ Low, High float64 }{s.Median - s.Min, s.Max - s.Median})
+	r.lo, r.hi = min(r.lo, s.Min), max(r.hi, s.Max)
+}
+
+// addRangeSeries draws one server's medians joined by a line, with
+// min–max error bars, and adds it to the legend.
+func addRangeSeries(p *plot.Plot, workload, srv string, r seriesRange) error {
+	pts, errs := r.pts, r.errs
+	line, points, err := plotter.NewLinePoints(pts)
+	if err != nil {
+		return err
+	}
+	col := serverColor[srv]
+	line.Color, line.Width = col, vg.Points(1.5)
+	points.Color, points.Shape, points.Radius = col, serverGlyph[srv], vg.Points(3.5)
+	if len(pts) == 1 {
+		line.Width = 0
+	}
+	eb, err := plotter.NewYErrorBars(struct {
+		plotter.XYs
+		plotter.YErrors
+	}{pts, errs})
+	if err != nil {
+		return err
+	}
+	eb.Color, eb.CapWidth = col, vg.Points(6)
+	p.Add(line, points, eb)
+	p.Legend.Add(serverName(workload, srv), line, points)
+	return nil
+}
+
+// logY puts the y axis on a log scale from the decade below lo to the
+// decade above hi*headroom (room for the legend).
+func logY(p *plot.Plot, lo, hi, headroom float64) {
+	p.Y.Scale = plot.LogScale{}
+	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	p.Y.Min, p.Y.Max = math.Pow(10, math.Floor(math.Log10(lo))), math.Pow(10, math.Ceil(math.Log10(hi*headroom)))
 }
 
 func save(p *plot.Plot, base string) error {
@@ -157,46 +211,23 @@ func metricChart(sp chartSpec, cells []*Cell) (*plot.Plot, error) {
 	srvs := serverOrder(cells[0].Servers)
 	lo, hi := math.Inf(1), 0.0
 	for k, s := range srvs {
-		off := (float64(k) - float64(len(srvs)-1)/2) * 0.08
-		var pts plotter.XYs
-		var errs plotter.YErrors
+		var r seriesRange
 		for i, c := range cells {
 			sum, ok := c.Summary[s][sp.metric]
-			if !ok || !sum.Valid() {
-				continue
+			if ok && sum.Valid() {
+				r.add(float64(i)+serverOffset(k, len(srvs)), sum)
 			}
-			pts = append(pts, plotter.XY{X: float64(i) + off, Y: sum.Median})
-			errs = append(errs, struct{ Low, High float64 }{sum.Median - sum.Min, sum.Max - sum.Median})
-			lo, hi = min(lo, sum.Min), max(hi, sum.Max)
 		}
-		if len(pts) == 0 {
+		if len(r.pts) == 0 {
 			continue
 		}
-		line, points, err := plotter.NewLinePoints(pts)
-		if err != nil {
+		lo, hi = min(lo, r.lo), max(hi, r.hi)
+		if err := addRangeSeries(p, cells[0].Workload, s, r); err != nil {
 			return nil, err
 		}
-		col := serverColor[s]
-		line.Color, line.Width = col, vg.Points(1.5)
-		points.Color, points.Shape, points.Radius = col, serverGlyph[s], vg.Points(3.5)
-		if len(pts) == 1 {
-			line.Width = 0
-		}
-		eb, err := plotter.NewYErrorBars(struct {
-			plotter.XYs
-			plotter.YErrors
-		}{pts, errs})
-		if err != nil {
-			return nil, err
-		}
-		eb.Color, eb.CapWidth = col, vg.Points(6)
-		p.Add(line, points, eb)
-		p.Legend.Add(serverName(cells[0].Workload, s), line, points)
 	}
 	if sp.log {
-		p.Y.Scale = plot.LogScale{}
-		p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
-		p.Y.Min, p.Y.Max = math.Pow(10, math.Floor(math.Log10(lo))), math.Pow(10, math.Ceil(math.Log10(hi*3)))
+		logY(p, lo, hi, 3)
 	} else {
 		p.Y.Min, p.Y.Max = 0, hi*1.35 // room for the legend
 		p.Y.Tick.Marker = humanTicks{}
@@ -233,7 +264,7 @@ func latencyChart(title string, cells []*Cell) (*plot.Plot, error) {
 	lo, hi := math.Inf(1), 0.0
 	srvs := serverOrder(cells[0].Servers)
 	for k, s := range srvs {
-		off := (float64(k) - float64(len(srvs)-1)/2) * 0.08
+		off := serverOffset(k, len(srvs))
 		for _, pc := range []struct{ key, name string }{{"p50_us", "p50"}, {"p99_us", "p99"}, {"p999_us", "p99.9"}} {
 			var pts plotter.XYs
 			for i, c := range cells {
@@ -264,9 +295,7 @@ func latencyChart(title string, cells []*Cell) (*plot.Plot, error) {
 	if hi == 0 {
 		return nil, fmt.Errorf("no latency values")
 	}
-	p.Y.Scale = plot.LogScale{}
-	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
-	p.Y.Min, p.Y.Max = math.Pow(10, math.Floor(math.Log10(lo))), math.Pow(10, math.Ceil(math.Log10(hi*8)))
+	logY(p, lo, hi, 8)
 	p.Add(plotter.NewGrid())
 	return p, nil
 }
@@ -293,45 +322,25 @@ func percentileChart(title string, c *Cell) (*plot.Plot, error) {
 	lo, hi := math.Inf(1), 0.0
 	srvs := serverOrder(c.Servers)
 	for k, s := range srvs {
-		off := (float64(k) - float64(len(srvs)-1)/2) * 0.08
-		var pts plotter.XYs
-		var errs plotter.YErrors
+		var r seriesRange
 		for i, pc := range pcs {
 			sum, ok := c.Summary[s][pc.key]
-			if !ok || !sum.Valid() || sum.Min <= 0 {
-				continue
+			if ok && sum.Valid() && sum.Min > 0 {
+				r.add(float64(i)+serverOffset(k, len(srvs)), sum)
 			}
-			pts = append(pts, plotter.XY{X: float64(i) + off, Y: sum.Median})
-			errs = append(errs, struct{ Low, High float64 }{sum.Median - sum.Min, sum.Max - sum.Median})
-			lo, hi = min(lo, sum.Min), max(hi, sum.Max)
 		}
-		if len(pts) == 0 {
+		if len(r.pts) == 0 {
 			continue
 		}
-		line, points, err := plotter.NewLinePoints(pts)
-		if err != nil {
+		lo, hi = min(lo, r.lo), max(hi, r.hi)
+		if err := addRangeSeries(p, c.Workload, s, r); err != nil {
 			return nil, err
 		}
-		col := serverColor[s]
-		line.Color, line.Width = col, vg.Points(1.5)
-		points.Color, points.Shape, points.Radius = col, serverGlyph[s], vg.Points(3.5)
-		eb, err := plotter.NewYErrorBars(struct {
-			plotter.XYs
-			plotter.YErrors
-		}{pts, errs})
-		if err != nil {
-			return nil, err
-		}
-		eb.Color, eb.CapWidth = col, vg.Points(6)
-		p.Add(line, points, eb)
-		p.Legend.Add(serverName(c.Workload, s), line, points)
 	}
 	if hi == 0 {
 		return nil, fmt.Errorf("no latency values")
 	}
-	p.Y.Scale = plot.LogScale{}
-	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
-	p.Y.Min, p.Y.Max = math.Pow(10, math.Floor(math.Log10(lo))), math.Pow(10, math.Ceil(math.Log10(hi*3)))
+	logY(p, lo, hi, 3)
 	p.Add(plotter.NewGrid())
 	return p, nil
 }

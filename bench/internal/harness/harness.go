@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -191,14 +192,18 @@ func Main(ctx context.Context, cfg Config, log io.Writer) (string, error) {
 	return h.dir, nil
 }
 
+// pct writes a fraction as a percentage without rounding it away: 0.25 is
+// 25%, 0.001 is 0.1%.
+func pct(f float64) string { return strconv.FormatFloat(100*f, 'f', -1, 64) + "%" }
+
 // noisyError is the verdict on cells that stayed too noisy (nil: none).
 func noisyError(noisy []string, spreadMax float64, dir string) error {
 	if len(noisy) == 0 {
 		return nil
 	}
-	return fmt.Errorf("%w: in %d cell(s) a gated figure spread over %.0f%% ((max-min)/median of one server's runs), even after measuring the cell again (runs in %s/results.json):\n  %s\n"+
+	return fmt.Errorf("%w: in %d cell(s) a gated figure spread over %s ((max-min)/median of one server's runs), even after measuring the cell again (runs in %s/results.json):\n  %s\n"+
 		"run again on a quieter machine or with more -runs, or accept more noise with -spread-max (it is recorded with the results)",
-		ErrNoisy, len(noisy), spreadMax*100, dir, strings.Join(noisy, "\n  "))
+		ErrNoisy, len(noisy), pct(spreadMax), dir, strings.Join(noisy, "\n  "))
 }
 
 func (c *Config) check() error {

@@ -380,12 +380,12 @@ func (h *H) runLatency(c *Cell, s *server, r *Run, base string) error {
 		return err
 	}
 	r.Client = e
-	latencyMetrics(r, c.Params.Rate, e.MessagesPerSec, e.LatencyUS)
+	setLatencyMetrics(r, c.Params.Rate, e.MessagesPerSec, e.LatencyUS)
 	r.Metrics["lag_p99_us"] = e.LagUS.P99
 	return nil
 }
 
-func latencyMetrics(r *Run, rate, achieved float64, l load.Latency) {
+func setLatencyMetrics(r *Run, rate, achieved float64, l load.Latency) {
 	r.Metrics["rate"] = rate
 	r.Metrics["achieved"] = achieved
 	r.Metrics["p50_us"] = l.P50
@@ -488,7 +488,7 @@ func (h *H) runIngest(c *Cell, s *server, r *Run, base string) error {
 	}
 	r.Client = in.raw
 	if c.Workload == WIngestLatency {
-		latencyMetrics(r, c.Params.Rate, in.MessagesPerSecond, in.LatencyUS)
+		setLatencyMetrics(r, c.Params.Rate, in.MessagesPerSecond, in.LatencyUS)
 		return nil
 	}
 	r.Metrics["mps"] = in.MessagesPerSecond

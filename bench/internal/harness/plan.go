@@ -171,18 +171,7 @@ var metrics = map[string][]metric{
 		{"fds", "server descriptors", "%d", 1, 0, false},
 		{"idle_cpu_pct", "server CPU while idle (%)", "%.2f", 1, -1, false},
 	},
-	WLatency: {
-		{"rate", "offered messages/s", "%.0f", 1, 0, false},
-		{"achieved", "echoed messages/s", "%.0f", 1, 0, false},
-		{"p50_us", "p50 (µs)", "%.0f", 1, -1, true},
-		{"p95_us", "p95 (µs)", "%.0f", 1, -1, false},
-		{"p99_us", "p99 (µs)", "%.0f", 1, -1, false},
-		{"p999_us", "p99.9 (µs)", "%.0f", 1, -1, false},
-		{"lag_p99_us", "client send lag p99 (µs)", "%.0f", 1, 0, false},
-		{"server_cpu", "server CPU (cores)", "%.3f", 1, -1, true},
-		{"load_cpu", "load client CPU (cores)", "%.2f", 1, 0, false},
-		{"rss_mib", "server RSS (MiB)", "%.1f", 1, -1, false},
-	},
+	WLatency: latencyFigures("echoed messages/s", true),
 	WIngest: {
 		{"mps", "messages/s", "%.0f", 1, 1, false},
 		{"mps_per_cpu", "messages / server CPU-s", "%.0f", 1, 1, true},
@@ -192,17 +181,28 @@ var metrics = map[string][]metric{
 		{"load_cpu", "load client CPU (cores)", "%.2f", 1, 0, false},
 		{"rss_mib", "server RSS (MiB)", "%.1f", 1, -1, false},
 	},
-	WIngestLatency: {
+	WIngestLatency: latencyFigures("acked messages/s", false),
+}
+
+// latencyFigures are the figures of a latency-under-load workload;
+// achieved names what the client counts back, withLag adds the client's
+// own send lag (the echo client measures it, ingest-load does not).
+func latencyFigures(achieved string, withLag bool) []metric {
+	ms := []metric{
 		{"rate", "offered messages/s", "%.0f", 1, 0, false},
-		{"achieved", "acked messages/s", "%.0f", 1, 0, false},
+		{"achieved", achieved, "%.0f", 1, 0, false},
 		{"p50_us", "p50 (µs)", "%.0f", 1, -1, true},
 		{"p95_us", "p95 (µs)", "%.0f", 1, -1, false},
 		{"p99_us", "p99 (µs)", "%.0f", 1, -1, false},
 		{"p999_us", "p99.9 (µs)", "%.0f", 1, -1, false},
-		{"server_cpu", "server CPU (cores)", "%.3f", 1, -1, true},
-		{"load_cpu", "load client CPU (cores)", "%.2f", 1, 0, false},
-		{"rss_mib", "server RSS (MiB)", "%.1f", 1, -1, false},
-	},
+	}
+	if withLag {
+		ms = append(ms, metric{"lag_p99_us", "client send lag p99 (µs)", "%.0f", 1, 0, false})
+	}
+	return append(ms,
+		metric{"server_cpu", "server CPU (cores)", "%.3f", 1, -1, true},
+		metric{"load_cpu", "load client CPU (cores)", "%.2f", 1, 0, false},
+		metric{"rss_mib", "server RSS (MiB)", "%.1f", 1, -1, false})
 }
 
 // Matrix is the set of cells for a preset.
@@ -324,15 +324,21 @@ func plan(m Matrix, workloads, servers []string) []*Cell {
 				X: fmt.Sprintf("%dk", n/1000), Params: Params{Mode: "echo", IdleConns: n}, Servers: echoServers})
 		}
 	}
-	if want(WLatency) {
+	// latency adds a workload's cells at every load and shape.
+	latency := func(workload string, p Params, servers []string) {
 		for _, shape := range m.LatShapes {
 			for _, l := range m.LatLoads {
-				add(&Cell{ID: fmt.Sprintf("latency-%s-%02.0f", shape, l*100), Workload: WLatency,
+				q := p
+				q.Load, q.Shape = l, shape
+				add(&Cell{ID: fmt.Sprintf("%s-%s-%02.0f", workload, shape, l*100), Workload: workload,
 					Label: fmt.Sprintf("%s, %.0f%% of peak", shape, l*100), Group: shape, X: fmt.Sprintf("%.0f%%", l*100),
-					Params:  Params{Mode: "echo", Conns: m.LatConns, Size: m.LatSize, Window: 1024, Load: l, Shape: shape, PeakCell: peakEcho},
-					Servers: echoServers})
+					Params: q, Servers: servers})
 			}
 		}
+	}
+	if want(WLatency) {
+		// The window only bounds memory: the rate paces the client.
+		latency(WLatency, Params{Mode: "echo", Conns: m.LatConns, Size: m.LatSize, Window: 1024, PeakCell: peakEcho}, echoServers)
 	}
 	peakIngest := fmt.Sprintf("ingest-c%d-w%d", m.LatConns, 256)
 	if (want(WIngest) || want(WIngestLatency)) && len(ingestServers) > 0 {
@@ -358,14 +364,7 @@ func plan(m Matrix, workloads, servers []string) []*Cell {
 				Params: Params{Conns: x.c, Window: x.w, Size: m.IngestSize}, Servers: ingestServers})
 		}
 		if want(WIngestLatency) {
-			for _, shape := range m.LatShapes {
-				for _, l := range m.LatLoads {
-					add(&Cell{ID: fmt.Sprintf("ingest-latency-%s-%02.0f", shape, l*100), Workload: WIngestLatency,
-						Label: fmt.Sprintf("%s, %.0f%% of peak", shape, l*100), Group: shape, X: fmt.Sprintf("%.0f%%", l*100),
-						Params:  Params{Conns: m.LatConns, Size: m.IngestSize, Window: 256, Load: l, Shape: shape, PeakCell: peakIngest},
-						Servers: ingestServers})
-				}
-			}
+			latency(WIngestLatency, Params{Conns: m.LatConns, Size: m.IngestSize, Window: 256, PeakCell: peakIngest}, ingestServers)
 		}
 	}
 	return cells

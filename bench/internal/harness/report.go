@@ -275,7 +275,7 @@ func WriteEnv(w io.Writer, res *Results) {
 	}
 	fmt.Fprintf(w, "- pinning: servers on CPU %d, load (wrk -t1, gyre-bench clients, ingest-load) on CPU %d; gyre with 1 reactor, gnet with 1 event loop\n", e.CPUServer, e.CPULoad)
 	fmt.Fprintf(w, "- runs: %d per server and cell, alternating servers, each on a fresh server; %s warm-up, %s measured\n", e.Runs, e.Warmup, e.Duration)
-	fmt.Fprintf(w, "- noise: a run is repeated when either core spent over %.0f%% of it on other work; a cell whose gated figure (†) spreads over %.0f%% ((max−min)/median over one server's runs) is measured again once, then fails the harness\n", e.ContendedPct, e.SpreadMax*100)
+	fmt.Fprintf(w, "- noise: a run is repeated when either core spent over %.0f%% of it on other work; a cell whose gated figure (†) spreads over %s ((max−min)/median over one server's runs), or that kept a contended run, is measured again once, then fails the harness\n", e.ContendedPct, pct(e.SpreadMax))
 	if e.Runs < 3 {
 		fmt.Fprintf(w, "- **%d run(s) per server: too few for the spread to mean much (1 run: none at all); these figures are a functional check, not results**\n", e.Runs)
 	}
@@ -353,7 +353,7 @@ func Render(res *Results, dir string) error {
 	fmt.Fprintln(f, "Each cell: median (min–max) of the kept runs per server; X/net is the ratio of the medians to the net package's,")
 	fmt.Fprintln(f, "in _italics_ when the two min–max ranges overlap (the difference is within the run-to-run variation).")
 	fmt.Fprintln(f, "spread: the largest (max−min)/median of the row over the servers, and whose it is; † marks the gated figures,")
-	fmt.Fprintf(f, "whose spread may not exceed %.0f%%.\n", res.Env.SpreadMax*100)
+	fmt.Fprintf(f, "whose spread may not exceed %s.\n", pct(res.Env.SpreadMax))
 	fmt.Fprintln(f, "CPU figures are the server process's utime+stime (all threads) from /proc/PID/stat over the measured window; RSS is VmRSS at its end.")
 	fmt.Fprintln(f)
 	WriteTable(f, res)
