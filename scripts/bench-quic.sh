@@ -35,6 +35,9 @@
 #               (per-message: also the streams in flight per connection; the
 #               servers allow 4)
 #   QUIC_SOCKETS  UDP sockets the load's QUIC connections share  [64]
+#   DIAL_PARALLEL connection attempts in flight        [32]
+#               (quic-go refuses a connection whose handshake completes
+#               while its accept queue of 32 is full; both servers use it)
 #   CPU_SERVER / CPU_LOAD   cores                      [0 / 1]
 #   PORT        127.0.0.1 port, UDP (QUIC) and TCP     [7490]
 #   METRICS_PORT  the servers' /metrics port           [9490]
@@ -57,6 +60,7 @@ WARMUP=${WARMUP:-1s}
 SIZE=${SIZE:-128}
 WINDOW=${WINDOW:-4}
 QUIC_SOCKETS=${QUIC_SOCKETS:-64}
+DIAL_PARALLEL=${DIAL_PARALLEL:-32}
 CPU_SERVER=${CPU_SERVER:-0}
 CPU_LOAD=${CPU_LOAD:-1}
 PORT=${PORT:-7490}
@@ -162,9 +166,9 @@ active_metric() { # server mode -> the metric counting its open connections
 
 load_args() { # mode conns
 	case $1 in
-	tcp) echo "--addr $HOST:$PORT --conns $2 --window $WINDOW" ;;
-	reuse) echo "--transport quic --insecure --addr $HOST:$PORT --quic-sockets $QUIC_SOCKETS --quic-streams reuse --streams 1 --conns $2 --window $WINDOW" ;;
-	per-message) echo "--transport quic --insecure --addr $HOST:$PORT --quic-sockets $QUIC_SOCKETS --quic-streams per-message --streams $WINDOW --conns $2 --window $WINDOW" ;;
+	tcp) echo "--addr $HOST:$PORT --conns $2 --window $WINDOW --dial-parallel $DIAL_PARALLEL" ;;
+	reuse) echo "--transport quic --insecure --addr $HOST:$PORT --quic-sockets $QUIC_SOCKETS --quic-streams reuse --streams 1 --conns $2 --window $WINDOW --dial-parallel $DIAL_PARALLEL" ;;
+	per-message) echo "--transport quic --insecure --addr $HOST:$PORT --quic-sockets $QUIC_SOCKETS --quic-streams per-message --streams $WINDOW --conns $2 --window $WINDOW --dial-parallel $DIAL_PARALLEL" ;;
 	esac
 }
 
@@ -274,8 +278,8 @@ spread() { sort -g | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1
 	echo
 	echo "- kernel $(uname -r); CPU $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(nproc) cores; $(go version 2>/dev/null | awk '{print $3}'); quic-go v0.65.0"
 	echo "- server on CPU $CPU_SERVER (ingestd --reactors $REACTORS --sink discard, QUIC defaults; quic-plain: the same quic.Config limits, one consumer goroutine), ingest-load on CPU $CPU_LOAD"
-	echo "- load: $SIZE B payloads, $WINDOW unanswered per connection (reuse: 1 stream per connection; per-message: $WINDOW streams in flight), QUIC connections over $QUIC_SOCKETS shared UDP sockets, $WARMUP warmup then $DURATION measured"
-	echo "- command: \`CONNS=\"$CONNS\" MODES=\"$MODES\" RUNS=$RUNS DURATION=$DURATION WARMUP=$WARMUP SIZE=$SIZE WINDOW=$WINDOW ./scripts/bench-quic.sh\`"
+	echo "- load: $SIZE B payloads, $WINDOW unanswered per connection (reuse: 1 stream per connection; per-message: $WINDOW streams in flight), QUIC connections over $QUIC_SOCKETS shared UDP sockets, dialed $DIAL_PARALLEL at a time, $WARMUP warmup then $DURATION measured"
+	echo "- command: \`CONNS=\"$CONNS\" MODES=\"$MODES\" RUNS=$RUNS DURATION=$DURATION WARMUP=$WARMUP SIZE=$SIZE WINDOW=$WINDOW DIAL_PARALLEL=$DIAL_PARALLEL ./scripts/bench-quic.sh\`"
 	echo "- raw numbers: \`$TSV\`; medians of $RUNS alternating runs, msgs/CPU-s with min–max"
 	echo "- memory per connection: Go heap (and stacks) in use after a forced GC, all connections open and idle after the load, minus the same with none open after a warm-up run, divided by the connections"
 	echo "- ratio: msgs per server CPU-second against quic-plain with the same connections and stream style (TCP: against quic-plain reuse)"

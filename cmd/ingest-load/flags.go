@@ -42,6 +42,8 @@ type config struct {
 	Progress          bool
 	ConnectTimeout    time.Duration
 	DrainTimeout      time.Duration
+	// DialParallel bounds the connection attempts in flight.
+	DialParallel int
 
 	// QUIC (--transport quic). QUICStreams is "reuse" (Streams long-lived
 	// streams per connection, each a load stream) or "per-message" (a
@@ -88,6 +90,7 @@ const (
 	defaultSlowAfter      = 200 * time.Millisecond
 	defaultConnectTimeout = 5 * time.Second
 	defaultDrainTimeout   = 5 * time.Second
+	defaultDialParallel   = 256
 	maxConns              = 1 << 20
 	maxQUICSockets        = 1 << 16
 	maxWindow             = 1 << 20
@@ -131,6 +134,7 @@ func parseFlags(args []string, stderr io.Writer, stderrIsTerminal bool) (config,
 	fs.BoolVar(&cfg.JSON, "json", false, "print the results as one JSON object on stdout, nothing else")
 	fs.BoolVar(&cfg.Progress, "progress", stderrIsTerminal, "show a progress bar on stderr (default: on when stderr is a terminal, except with --json)")
 	fs.DurationVar(&cfg.ConnectTimeout, "connect-timeout", defaultConnectTimeout, "timeout of each connection attempt")
+	fs.IntVar(&cfg.DialParallel, "dial-parallel", defaultDialParallel, "connection attempts in flight at most (a quic-go server refuses connections whose handshake completed while its accept queue, 32, is full)")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", defaultDrainTimeout, "after sending stops, how long to wait for outstanding acks")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -232,6 +236,8 @@ func validate(cfg config) error {
 		return badUsage("--warmup %v: want >= 0", cfg.Warmup)
 	case cfg.ConnectTimeout <= 0:
 		return badUsage("--connect-timeout %v: want > 0", cfg.ConnectTimeout)
+	case cfg.DialParallel < 1:
+		return badUsage("--dial-parallel %d: want >= 1", cfg.DialParallel)
 	case cfg.DrainTimeout <= 0:
 		return badUsage("--drain-timeout %v: want > 0", cfg.DrainTimeout)
 	case cfg.Duration < 0:

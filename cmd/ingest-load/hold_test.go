@@ -16,7 +16,8 @@ import (
 )
 
 // TestQUICSharedSockets: with --quic-sockets 2, five connections leave
-// from two local UDP addresses, and a run over them is clean.
+// from two local UDP addresses, and a run over them is clean (dialed two
+// at a time).
 func TestQUICSharedSockets(t *testing.T) {
 	b := startBridge(t, quicbridge.Config{})
 	cfg, err := parseFlags(quicArgs(b, "--quic-sockets", "2", "--conns", "5", "--messages", "1"), io.Discard, false)
@@ -43,7 +44,7 @@ func TestQUICSharedSockets(t *testing.T) {
 
 	for _, mode := range []string{"reuse", "per-message"} {
 		code, res, m, stderr := runJSON(t, quicArgs(b, "--quic-sockets", "2", "--quic-streams", mode, "--conns", "5",
-			"--streams", "2", "--messages", "200")...)
+			"--streams", "2", "--messages", "200", "--dial-parallel", "2")...)
 		checkClean(t, code, res, m, stderr)
 		if res.MessagesAcked != uint64(res.LoadStreams)*200 {
 			t.Fatalf("%s: acked %d of %d", mode, res.MessagesAcked, res.LoadStreams*200)

@@ -177,9 +177,6 @@ func newRunner(cfg config) *runner {
 	return r
 }
 
-// dialParallel bounds concurrent connection attempts.
-const dialParallel = 256
-
 // runLoad dials, runs the load and collects the results.
 func runLoad(ctx context.Context, cfg config, tr Transport, stderr io.Writer) *result {
 	r := newRunner(cfg)
@@ -203,7 +200,7 @@ func runLoad(ctx context.Context, cfg config, tr Transport, stderr io.Writer) *r
 	conns := make([]*conn, nConns)
 	dialErrs := make([]error, nConns)
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, dialParallel)
+	sem := make(chan struct{}, cfg.DialParallel)
 	for i := range conns {
 		wg.Add(1)
 		sem <- struct{}{}

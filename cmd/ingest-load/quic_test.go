@@ -156,6 +156,7 @@ func TestQUICFlags(t *testing.T) {
 		{[]string{"--transport", "quic", "--quic-sockets", "4", "--kill", "0.1"}, "--kill needs a UDP socket per connection"},
 		{[]string{"--transport", "quic", "--quic-sockets", "4", "--0rtt"}, "--0rtt needs a UDP socket per connection"},
 		{[]string{"--hold", "-1s"}, "--hold"},
+		{[]string{"--dial-parallel", "0"}, "--dial-parallel"},
 		{[]string{"--server-pid", "-3"}, "--server-pid"},
 	} {
 		_, err := parseFlags(append(tc.args, "--messages", "1"), io.Discard, false)
