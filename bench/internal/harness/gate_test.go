@@ -96,8 +96,8 @@ func TestIdleShortInTable(t *testing.T) {
 	WriteTable(&b, res)
 	WriteNotes(&b, res)
 	out := b.String()
-	if !strings.Contains(out, "| 20000 idle connections ("+why+") | connections held | 19,982 | 19,982 |") ||
-		!strings.Contains(out, "idle-20000: 20000 connections asked for, "+why) {
+	if !strings.Contains(out, "| 20000 idle connections (19,982 held: the servers' RLIMIT_NOFILE, see the notes) | connections held | 19,982 | 19,982 |") ||
+		!strings.Contains(out, "idle-20000: 20000 connections asked for; gyre: "+why) || !strings.Contains(out, "; net: "+why) {
 		t.Errorf("table and notes do not say why:\n%s", out)
 	}
 }

@@ -140,12 +140,23 @@ func spreadText(c *Cell, m metric) string {
 	return txt
 }
 
-// cellLabel is the first column of a cell's rows: its label, why fewer
-// idle connections were held than asked for, and whether it is noisy.
+// cellLabel is the first column of a cell's rows: its label, how many
+// idle connections were held when fewer than asked for (the notes say
+// why), and whether it is noisy.
 func cellLabel(c *Cell) string {
 	label := c.Label
-	if why := idleShort(c); why != "" {
-		label += " (" + why + ")"
+	if len(idleShort(c)) > 0 {
+		lo, hi := math.Inf(1), math.Inf(-1)
+		for _, s := range c.Servers {
+			if n := c.Summary[s]["conns"]; n.Valid() {
+				lo, hi = min(lo, n.Min), max(hi, n.Max)
+			}
+		}
+		held := groupDigits(int64(lo))
+		if hi != lo {
+			held += "–" + groupDigits(int64(hi))
+		}
+		label += fmt.Sprintf(" (%s held: the servers' RLIMIT_NOFILE, see the notes)", held)
 	}
 	if c.Noisy {
 		label += " **(NOISY)**"
@@ -153,16 +164,16 @@ func cellLabel(c *Cell) string {
 	return label
 }
 
-// idleShort collects the reasons the kept runs of an idle cell gave for
-// holding fewer connections than asked for.
-func idleShort(c *Cell) string {
+// idleShort lists, per server, why the kept runs of an idle cell held
+// fewer connections than asked for.
+func idleShort(c *Cell) []string {
 	var why []string
 	for _, r := range c.Runs {
-		if r.Kept && r.IdleShort != "" && !slices.Contains(why, r.IdleShort) {
-			why = append(why, r.IdleShort)
+		if w := r.Server + ": " + r.IdleShort; r.Kept && r.IdleShort != "" && !slices.Contains(why, w) {
+			why = append(why, w)
 		}
 	}
-	return strings.Join(why, "; ")
+	return why
 }
 
 func ratioText(r float64) string {
@@ -314,8 +325,8 @@ func WriteNotes(w io.Writer, res *Results) {
 		if c.Noisy {
 			notes = append(notes, fmt.Sprintf("%s is NOISY: %s", c.ID, strings.Join(c.NoisyWhy, "; ")))
 		}
-		if why := idleShort(c); why != "" {
-			notes = append(notes, fmt.Sprintf("%s: %d connections asked for, %s", c.ID, c.Params.IdleConns, why))
+		for _, why := range idleShort(c) {
+			notes = append(notes, fmt.Sprintf("%s: %d connections asked for; %s", c.ID, c.Params.IdleConns, why))
 		}
 		if c.Workload == WLatency || c.Workload == WIngestLatency {
 			for _, s := range serverOrder(c.Servers) {
