@@ -177,7 +177,7 @@ func Main(ctx context.Context, cfg Config, log io.Writer) (string, error) {
 		return h.dir, err
 	}
 	if runErr != nil {
-		return h.dir, fmt.Errorf("FAILED, no table or charts written (raw runs in %s/results.json, logs in %s): %w", h.dir, h.raw, runErr)
+		return h.dir, fmt.Errorf("%w\nno table or charts written (raw runs in %s/results.json, logs in %s)", runErr, h.dir, h.raw)
 	}
 	noisyErr := noisyError(res.Noisy, cfg.SpreadMax, h.dir)
 	if noisyErr != nil && !cfg.AllowNoisy {
