@@ -206,10 +206,21 @@ func (a *Acceptor) arm(i int) {
 	a.ring.PrepMultishotAccept(a.lns[i].fd, uring.Pack(opAccept, 0, uint32(i)))
 }
 
+// yieldEvery is how often a busy acceptor yields to the Go scheduler.
+const yieldEvery = 5 * time.Millisecond
+
 func (a *Acceptor) loop() {
 	cqes := make([]uring.CQE, 128)
+	yielded := time.Now()
 	for {
 		n := a.ring.Reap(cqes)
+		if now := time.Now(); now.Sub(yielded) > yieldEvery {
+			// As the reactors do (see reactor's yieldEvery): a locked
+			// goroutine that never passes through the scheduler has its P
+			// taken by sysmon every 10 ms while it waits in io_uring_enter.
+			yielded = now
+			runtime.Gosched()
+		}
 		for i := 0; i < n; i++ {
 			a.complete(&cqes[i])
 		}

@@ -66,6 +66,10 @@ type Config struct {
 	LingerTimeout time.Duration
 	// Logger receives reactor events; nil means slog.Default().
 	Logger *slog.Logger
+	// KeepGOMAXPROCS stops NewGroup from raising GOMAXPROCS. By default
+	// NewGroup calls EnsureGOMAXPROCS(Reactors), which is what a server
+	// process wants; a program that manages GOMAXPROCS itself sets this.
+	KeepGOMAXPROCS bool
 
 	// ringExtraFlags and ringFault are test hooks (see internal/uring).
 	ringExtraFlags uint32

@@ -824,10 +824,34 @@ func TestLingeringClose(t *testing.T) {
 func TestEnsureGOMAXPROCS(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
 	runtime.GOMAXPROCS(1)
-	if prev := reactor.EnsureGOMAXPROCS(2); prev != 1 || runtime.GOMAXPROCS(0) != 3 {
-		t.Fatalf("EnsureGOMAXPROCS(2) = %d, GOMAXPROCS now %d; want 1 and 3", prev, runtime.GOMAXPROCS(0))
+	if prev := reactor.EnsureGOMAXPROCS(2); prev != 1 || runtime.GOMAXPROCS(0) != 4 {
+		t.Fatalf("EnsureGOMAXPROCS(2) = %d, GOMAXPROCS now %d; want 1 and 4", prev, runtime.GOMAXPROCS(0))
 	}
-	if prev := reactor.EnsureGOMAXPROCS(1); prev != 0 || runtime.GOMAXPROCS(0) != 3 {
-		t.Fatalf("second call = %d, GOMAXPROCS %d; want 0 and unchanged 3", prev, runtime.GOMAXPROCS(0))
+	if prev := reactor.EnsureGOMAXPROCS(1); prev != 0 || runtime.GOMAXPROCS(0) != 4 {
+		t.Fatalf("second call = %d, GOMAXPROCS %d; want 0 and unchanged 4", prev, runtime.GOMAXPROCS(0))
+	}
+}
+
+// A server pinned to one CPU gets GOMAXPROCS 1 from Go; NewGroup raises it
+// so waiting reactors keep their Ps, unless told to keep it.
+func TestNewGroupGOMAXPROCS(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	for _, keep := range []bool{true, false} {
+		runtime.GOMAXPROCS(1)
+		g, err := reactor.NewGroup(reactor.Config{Reactors: 1, KeepGOMAXPROCS: keep}, reactor.BaseHandler{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := runtime.GOMAXPROCS(0)
+		if err := g.Close(); err != nil {
+			t.Fatal(err)
+		}
+		want := 3
+		if keep {
+			want = 1
+		}
+		if got != want {
+			t.Errorf("KeepGOMAXPROCS %v: GOMAXPROCS %d after NewGroup, want %d", keep, got, want)
+		}
 	}
 }

@@ -36,6 +36,11 @@ func NewGroup(cfg Config, h Handler) (*Group, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !cfg.KeepGOMAXPROCS {
+		if prev := EnsureGOMAXPROCS(cfg.Reactors); prev != 0 {
+			cfg.Logger.Info("raised GOMAXPROCS so waiting reactors keep their Ps", "from", prev, "to", runtime.GOMAXPROCS(0))
+		}
+	}
 	g := &Group{cfg: cfg, done: make(chan struct{})}
 	for i := 0; i < cfg.Reactors; i++ {
 		r := newReactor(i, cfg, h)
@@ -73,22 +78,28 @@ func newReactor(id int, cfg Config, h Handler) *Reactor {
 	return r
 }
 
-// EnsureGOMAXPROCS raises GOMAXPROCS to at least reactors+1 and returns
-// the previous value, or 0 if it was already high enough.
+// EnsureGOMAXPROCS raises GOMAXPROCS to at least reactors+2 and returns
+// the previous value, or 0 if it was already high enough. NewGroup calls it
+// unless Config.KeepGOMAXPROCS is set.
 //
-// Why: a reactor waiting for completions sits in io_uring_enter, a system
-// call, holding its P. When no other P is idle, the runtime's sysmon takes
-// that P back after 20 µs and wakes another thread to run it, on every
-// wait: a context switch pair per loop iteration. With one P to spare,
-// sysmon leaves waiting reactors alone. Programs pinned to few CPUs (where
-// Go sets GOMAXPROCS to the CPU count) gain the most. Call it from main,
-// before NewGroup; a library should leave the choice to its program.
+// Why: a reactor waiting for completions, like the acceptor, sits in
+// io_uring_enter, a system call, holding its P. When no P is idle, the
+// runtime's sysmon takes a waiting thread's P after 20 µs and wakes another
+// thread to run it: a pair of thread switches per wait, and sysmon itself
+// polling every 20 µs. A process pinned to few CPUs, where Go sets
+// GOMAXPROCS to the CPU count, hits this on almost every wait. One P per
+// reactor, one for the acceptor and one for everything else avoid it. A P
+// is a permission to run Go code, not a thread or a CPU: idle ones cost
+// nothing, and the OS still schedules threads on the allowed CPUs only.
+// Setting GOMAXPROCS turns off the runtime's automatic updates from CPU
+// limit changes (see runtime.SetDefaultGOMAXPROCS).
 func EnsureGOMAXPROCS(reactors int) (previous int) {
+	want := reactors + 2
 	cur := runtime.GOMAXPROCS(0)
-	if cur >= reactors+1 {
+	if cur >= want {
 		return 0
 	}
-	runtime.GOMAXPROCS(reactors + 1)
+	runtime.GOMAXPROCS(want)
 	return cur
 }
 

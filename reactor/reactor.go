@@ -33,6 +33,17 @@ const bufGroup = 1
 // reapBatch is how many completions one pass copies out of the kernel.
 const reapBatch = 256
 
+// yieldEvery is how often a busy reactor yields to the Go scheduler. The
+// runtime's sysmon treats a goroutine that has not passed through the
+// scheduler for 10 ms as running too long; when it finds that goroutine in
+// a system call (a reactor waiting in io_uring_enter), it takes its P away,
+// wakes another thread to run it, and goes back to polling every 20 µs. A
+// reactor never passes through the scheduler on its own, so without this
+// that happened every 10 ms, costing several percent of a core in thread
+// wake-ups. A yield of a locked goroutine costs two thread switches; every
+// 5 ms that is a few hundred a second.
+const yieldEvery = int64(5 * time.Millisecond)
+
 // runState is the reactor's life cycle.
 type runState uint8
 
@@ -76,6 +87,7 @@ type Reactor struct {
 	state   runState
 	nconns  int
 	woken   bool
+	yielded int64 // r.now at the last yield to the Go scheduler
 
 	inbox inbox
 
@@ -310,6 +322,10 @@ func (r *Reactor) loop() {
 	for {
 		n := r.ring.Reap(r.cqes)
 		r.tick()
+		if r.now-r.yielded > yieldEvery {
+			r.yielded = r.now
+			runtime.Gosched()
+		}
 		for i := 0; i < n; i++ {
 			r.complete(&r.cqes[i])
 		}
@@ -1034,3 +1050,4 @@ func (r *Reactor) force() {
 		}
 	}
 }
+

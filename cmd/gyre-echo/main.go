@@ -42,7 +42,7 @@ func run(args []string, stderr io.Writer) int {
 	reactors := fs.Int("reactors", 1, "number of reactors (uring backend)")
 	grace := fs.Duration("grace", 5*time.Second, "shutdown grace period on SIGINT/SIGTERM")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to this file until exit")
-	spare := fs.Bool("spare-p", false, "uring: raise GOMAXPROCS to reactors+1 (reactor.EnsureGOMAXPROCS; experimental, see README)")
+	keepProcs := fs.Bool("keep-gomaxprocs", false, "uring: leave GOMAXPROCS as Go set it (reactor.Config.KeepGOMAXPROCS; for A/B runs)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -73,7 +73,7 @@ func run(args []string, stderr io.Writer) int {
 	var err error
 	switch *backend {
 	case "uring":
-		err = serveUring(ctx, log, *addr, *mode, *reactors, *grace, *spare)
+		err = serveUring(ctx, log, *addr, *mode, *reactors, *grace, *keepProcs)
 	case "net":
 		err = serveNet(ctx, log, *addr, *mode, *grace)
 	default:
@@ -111,17 +111,12 @@ func (httpHandler) OnData(c *reactor.Conn, b []byte) int {
 	return consumed
 }
 
-func serveUring(ctx context.Context, log *slog.Logger, addr, mode string, reactors int, grace time.Duration, spareP bool) error {
+func serveUring(ctx context.Context, log *slog.Logger, addr, mode string, reactors int, grace time.Duration, keepProcs bool) error {
 	var h reactor.Handler = echoHandler{}
 	if mode == "http" {
 		h = httpHandler{}
 	}
-	if spareP {
-		if prev := reactor.EnsureGOMAXPROCS(reactors); prev != 0 {
-			log.Info("raised GOMAXPROCS so reactors sleeping in io_uring_enter leave a P free", "from", prev, "to", runtime.GOMAXPROCS(0))
-		}
-	}
-	g, err := reactor.NewGroup(reactor.Config{Reactors: reactors, Logger: log}, h)
+	g, err := reactor.NewGroup(reactor.Config{Reactors: reactors, Logger: log, KeepGOMAXPROCS: keepProcs}, h)
 	if err != nil {
 		return err
 	}
