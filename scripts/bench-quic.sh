@@ -31,6 +31,8 @@
 #   WARMUP      load before measuring, in the run      [1s]
 #               (also the length of the warm-up run before the baseline)
 #   SIZE        payload bytes                          [128]
+#   RATE        messages/s over all connections, 0: as fast as the
+#               windows allow                          [0]
 #   WINDOW      unanswered messages per connection     [4]
 #               (per-message: also the streams in flight per connection; the
 #               servers allow 4)
@@ -58,6 +60,7 @@ RUNS=${RUNS:-3}
 DURATION=${DURATION:-5s}
 WARMUP=${WARMUP:-1s}
 SIZE=${SIZE:-128}
+RATE=${RATE:-0}
 WINDOW=${WINDOW:-4}
 QUIC_SOCKETS=${QUIC_SOCKETS:-64}
 DIAL_PARALLEL=${DIAL_PARALLEL:-32}
@@ -101,7 +104,7 @@ RAW="$RESULTS_DIR/tmp/quic-$STAMP"
 mkdir -p "$RAW"
 TSV="$RESULTS_DIR/quic-$STAMP.tsv"
 MD="$RESULTS_DIR/quic-$STAMP.md"
-printf 'conns\tmode\tserver\trun\tmsgs_per_s\tcpu_s\tmsgs_per_cpu_s\tp50_us\tp99_us\tp999_us\tacked\terrors\tunanswered\tnacks\theap_base\theap_held\tstack_base\tstack_held\theap_b_per_conn\tstack_b_per_conn\tconnect_cpu_us_per_conn\tserver_conns_held\n' >"$TSV"
+printf 'conns\tmode\tserver\trun\tmsgs_per_s\tcpu_s\tmsgs_per_cpu_s\tp50_us\tp99_us\tp999_us\tacked\terrors\tunanswered\tnacks\theap_base\theap_held\tstack_base\tstack_held\theap_b_per_conn\tstack_b_per_conn\tconnect_cpu_us_per_conn\tserver_conns_held\tudp_drops\n' >"$TSV"
 
 SERVER_PID=
 LOAD_PID=
@@ -164,7 +167,12 @@ active_metric() { # server mode -> the metric counting its open connections
 	esac
 }
 
+# udp_drops reads the host's count of UDP datagrams dropped on a full
+# receive buffer (both sides run here, so both count).
+udp_drops() { awk '$1 == "Udp:" && $6 ~ /^[0-9]+$/ {print $6}' /proc/net/snmp; }
+
 load_args() { # mode conns
+	echo -n "--size $SIZE --rate $RATE "
 	case $1 in
 	tcp) echo "--addr $HOST:$PORT --conns $2 --window $WINDOW --dial-parallel $DIAL_PARALLEL" ;;
 	reuse) echo "--transport quic --insecure --addr $HOST:$PORT --quic-sockets $QUIC_SOCKETS --quic-streams reuse --streams 1 --conns $2 --window $WINDOW --dial-parallel $DIAL_PARALLEL" ;;
@@ -207,20 +215,23 @@ run_one() { # conns mode server run
 	local base
 	base=$(memory "$server")
 
+	local drops0
+	drops0=$(udp_drops)
 	# shellcheck disable=SC2086
 	taskset -c "$CPU_LOAD" "$BIN/ingest-load" $args --warmup "$WARMUP" --duration "$DURATION" --hold 10m \
-		--server-pid "$SERVER_PID" --connect-timeout 30s --json --progress=false >"$RAW/run.json" 2>"$RAW/run.err" &
+		--server-pid "$SERVER_PID" --connect-timeout 30s --drain-timeout 30s --json --progress=false >"$RAW/run.json" 2>"$RAW/run.err" &
 	LOAD_PID=$!
 	until grep -q '^ingest-load: holding' "$RAW/run.err"; do
 		kill -0 "$LOAD_PID" 2>/dev/null || break # it ended without holding: errors, reported below
 		kill -0 "$SERVER_PID" 2>/dev/null || die "$server died during the run ($conns conns, $mode)"
 		sleep 0.2
 	done
-	local held=-1 mem="-1 -1"
+	local held=-1 mem="-1 -1" drops=-1
 	if kill -0 "$LOAD_PID" 2>/dev/null; then
 		sleep "$SETTLE"
 		held=$(metric "$(active_metric "$server" "$mode")")
 		mem=$(memory "$server")
+		drops=$(($(udp_drops) - drops0))
 		kill -TERM "$LOAD_PID" 2>/dev/null || true
 	fi
 	local rc=0
@@ -239,10 +250,10 @@ run_one() { # conns mode server run
 	read -r hb sb <<<"$base"
 	read -r hh sh <<<"$mem"
 	awk -v c="$conns" -v mode="$mode" -v srv="$server" -v run="$run" -v mps="$mps" -v cpu="$cpu" -v pc="$per_cpu" \
-		-v p50="$p50" -v p99="$p99" -v p999="$p999" -v acked="$acked" -v dial="$dial" -v hb="$hb" -v hh="$hh" -v sb="$sb" -v sh="$sh" -v held="$held" \
-		'BEGIN {printf "%s\t%s\t%s\t%s\t%.0f\t%s\t%.0f\t%s\t%s\t%s\t%s\t0\t0\t0\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%.1f\t%s\n",
-			c, mode, srv, run, mps, cpu, pc, p50, p99, p999, acked, hb, hh, sb, sh, (hh-hb)/c, (sh-sb)/c, dial*1e6/c, held}' >>"$TSV"
-	log "$conns conns $mode $server run $run: $(printf '%.0f' "$mps") msgs/s, $(printf '%.0f' "$per_cpu") msgs/CPU-s, p99 ${p99}us, heap $(((hh - hb) / conns)) B/conn, $held conns held"
+		-v p50="$p50" -v p99="$p99" -v p999="$p999" -v acked="$acked" -v dial="$dial" -v hb="$hb" -v hh="$hh" -v sb="$sb" -v sh="$sh" -v held="$held" -v drops="$drops" \
+		'BEGIN {printf "%s\t%s\t%s\t%s\t%.0f\t%s\t%.0f\t%s\t%s\t%s\t%s\t0\t0\t0\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%.1f\t%s\t%s\n",
+			c, mode, srv, run, mps, cpu, pc, p50, p99, p999, acked, hb, hh, sb, sh, (hh-hb)/c, (sh-sb)/c, dial*1e6/c, held, drops}' >>"$TSV"
+	log "$conns conns $mode $server run $run: $(printf '%.0f' "$mps") msgs/s, $(printf '%.0f' "$per_cpu") msgs/CPU-s, p99 ${p99}us, heap $(((hh - hb) / conns)) B/conn, $held conns held, $drops UDP drops"
 }
 
 log "results: $TSV"
@@ -278,14 +289,14 @@ spread() { sort -g | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1
 	echo
 	echo "- kernel $(uname -r); CPU $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(nproc) cores; $(go version 2>/dev/null | awk '{print $3}'); quic-go v0.65.0"
 	echo "- server on CPU $CPU_SERVER (ingestd --reactors $REACTORS --sink discard, QUIC defaults; quic-plain: the same quic.Config limits, one consumer goroutine), ingest-load on CPU $CPU_LOAD"
-	echo "- load: $SIZE B payloads, $WINDOW unanswered per connection (reuse: 1 stream per connection; per-message: $WINDOW streams in flight), QUIC connections over $QUIC_SOCKETS shared UDP sockets, dialed $DIAL_PARALLEL at a time, $WARMUP warmup then $DURATION measured"
-	echo "- command: \`CONNS=\"$CONNS\" MODES=\"$MODES\" RUNS=$RUNS DURATION=$DURATION WARMUP=$WARMUP SIZE=$SIZE WINDOW=$WINDOW DIAL_PARALLEL=$DIAL_PARALLEL ./scripts/bench-quic.sh\`"
+	echo "- load: $SIZE B payloads, rate $RATE msgs/s (0: as fast as the windows allow), $WINDOW unanswered per connection (reuse: 1 stream per connection; per-message: $WINDOW streams in flight), QUIC connections over $QUIC_SOCKETS shared UDP sockets, dialed $DIAL_PARALLEL at a time, $WARMUP warmup then $DURATION measured"
+	echo "- command: \`CONNS=\"$CONNS\" MODES=\"$MODES\" RUNS=$RUNS DURATION=$DURATION WARMUP=$WARMUP SIZE=$SIZE RATE=$RATE WINDOW=$WINDOW DIAL_PARALLEL=$DIAL_PARALLEL ./scripts/bench-quic.sh\`"
 	echo "- raw numbers: \`$TSV\`; medians of $RUNS alternating runs, msgs/CPU-s with min–max"
 	echo "- memory per connection: Go heap (and stacks) in use after a forced GC, all connections open and idle after the load, minus the same with none open after a warm-up run, divided by the connections"
-	echo "- ratio: msgs per server CPU-second against quic-plain with the same connections and stream style (TCP: against quic-plain reuse)"
+	echo "- ratio: msgs per server CPU-second against quic-plain with the same connections and stream style (TCP: against quic-plain reuse); UDP drops: datagrams the host dropped on full receive buffers during the run (both sides)"
 	echo
-	echo "| conns | transport | server | msgs/s | msgs/CPU-s | min–max | **ratio** | ack p50 ms | p99 ms | p99.9 ms | heap KB/conn | stacks KB/conn | connect CPU µs/conn |"
-	echo "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+	echo "| conns | transport | server | msgs/s | msgs/CPU-s | min–max | **ratio** | ack p50 ms | p99 ms | p99.9 ms | heap KB/conn | stacks KB/conn | connect CPU µs/conn | UDP drops |"
+	echo "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 } >"$MD"
 noisy=()
 verdict=()
@@ -304,9 +315,10 @@ for conns in $CONNS; do
 				-v p50="$(col "$conns" "$mode" "$server" 8 | median)" -v p99="$(col "$conns" "$mode" "$server" 9 | median)" \
 				-v p999="$(col "$conns" "$mode" "$server" 10 | median)" -v hk="$(col "$conns" "$mode" "$server" 19 | median)" \
 				-v sk="$(col "$conns" "$mode" "$server" 20 | median)" -v dc="$(col "$conns" "$mode" "$server" 21 | median)" \
+				-v ud="$(col "$conns" "$mode" "$server" 23 | median)" \
 				'BEGIN {r = (ref > 0) ? sprintf("**%.2fx**", pc/ref) : "–"
-					printf "| %s | %s | %s | %.0f | %.0f | %s | %s | %.2f | %.2f | %.2f | %.1f | %.1f | %.0f |\n",
-						c, l, s, mps, pc, mm, r, p50/1000, p99/1000, p999/1000, hk/1024, sk/1024, dc}' >>"$MD"
+					printf "| %s | %s | %s | %.0f | %.0f | %s | %s | %.2f | %.2f | %.2f | %.1f | %.1f | %.0f | %.0f |\n",
+						c, l, s, mps, pc, mm, r, p50/1000, p99/1000, p999/1000, hk/1024, sk/1024, dc, ud}' >>"$MD"
 			sp=$(col "$conns" "$mode" "$server" 7 | spread)
 			if awk -v s="$sp" -v m="$MAX_SPREAD" 'BEGIN {exit !(s > m)}'; then noisy+=("$server $conns/$mode spread ${sp}%"); fi
 		done
