@@ -28,11 +28,17 @@
 #   MODES       reuse, per-message, tcp                ["reuse per-message tcp"]
 #   RUNS        measured runs per server and cell      [3]
 #   DURATION    measured load per run                  [5s]
-#   WARMUP      load before measuring, in the run      [1s]
+#   WARMUP      load before measuring, in the run      [2s]
 #               (also the length of the warm-up run before the baseline)
 #   SIZE        payload bytes                          [128]
-#   RATE        messages/s over all connections, 0: as fast as the
-#               windows allow                          [0]
+#   RATES       CONNS:RATE pairs, the load's messages/s at that many
+#               connections; counts not listed run as fast as the windows
+#               allow                                  ["20000:20000"]
+#               (a saturating load from 20,000 connections overflows the
+#               server's one UDP receive buffer, 8 MiB: the run then measures
+#               loss recovery, and connections die of it; see docs/quic.md)
+#   RAMP        connection i of N starts sending at i×RAMP/N (and paces from
+#               there), so they do not send in lockstep  [1s]
 #   WINDOW      unanswered messages per connection     [4]
 #               (per-message: also the streams in flight per connection; the
 #               servers allow 4)
@@ -44,6 +50,9 @@
 #   PORT        127.0.0.1 port, UDP (QUIC) and TCP     [7490]
 #   METRICS_PORT  the servers' /metrics port           [9490]
 #   REACTORS    ingestd --reactors                     [1]
+#   SERVER_GOMAXPROCS  GOMAXPROCS of both servers (empty: Go's default, 1
+#               on one CPU; ingestd's reactor and acceptor then hold that P
+#               while they wait in io_uring_enter, see reactor.EnsureGOMAXPROCS)  []
 #   SETTLE      idle time after the load, before memory is read  [2s]
 #   MAX_SPREAD  fail when a server's (max-min)/median of msgs per CPU-s
 #               exceeds this percentage                [25]
@@ -58,9 +67,10 @@ CONNS=${CONNS:-"1000 20000"}
 MODES=${MODES:-"reuse per-message tcp"}
 RUNS=${RUNS:-3}
 DURATION=${DURATION:-5s}
-WARMUP=${WARMUP:-1s}
+WARMUP=${WARMUP:-2s}
 SIZE=${SIZE:-128}
-RATE=${RATE:-0}
+RATES=${RATES:-"20000:20000"}
+RAMP=${RAMP:-1s}
 WINDOW=${WINDOW:-4}
 QUIC_SOCKETS=${QUIC_SOCKETS:-64}
 DIAL_PARALLEL=${DIAL_PARALLEL:-32}
@@ -69,6 +79,7 @@ CPU_LOAD=${CPU_LOAD:-1}
 PORT=${PORT:-7490}
 METRICS_PORT=${METRICS_PORT:-9490}
 REACTORS=${REACTORS:-1}
+SERVER_GOMAXPROCS=${SERVER_GOMAXPROCS:-}
 SETTLE=${SETTLE:-2s}
 MAX_SPREAD=${MAX_SPREAD:-25}
 RESULTS_DIR=${RESULTS_DIR:-bench/results}
@@ -130,6 +141,8 @@ memory() {
 
 start_server() { # server mode conns
 	local server=$1 mode=$2 conns=$3
+	local env=()
+	[[ -n $SERVER_GOMAXPROCS ]] && env=(GOMAXPROCS="$SERVER_GOMAXPROCS")
 	case $server in
 	ingestd)
 		local quic="$HOST:$PORT"
@@ -137,11 +150,11 @@ start_server() { # server mode conns
 		# --quic-max-conns only when the default (20,000) is too small.
 		local maxc=()
 		((conns > 20000)) && maxc=(--quic-max-conns "$conns")
-		taskset -c "$CPU_SERVER" "$BIN/ingestd" --tcp "$HOST:$PORT" --quic "$quic" "${maxc[@]}" --metrics "$MADDR" --pprof \
+		env "${env[@]}" taskset -c "$CPU_SERVER" "$BIN/ingestd" --tcp "$HOST:$PORT" --quic "$quic" "${maxc[@]}" --metrics "$MADDR" --pprof \
 			--reactors "$REACTORS" --sink discard --log-level warn >"$RAW/server.log" 2>&1 &
 		;;
 	quic-plain)
-		taskset -c "$CPU_SERVER" "$BIN/quic-plain" --addr "$HOST:$PORT" --metrics "$MADDR" >"$RAW/server.log" 2>&1 &
+		env "${env[@]}" taskset -c "$CPU_SERVER" "$BIN/quic-plain" --addr "$HOST:$PORT" --metrics "$MADDR" >"$RAW/server.log" 2>&1 &
 		;;
 	esac
 	SERVER_PID=$!
@@ -171,8 +184,14 @@ active_metric() { # server mode -> the metric counting its open connections
 # receive buffer (both sides run here, so both count).
 udp_drops() { awk '$1 == "Udp:" && $6 ~ /^[0-9]+$/ {print $6}' /proc/net/snmp; }
 
+rate_for() { # conns -> messages/s (0: unlimited)
+	local p
+	for p in $RATES; do [[ ${p%%:*} == "$1" ]] && { echo "${p#*:}"; return; }; done
+	echo 0
+}
+
 load_args() { # mode conns
-	echo -n "--size $SIZE --rate $RATE "
+	echo -n "--size $SIZE --rate $(rate_for "$2") --ramp $RAMP "
 	case $1 in
 	tcp) echo "--addr $HOST:$PORT --conns $2 --window $WINDOW --dial-parallel $DIAL_PARALLEL" ;;
 	reuse) echo "--transport quic --insecure --addr $HOST:$PORT --quic-sockets $QUIC_SOCKETS --quic-streams reuse --streams 1 --conns $2 --window $WINDOW --dial-parallel $DIAL_PARALLEL" ;;
@@ -288,15 +307,15 @@ spread() { sort -g | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1
 	echo "## Ingest over QUIC: ingestd (gyre quicbridge) vs quic-plain (plain quic-go), $STAMP"
 	echo
 	echo "- kernel $(uname -r); CPU $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(nproc) cores; $(go version 2>/dev/null | awk '{print $3}'); quic-go v0.65.0"
-	echo "- server on CPU $CPU_SERVER (ingestd --reactors $REACTORS --sink discard, QUIC defaults; quic-plain: the same quic.Config limits, one consumer goroutine), ingest-load on CPU $CPU_LOAD"
-	echo "- load: $SIZE B payloads, rate $RATE msgs/s (0: as fast as the windows allow), $WINDOW unanswered per connection (reuse: 1 stream per connection; per-message: $WINDOW streams in flight), QUIC connections over $QUIC_SOCKETS shared UDP sockets, dialed $DIAL_PARALLEL at a time, $WARMUP warmup then $DURATION measured"
-	echo "- command: \`CONNS=\"$CONNS\" MODES=\"$MODES\" RUNS=$RUNS DURATION=$DURATION WARMUP=$WARMUP SIZE=$SIZE RATE=$RATE WINDOW=$WINDOW DIAL_PARALLEL=$DIAL_PARALLEL ./scripts/bench-quic.sh\`"
+	echo "- server on CPU $CPU_SERVER, GOMAXPROCS ${SERVER_GOMAXPROCS:-default} (ingestd --reactors $REACTORS --sink discard, QUIC defaults; quic-plain: the same quic.Config limits, one consumer goroutine), ingest-load on CPU $CPU_LOAD"
+	echo "- load: $SIZE B payloads, $WINDOW unanswered per connection (reuse: 1 stream per connection; per-message: $WINDOW streams in flight), QUIC connections over $QUIC_SOCKETS shared UDP sockets, dialed $DIAL_PARALLEL at a time, starts spread over $RAMP, $WARMUP warmup then $DURATION measured; rate as fast as the windows allow except (conns:msgs/s) $RATES"
+	echo "- command: \`CONNS=\"$CONNS\" MODES=\"$MODES\" RUNS=$RUNS DURATION=$DURATION WARMUP=$WARMUP SIZE=$SIZE RATES=\"$RATES\" RAMP=$RAMP SERVER_GOMAXPROCS=$SERVER_GOMAXPROCS WINDOW=$WINDOW DIAL_PARALLEL=$DIAL_PARALLEL ./scripts/bench-quic.sh\`"
 	echo "- raw numbers: \`$TSV\`; medians of $RUNS alternating runs, msgs/CPU-s with min–max"
 	echo "- memory per connection: Go heap (and stacks) in use after a forced GC, all connections open and idle after the load, minus the same with none open after a warm-up run, divided by the connections"
 	echo "- ratio: msgs per server CPU-second against quic-plain with the same connections and stream style (TCP: against quic-plain reuse); UDP drops: datagrams the host dropped on full receive buffers during the run (both sides)"
 	echo
-	echo "| conns | transport | server | msgs/s | msgs/CPU-s | min–max | **ratio** | ack p50 ms | p99 ms | p99.9 ms | heap KB/conn | stacks KB/conn | connect CPU µs/conn | UDP drops |"
-	echo "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+	echo "| conns | transport | server | offered | msgs/s | msgs/CPU-s | min–max | **ratio** | ack p50 ms | p99 ms | p99.9 ms | heap KB/conn | stacks KB/conn | connect CPU µs/conn | UDP drops |"
+	echo "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 } >"$MD"
 noisy=()
 verdict=()
@@ -310,15 +329,17 @@ for conns in $CONNS; do
 			label="QUIC $mode"
 			[[ $mode == tcp ]] && label=TCP
 			pc=$(col "$conns" "$mode" "$server" 7 | median)
-			awk -v c="$conns" -v l="$label" -v s="$server" -v mps="$(col "$conns" "$mode" "$server" 5 | median)" -v pc="$pc" \
+			offered=max
+			[[ $(rate_for "$conns") != 0 ]] && offered="$(rate_for "$conns")/s"
+			awk -v c="$conns" -v l="$label" -v s="$server" -v off="$offered" -v mps="$(col "$conns" "$mode" "$server" 5 | median)" -v pc="$pc" \
 				-v mm="$(col "$conns" "$mode" "$server" 7 | minmax)" -v ref="$ref" \
 				-v p50="$(col "$conns" "$mode" "$server" 8 | median)" -v p99="$(col "$conns" "$mode" "$server" 9 | median)" \
 				-v p999="$(col "$conns" "$mode" "$server" 10 | median)" -v hk="$(col "$conns" "$mode" "$server" 19 | median)" \
 				-v sk="$(col "$conns" "$mode" "$server" 20 | median)" -v dc="$(col "$conns" "$mode" "$server" 21 | median)" \
 				-v ud="$(col "$conns" "$mode" "$server" 23 | median)" \
 				'BEGIN {r = (ref > 0) ? sprintf("**%.2fx**", pc/ref) : "–"
-					printf "| %s | %s | %s | %.0f | %.0f | %s | %s | %.2f | %.2f | %.2f | %.1f | %.1f | %.0f | %.0f |\n",
-						c, l, s, mps, pc, mm, r, p50/1000, p99/1000, p999/1000, hk/1024, sk/1024, dc, ud}' >>"$MD"
+					printf "| %s | %s | %s | %s | %.0f | %.0f | %s | %s | %.2f | %.2f | %.2f | %.1f | %.1f | %.0f | %.0f |\n",
+						c, l, s, off, mps, pc, mm, r, p50/1000, p99/1000, p999/1000, hk/1024, sk/1024, dc, ud}' >>"$MD"
 			sp=$(col "$conns" "$mode" "$server" 7 | spread)
 			if awk -v s="$sp" -v m="$MAX_SPREAD" 'BEGIN {exit !(s > m)}'; then noisy+=("$server $conns/$mode spread ${sp}%"); fi
 		done

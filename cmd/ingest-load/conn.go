@@ -56,10 +56,13 @@ func histDigits(conns int) int {
 // (send time, size) before it publishes sent, and reuses a slot only once
 // the reader has moved floor past it; the atomics order those accesses.
 type conn struct {
-	r    *runner
-	id   int
-	rw   io.ReadWriteCloser
-	slow bool // a slow client: stops reading at r.slowAfter
+	r  *runner
+	id int
+	rw io.ReadWriteCloser
+	// offset is when this connection starts sending, ns since the start
+	// (--ramp); its pacing runs on its own clock, now - offset.
+	offset int64
+	slow   bool // a slow client: stops reading at r.slowAfter
 
 	// Shared by the writer and the reader.
 	sent        atomic.Uint64 // highest seq sent
@@ -122,6 +125,7 @@ func newConn(r *runner, id int, slow bool) *conn {
 		sizes:      make([]uint32, ring),
 		nacked:     make([]bool, ring),
 	}
+	c.offset = int64(r.cfg.Ramp) * int64(id) / int64(max(r.cfg.loadStreams(), 1))
 	c.rd.floor = 1
 	c.floor.Store(1)
 	c.measureFrom.Store(math.MaxUint64)
@@ -201,11 +205,17 @@ send:
 		if c.slow && !slowMode && now >= r.slowAfter {
 			slowMode = true // from now on: no window, no per-seq records
 		}
+		if now < c.offset { // --ramp: not started yet
+			if !c.sleep(timer, time.Duration(c.offset-now)) {
+				break
+			}
+			continue
+		}
 		n := r.maxBatch
 		if limit > 0 {
 			n = min(n, limit-seq)
 		}
-		allow, wait := r.sched.allowance(now, seq)
+		allow, wait := r.sched.allowance(now-c.offset, seq)
 		if allow == 0 {
 			if !c.sleep(timer, wait) {
 				break

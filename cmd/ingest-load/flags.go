@@ -61,6 +61,9 @@ type config struct {
 	// quic.Transport each), round-robin; 0: a socket per connection.
 	QUICSockets int
 
+	// Ramp spreads the connections' starts: load stream i of N starts
+	// sending at i*Ramp/N, and its --rate pacing is shifted by as much.
+	Ramp time.Duration
 	// Hold keeps the connections open and idle this long once every
 	// message is answered (0: close at once).
 	Hold time.Duration
@@ -119,6 +122,7 @@ func parseFlags(args []string, stderr io.Writer, stderrIsTerminal bool) (config,
 	fs.Float64Var(&cfg.Kill, "kill", 0, "quic: `FRACTION` of the connections to drop abruptly mid-run, without CONNECTION_CLOSE (their UDP sockets are closed), to watch the server reclaim them; reported apart, not errors")
 	fs.DurationVar(&cfg.KillAfter, "kill-after", 0, "quic: when --kill drops them (default: half of --duration after the warmup; 100ms with --messages only)")
 	fs.IntVar(&cfg.QUICSockets, "quic-sockets", 0, "quic: `N` UDP sockets (one QUIC transport each) shared round-robin by all connections; 0: a socket per connection (then --conns counts against the open-file limit). Excludes --kill and --0rtt")
+	fs.DurationVar(&cfg.Ramp, "ramp", 0, "spread the starts over this long: connection i of N starts sending at i×D/N, and its --rate pacing is shifted by as much, so connections do not send in lockstep (keep --warmup >= --ramp to measure them all)")
 	fs.DurationVar(&cfg.Hold, "hold", 0, "once every message is answered, keep the connections open and idle this long before closing them (to measure the server's memory per connection); stderr says \"ingest-load: holding N connections\" when it starts; SIGINT ends it early")
 	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "`PID` of the server on this host: report its CPU time (/proc/PID/stat) while connecting and during the measured period, and messages per server CPU-second")
 	fs.IntVar(&cfg.Conns, "conns", defaultConns, "number of connections")
@@ -218,6 +222,8 @@ func validate(cfg config) error {
 		return badUsage("--kill needs a UDP socket per connection (--quic-sockets 0): it drops a connection by closing its socket")
 	case cfg.QUICSockets > 0 && cfg.ZeroRTT:
 		return badUsage("--0rtt needs a UDP socket per connection (--quic-sockets 0): the early streams are opened while the socket's input is held back")
+	case cfg.Ramp < 0:
+		return badUsage("--ramp %v: want >= 0", cfg.Ramp)
 	case cfg.Hold < 0:
 		return badUsage("--hold %v: want >= 0", cfg.Hold)
 	case cfg.ServerPID < 0:

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gyre-io/gyre/ingest"
 	"github.com/gyre-io/gyre/quicbridge"
 )
 
@@ -137,5 +138,30 @@ func TestParseStatTicks(t *testing.T) {
 	}
 	if n, err := procCPUTicks(os.Getpid()); err != nil || n < 0 {
 		t.Fatalf("own CPU ticks %d, %v", n, err)
+	}
+}
+
+// TestRamp: --ramp gives load stream i of N the start offset i×D/N, and a
+// ramped, paced run over TCP is clean, each stream sending about as much
+// as its own clock allows.
+func TestRamp(t *testing.T) {
+	cfg, err := parseFlags([]string{"--conns", "4", "--ramp", "400ms", "--duration", "1s"}, io.Discard, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRunner(cfg)
+	for i, want := range []time.Duration{0, 100 * time.Millisecond, 200 * time.Millisecond, 300 * time.Millisecond} {
+		if got := time.Duration(newConn(r, i, false).offset); got != want {
+			t.Errorf("conn %d starts at %v, want %v", i, got, want)
+		}
+	}
+	s := startServer(t, ingest.ServerConfig{})
+	code, res, m, stderr := runJSON(t, "--addr", s.Addr(), "--conns", "4", "--ramp", "400ms", "--rate", "200",
+		"--duration", "800ms", "--window", "8")
+	checkClean(t, code, res, m, stderr)
+	// 50 msgs/s each: 40 over 800 ms without the ramp, 40 - 5*i with it
+	// (+1 for the first message sent at once): 160 + 4 - 30 in all.
+	if res.MessagesSent < 120 || res.MessagesSent > 140 {
+		t.Fatalf("sent %d messages, want about 134", res.MessagesSent)
 	}
 }
