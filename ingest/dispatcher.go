@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -85,7 +86,11 @@ func NewDispatcher(cfg DispatcherConfig) (*Dispatcher, error) {
 	}
 	d := &Dispatcher{cfg: cfg}
 	for i := 0; i < cfg.Shards; i++ {
-		s := newShard(i, cfg)
+		s, err := newShard(i, cfg)
+		if err != nil {
+			d.Close()
+			return nil, err
+		}
 		d.shards = append(d.shards, s)
 		d.wg.Add(1)
 		go func() {
@@ -131,16 +136,17 @@ type Shard struct {
 	cfg DispatcherConfig
 
 	mu       sync.Mutex
-	wake     *sync.Cond
-	q        []entry // ring of cfg.QueueMessages entries
-	qHead    int     // oldest entry
+	wake     workerWake     // signalled when the worker must run
+	signals  sync.WaitGroup // wake-ups decided under mu, not yet sent
+	q        []entry        // ring of cfg.QueueMessages entries
+	qHead    int            // oldest entry
 	qLen     int
 	arena    []byte
 	aHead    int // oldest byte in use
 	aTail    int // next free byte
 	aUsed    int // bytes in use, including padding skipped at a wrap
 	closed   bool
-	working  bool
+	working  bool   // the worker runs or a wake-up is pending (mu)
 	waiting  bool   // a push was refused: call notify when room frees
 	notify   func() // set before the first push; see waiting
 	room     *sync.Cond
@@ -153,11 +159,14 @@ type Shard struct {
 	rejected atomic.Uint64
 }
 
-func newShard(id int, cfg DispatcherConfig) *Shard {
-	s := &Shard{id: id, cfg: cfg, q: make([]entry, cfg.QueueMessages), arena: make([]byte, cfg.QueueBytes)}
-	s.wake = sync.NewCond(&s.mu)
+func newShard(id int, cfg DispatcherConfig) (*Shard, error) {
+	w, err := newWorkerWake()
+	if err != nil {
+		return nil, err
+	}
+	s := &Shard{id: id, cfg: cfg, wake: w, q: make([]entry, cfg.QueueMessages), arena: make([]byte, cfg.QueueBytes)}
 	s.room = sync.NewCond(&s.mu)
-	return s
+	return s, nil
 }
 
 // ID returns the shard's index.
@@ -218,10 +227,32 @@ func (s *Shard) pushLocked(p Producer, seq uint64, payload []byte) error {
 // releases mu.
 func (s *Shard) unlockPush() {
 	s.publish()
-	if s.qLen > 0 && !s.working {
-		s.wake.Signal()
+	wake := s.qLen > 0 && !s.working && !s.closed
+	if wake {
+		s.working = true
+		s.signals.Add(1)
 	}
 	s.mu.Unlock()
+	if wake {
+		// After Unlock: a worker woken while mu is held would find it
+		// locked and park on it, a second trip through the scheduler.
+		s.wake.signal()
+		s.signals.Done()
+	}
+}
+
+// unlockPushDeferred ends a run of pushLocked calls like unlockPush, but
+// leaves the worker asleep: the caller wakes it with wakeWorker soon, once
+// for many runs (a reactor, once per loop iteration).
+func (s *Shard) unlockPushDeferred() {
+	s.publish()
+	s.mu.Unlock()
+}
+
+// wakeWorker wakes the worker if messages wait and it sleeps.
+func (s *Shard) wakeWorker() {
+	s.mu.Lock()
+	s.unlockPush()
 }
 
 // publish stores the depth and bytes for readers outside the lock (caller
@@ -349,8 +380,11 @@ func (s *Shard) release(k int) {
 
 func (s *Shard) close() {
 	s.mu.Lock()
-	s.closed = true
-	s.wake.Signal()
+	if !s.closed {
+		s.closed = true
+		s.working = true
+		s.wake.signal()
+	}
 	s.room.Broadcast()
 	s.mu.Unlock()
 }
@@ -361,11 +395,20 @@ func (s *Shard) close() {
 func (s *Shard) run() {
 	batch := make([]Record, 0, s.cfg.BatchMessages)
 	taken := make([]entry, 0, s.cfg.BatchMessages)
+	defer func() {
+		// closed is final and no wake-up is decided after it; wait for
+		// those decided before, then release the descriptor.
+		s.signals.Wait()
+		s.wake.close()
+	}()
+	yielded := time.Now()
 	for {
 		s.mu.Lock()
 		for s.qLen == 0 && !s.closed {
 			s.working = false
-			s.wake.Wait()
+			s.mu.Unlock()
+			s.wake.wait()
+			s.mu.Lock()
 		}
 		if s.qLen == 0 && s.closed {
 			s.mu.Unlock()
@@ -395,6 +438,15 @@ func (s *Shard) run() {
 			batch[i].Conn = id
 		}
 		began := time.Now()
+		if began.Sub(yielded) > yieldEvery {
+			// The worker sleeps in read(2), not in the scheduler, so it
+			// must pass through it now and then: a goroutine that has not
+			// for 10 ms and sits in a system call gets its P taken by
+			// sysmon, which then polls every 20 µs for a while (see the
+			// reactor package's yieldEvery).
+			yielded = began
+			runtime.Gosched()
+		}
 		err := s.cfg.Sink.Write(batch)
 		if s.cfg.OnBatch != nil {
 			s.cfg.OnBatch(time.Since(began), len(batch), err)
@@ -415,6 +467,9 @@ func (s *Shard) run() {
 		}
 	}
 }
+
+// yieldEvery is how often a busy worker passes through the scheduler.
+const yieldEvery = 5 * time.Millisecond
 
 // runProducer is implemented by producers that take a run of successful
 // completions in one call (the TCP connection): doneRun(seq, count, bytes)

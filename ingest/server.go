@@ -211,7 +211,8 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	s.disp = d
 	for i, r := range g.Reactors() {
 		rs := &reactorState{s: s, r: r, shard: d.Shard(i)}
-		rs.flushFn = rs.flush
+		rs.flusher = r.NewNotifier(rs.flush)
+		rs.wakeFn = rs.wakeShard
 		d.Shard(i).notify = rs.schedule
 		s.rs = append(s.rs, rs)
 	}
@@ -276,36 +277,45 @@ type reactorState struct {
 	shard *Shard
 
 	mu        sync.Mutex
-	ready     []*tcpConn // (mu) connections with completions to report
-	spare     []*tcpConn // (mu) the other half of ready's double buffer
-	scheduled atomic.Bool
-	flushFn   func()
+	ready     []*tcpConn        // (mu) connections with completions to report
+	spare     []*tcpConn        // (mu) the other half of ready's double buffer
+	flusher   *reactor.Notifier // runs flush on the reactor
+	wakeFn    func()            // rs.wakeShard, made once
+	wakeAsked bool              // wakeFn is queued with Reactor.Later
 
 	blocked []*tcpConn // waiting for queue room (block policy)
 	conns   map[*tcpConn]struct{}
 }
 
 // schedule asks the reactor to run flush. Safe for concurrent use; called
-// by the worker after completions and when queue room frees up. A full
-// inbox is retried: dropping the request would strand acknowledgements.
-func (rs *reactorState) schedule() {
-	if rs.scheduled.Swap(true) {
-		return
+// by the worker after completions and when queue room frees up. A Notifier
+// rather than Post: it cannot be refused for a full inbox, and while the
+// reactor is busy it costs two atomic flags instead of a lock and an
+// eventfd write per sink batch.
+func (rs *reactorState) schedule() { rs.flusher.Notify() }
+
+// unlockPush ends a run of pushes by one of this reactor's connections.
+// The shard's worker is woken once per loop iteration (Reactor.Later), not
+// per receive: woken at once, it would preempt the reactor (on the same
+// CPU when pinned) to take one receive's messages, a pair of thread
+// switches per receive. Loop-only.
+func (rs *reactorState) unlockPush() {
+	rs.shard.unlockPushDeferred()
+	if !rs.wakeAsked {
+		rs.wakeAsked = true
+		rs.r.Later(rs.wakeFn)
 	}
-	for {
-		err := rs.r.Post(rs.flushFn)
-		if err == nil || !errors.Is(err, reactor.ErrInboxFull) {
-			return
-		}
-		time.Sleep(50 * time.Microsecond)
-	}
+}
+
+func (rs *reactorState) wakeShard() {
+	rs.wakeAsked = false
+	rs.shard.wakeWorker()
 }
 
 // flush runs on the reactor: it writes NACKs and cumulative ACKs for
 // completed messages, finishes draining connections, and lets blocked
 // connections try again.
 func (rs *reactorState) flush() {
-	rs.scheduled.Store(false)
 	rs.mu.Lock()
 	ready := rs.ready
 	rs.ready = rs.spare[:0]
@@ -555,7 +565,7 @@ func (tc *tcpConn) onData(b []byte) int {
 		}
 		if err != nil {
 			if locked {
-				tc.rs.shard.unlockPush()
+				tc.rs.unlockPush()
 			}
 			tc.protocolError(err)
 			return len(b)
@@ -567,7 +577,7 @@ func (tc *tcpConn) onData(b []byte) int {
 		consumed += n
 	}
 	if locked {
-		tc.rs.shard.unlockPush()
+		tc.rs.unlockPush()
 	}
 	return consumed
 }
@@ -586,7 +596,7 @@ func (tc *tcpConn) completePart(b []byte) (n int, done bool) {
 			locked := false
 			ok := tc.take(f, &locked)
 			if locked {
-				tc.rs.shard.unlockPush()
+				tc.rs.unlockPush()
 			}
 			if !ok {
 				return n, false
@@ -634,12 +644,12 @@ func (tc *tcpConn) take(f Frame, locked *bool) bool {
 			tc.pushedBytes += len(f.Payload)
 			return true
 		}
-		sh.unlockPush()
+		tc.rs.unlockPush()
 		*locked = false
 		return tc.refused(f, err)
 	}
 	if *locked {
-		sh.unlockPush()
+		tc.rs.unlockPush()
 		*locked = false
 	}
 	switch f.Kind {

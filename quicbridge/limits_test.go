@@ -155,12 +155,26 @@ func TestOverloadReject(t *testing.T) {
 		}
 	}
 	sink.release()
-	// Resend under a new seq on the same stream.
+	// Wait until what was queued is acknowledged (the queue has room
+	// again), then resend under a new seq on the same stream.
+	var acked uint64
+	for acked < 2 {
+		select {
+		case f, ok := <-ch:
+			if !ok {
+				t.Fatalf("stream ended before ACK 2 (end %v)", end)
+			}
+			if f.Kind == ingest.KindAck {
+				acked = f.Seq
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no ACK 2 after the sink resumed (last ACK %d)", acked)
+		}
+	}
 	if _, err := str.Write(dataFrame(6, payloadFor("rej", 6))); err != nil {
 		t.Fatal(err)
 	}
 	_ = str.Close()
-	var acked uint64
 	for f := range ch {
 		if f.Kind == ingest.KindAck {
 			acked = f.Seq
