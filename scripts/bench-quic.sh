@@ -225,7 +225,7 @@ run_one() { # conns mode server run
 	args=$(load_args "$mode" "$conns")
 	start_server "$server" "$mode" "$conns"
 	# shellcheck disable=SC2086 # args are words
-	taskset -c "$CPU_LOAD" "$BIN/ingest-load" $args --conns "$((conns < WARM_CONNS ? conns : WARM_CONNS))" --duration "$WARMUP" \
+	taskset -c "$CPU_LOAD" "$BIN/ingest-load" $args --conns "$((conns < WARM_CONNS ? conns : WARM_CONNS))" --duration "$WARMUP" --drain-timeout 30s \
 		--connect-timeout 30s --json --progress=false >"$RAW/warm.json" 2>"$RAW/warm.err" ||
 		die "warm-up load against $server ($mode) failed: $(tail -3 "$RAW/warm.err")"
 	check_load "$RAW/warm.json" "warm-up against $server ($mode)"
