@@ -47,8 +47,8 @@
 #               (quic-go refuses a connection whose handshake completes
 #               while its accept queue of 32 is full; both servers use it)
 #   CPU_SERVER / CPU_LOAD   cores                      [0 / 1]
-#   PORT        127.0.0.1 port, UDP (QUIC) and TCP     [7490]
-#   METRICS_PORT  the servers' /metrics port           [9490]
+#   PORT        127.0.0.1 port, UDP (QUIC) or TCP      [7590]
+#   METRICS_PORT  the servers' /metrics port           [9590]
 #   REACTORS    ingestd --reactors                     [1]
 #   SERVER_GOMAXPROCS  GOMAXPROCS of both servers (empty: Go's default, 1
 #               on one CPU; ingestd's reactor and acceptor then hold that P
@@ -76,8 +76,8 @@ QUIC_SOCKETS=${QUIC_SOCKETS:-64}
 DIAL_PARALLEL=${DIAL_PARALLEL:-32}
 CPU_SERVER=${CPU_SERVER:-0}
 CPU_LOAD=${CPU_LOAD:-1}
-PORT=${PORT:-7490}
-METRICS_PORT=${METRICS_PORT:-9490}
+PORT=${PORT:-7590}
+METRICS_PORT=${METRICS_PORT:-9590}
 REACTORS=${REACTORS:-1}
 SERVER_GOMAXPROCS=${SERVER_GOMAXPROCS:-}
 SETTLE=${SETTLE:-2s}
@@ -145,12 +145,12 @@ start_server() { # server mode conns
 	[[ -n $SERVER_GOMAXPROCS ]] && env=(GOMAXPROCS="$SERVER_GOMAXPROCS")
 	case $server in
 	ingestd)
-		local quic="$HOST:$PORT"
-		[[ $mode == tcp ]] && quic=""
+		local quic="$HOST:$PORT" tcp="$HOST:0" # ingestd always serves TCP
+		[[ $mode == tcp ]] && quic="" tcp="$HOST:$PORT"
 		# --quic-max-conns only when the default (20,000) is too small.
 		local maxc=()
 		((conns > 20000)) && maxc=(--quic-max-conns "$conns")
-		env "${env[@]}" taskset -c "$CPU_SERVER" "$BIN/ingestd" --tcp "$HOST:$PORT" --quic "$quic" "${maxc[@]}" --metrics "$MADDR" --pprof \
+		env "${env[@]}" taskset -c "$CPU_SERVER" "$BIN/ingestd" --tcp "$tcp" --quic "$quic" "${maxc[@]}" --metrics "$MADDR" --pprof \
 			--reactors "$REACTORS" --sink discard --log-level warn >"$RAW/server.log" 2>&1 &
 		;;
 	quic-plain)
