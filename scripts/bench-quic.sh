@@ -33,7 +33,7 @@
 #   SIZE        payload bytes                          [128]
 #   RATES       CONNS:RATE pairs, the load's messages/s at that many
 #               connections; counts not listed run as fast as the windows
-#               allow                                  ["20000:20000"]
+#               allow                                  ["20000:5000"]
 #               (a saturating load from 20,000 connections overflows the
 #               server's one UDP receive buffer, 8 MiB: the run then measures
 #               loss recovery, and connections die of it; see docs/quic.md)
@@ -69,7 +69,7 @@ RUNS=${RUNS:-3}
 DURATION=${DURATION:-5s}
 WARMUP=${WARMUP:-2s}
 SIZE=${SIZE:-128}
-RATES=${RATES:-"20000:20000"}
+RATES=${RATES:-"20000:5000"}
 RAMP=${RAMP:-1s}
 WINDOW=${WINDOW:-4}
 QUIC_SOCKETS=${QUIC_SOCKETS:-64}
@@ -115,7 +115,7 @@ RAW="$RESULTS_DIR/tmp/quic-$STAMP"
 mkdir -p "$RAW"
 TSV="$RESULTS_DIR/quic-$STAMP.tsv"
 MD="$RESULTS_DIR/quic-$STAMP.md"
-printf 'conns\tmode\tserver\trun\tmsgs_per_s\tcpu_s\tmsgs_per_cpu_s\tp50_us\tp99_us\tp999_us\tacked\terrors\tunanswered\tnacks\theap_base\theap_held\tstack_base\tstack_held\theap_b_per_conn\tstack_b_per_conn\tconnect_cpu_us_per_conn\tserver_conns_held\tudp_drops\n' >"$TSV"
+printf 'conns\tmode\tserver\trun\tmsgs_per_s\tcpu_s\tmsgs_per_cpu_s\tp50_us\tp99_us\tp999_us\tacked\terrors\tunanswered\tnacks\theap_base\theap_held\tstack_base\tstack_held\theap_b_per_conn\tstack_b_per_conn\tconnect_cpu_us_per_conn\tserver_conns_held\tudp_drops_server\tudp_drops_load\n' >"$TSV"
 
 SERVER_PID=
 LOAD_PID=
@@ -180,9 +180,14 @@ active_metric() { # server mode -> the metric counting its open connections
 	esac
 }
 
-# udp_drops reads the host's count of UDP datagrams dropped on a full
-# receive buffer (both sides run here, so both count).
-udp_drops() { awk '$1 == "Udp:" && $6 ~ /^[0-9]+$/ {print $6}' /proc/net/snmp; }
+# sock_drops prints the datagrams dropped on full receive buffers of the
+# UDP sockets process pid holds (/proc/net/udp and udp6, by inode).
+sock_drops() { # pid
+	local inodes
+	inodes=$(find "/proc/$1/fd" -lname 'socket:*' -printf '%l\n' 2>/dev/null | tr -dc '0-9\n')
+	awk -v list="$inodes" 'BEGIN {n = split(list, a, "\n"); for (i = 1; i <= n; i++) want[a[i]] = 1}
+		FNR > 1 && ($10 in want) {d += $NF} END {print d + 0}' /proc/net/udp /proc/net/udp6
+}
 
 rate_for() { # conns -> messages/s (0: unlimited)
 	local p
@@ -235,7 +240,7 @@ run_one() { # conns mode server run
 	base=$(memory "$server")
 
 	local drops0
-	drops0=$(udp_drops)
+	drops0=$(sock_drops "$SERVER_PID")
 	# shellcheck disable=SC2086
 	taskset -c "$CPU_LOAD" "$BIN/ingest-load" $args --warmup "$WARMUP" --duration "$DURATION" --hold 10m \
 		--server-pid "$SERVER_PID" --connect-timeout 30s --drain-timeout 30s --json --progress=false >"$RAW/run.json" 2>"$RAW/run.err" &
@@ -245,12 +250,12 @@ run_one() { # conns mode server run
 		kill -0 "$SERVER_PID" 2>/dev/null || die "$server died during the run ($conns conns, $mode)"
 		sleep 0.2
 	done
-	local held=-1 mem="-1 -1" drops=-1
+	local held=-1 mem="-1 -1" drops="-1 -1"
 	if kill -0 "$LOAD_PID" 2>/dev/null; then
 		sleep "$SETTLE"
 		held=$(metric "$(active_metric "$server" "$mode")")
 		mem=$(memory "$server")
-		drops=$(($(udp_drops) - drops0))
+		drops="$(($(sock_drops "$SERVER_PID") - drops0)) $(sock_drops "$LOAD_PID")"
 		kill -TERM "$LOAD_PID" 2>/dev/null || true
 	fi
 	local rc=0
@@ -268,11 +273,13 @@ run_one() { # conns mode server run
 		.latency_us.p50, .latency_us.p99, .latency_us.p999, .messages_acked, .server_cpu_dial_seconds] | @tsv' "$RAW/run.json")
 	read -r hb sb <<<"$base"
 	read -r hh sh <<<"$mem"
+	local dsrv dload
+	read -r dsrv dload <<<"$drops"
 	awk -v c="$conns" -v mode="$mode" -v srv="$server" -v run="$run" -v mps="$mps" -v cpu="$cpu" -v pc="$per_cpu" \
-		-v p50="$p50" -v p99="$p99" -v p999="$p999" -v acked="$acked" -v dial="$dial" -v hb="$hb" -v hh="$hh" -v sb="$sb" -v sh="$sh" -v held="$held" -v drops="$drops" \
-		'BEGIN {printf "%s\t%s\t%s\t%s\t%.0f\t%s\t%.0f\t%s\t%s\t%s\t%s\t0\t0\t0\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%.1f\t%s\t%s\n",
-			c, mode, srv, run, mps, cpu, pc, p50, p99, p999, acked, hb, hh, sb, sh, (hh-hb)/c, (sh-sb)/c, dial*1e6/c, held, drops}' >>"$TSV"
-	log "$conns conns $mode $server run $run: $(printf '%.0f' "$mps") msgs/s, $(printf '%.0f' "$per_cpu") msgs/CPU-s, p99 ${p99}us, heap $(((hh - hb) / conns)) B/conn, $held conns held, $drops UDP drops"
+		-v p50="$p50" -v p99="$p99" -v p999="$p999" -v acked="$acked" -v dial="$dial" -v hb="$hb" -v hh="$hh" -v sb="$sb" -v sh="$sh" -v held="$held" -v dsrv="$dsrv" -v dload="$dload" \
+		'BEGIN {printf "%s\t%s\t%s\t%s\t%.0f\t%s\t%.0f\t%s\t%s\t%s\t%s\t0\t0\t0\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%.1f\t%s\t%s\t%s\n",
+			c, mode, srv, run, mps, cpu, pc, p50, p99, p999, acked, hb, hh, sb, sh, (hh-hb)/c, (sh-sb)/c, dial*1e6/c, held, dsrv, dload}' >>"$TSV"
+	log "$conns conns $mode $server run $run: $(printf '%.0f' "$mps") msgs/s, $(printf '%.0f' "$per_cpu") msgs/CPU-s, p99 ${p99}us, heap $(((hh - hb) / conns)) B/conn, $held conns held, UDP drops $dsrv at the server, $dload at the load"
 }
 
 log "results: $TSV"
@@ -312,9 +319,9 @@ spread() { sort -g | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1
 	echo "- command: \`CONNS=\"$CONNS\" MODES=\"$MODES\" RUNS=$RUNS DURATION=$DURATION WARMUP=$WARMUP SIZE=$SIZE RATES=\"$RATES\" RAMP=$RAMP SERVER_GOMAXPROCS=$SERVER_GOMAXPROCS WINDOW=$WINDOW DIAL_PARALLEL=$DIAL_PARALLEL ./scripts/bench-quic.sh\`"
 	echo "- raw numbers: \`$TSV\`; medians of $RUNS alternating runs, msgs/CPU-s with min–max"
 	echo "- memory per connection: Go heap (and stacks) in use after a forced GC, all connections open and idle after the load, minus the same with none open after a warm-up run, divided by the connections"
-	echo "- ratio: msgs per server CPU-second against quic-plain with the same connections and stream style (TCP: against quic-plain reuse); UDP drops: datagrams the host dropped on full receive buffers during the run (both sides)"
+	echo "- ratio: msgs per server CPU-second against quic-plain with the same connections and stream style (TCP: against quic-plain reuse); UDP drops: datagrams dropped on the full receive buffers of the server's socket and of the load's sockets during the run"
 	echo
-	echo "| conns | transport | server | offered | msgs/s | msgs/CPU-s | min–max | **ratio** | ack p50 ms | p99 ms | p99.9 ms | heap KB/conn | stacks KB/conn | connect CPU µs/conn | UDP drops |"
+	echo "| conns | transport | server | offered | msgs/s | msgs/CPU-s | min–max | **ratio** | ack p50 ms | p99 ms | p99.9 ms | heap KB/conn | stacks KB/conn | connect CPU µs/conn | UDP drops server / load |"
 	echo "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 } >"$MD"
 noisy=()
@@ -336,10 +343,10 @@ for conns in $CONNS; do
 				-v p50="$(col "$conns" "$mode" "$server" 8 | median)" -v p99="$(col "$conns" "$mode" "$server" 9 | median)" \
 				-v p999="$(col "$conns" "$mode" "$server" 10 | median)" -v hk="$(col "$conns" "$mode" "$server" 19 | median)" \
 				-v sk="$(col "$conns" "$mode" "$server" 20 | median)" -v dc="$(col "$conns" "$mode" "$server" 21 | median)" \
-				-v ud="$(col "$conns" "$mode" "$server" 23 | median)" \
+				-v ud="$(col "$conns" "$mode" "$server" 23 | median)" -v ul="$(col "$conns" "$mode" "$server" 24 | median)" \
 				'BEGIN {r = (ref > 0) ? sprintf("**%.2fx**", pc/ref) : "–"
-					printf "| %s | %s | %s | %s | %.0f | %.0f | %s | %s | %.2f | %.2f | %.2f | %.1f | %.1f | %.0f | %.0f |\n",
-						c, l, s, off, mps, pc, mm, r, p50/1000, p99/1000, p999/1000, hk/1024, sk/1024, dc, ud}' >>"$MD"
+					printf "| %s | %s | %s | %s | %.0f | %.0f | %s | %s | %.2f | %.2f | %.2f | %.1f | %.1f | %.0f | %.0f / %.0f |\n",
+						c, l, s, off, mps, pc, mm, r, p50/1000, p99/1000, p999/1000, hk/1024, sk/1024, dc, ud, ul}' >>"$MD"
 			sp=$(col "$conns" "$mode" "$server" 7 | spread)
 			if awk -v s="$sp" -v m="$MAX_SPREAD" 'BEGIN {exit !(s > m)}'; then noisy+=("$server $conns/$mode spread ${sp}%"); fi
 		done
