@@ -45,6 +45,18 @@ type DispatcherConfig struct {
 	BatchMessages int
 	// Sink stores the records.
 	Sink Sink
+	// NonBlockingSink promises that Sink.Write never blocks and returns
+	// quickly: it counts, or hands records to machinery of its own without
+	// waiting (DiscardSink; an in-memory ring; an asynchronous producer
+	// that copies). Producers (a reactor, a QUIC stream, a connection's
+	// goroutine) then write a shard's batches themselves whenever its
+	// worker is not already writing, instead of waking the worker: no
+	// wake-up and no thread switch per batch. Acknowledgements still follow
+	// Write's return. Never set it for a sink that may block (fsync, the
+	// network): a reactor would stall in Write. A flag rather than a method
+	// on the Sink, so wrapping a DiscardSink in something slower cannot
+	// inherit the promise by embedding.
+	NonBlockingSink bool
 	// OnBatch, if set, observes every sink write (for metrics).
 	OnBatch func(d time.Duration, records int, err error)
 }
@@ -135,22 +147,29 @@ type Shard struct {
 	id  int
 	cfg DispatcherConfig
 
-	mu       sync.Mutex
-	wake     workerWake     // signalled when the worker must run
-	signals  sync.WaitGroup // wake-ups decided under mu, not yet sent
-	q        []entry        // ring of cfg.QueueMessages entries
-	qHead    int            // oldest entry
-	qLen     int
-	arena    []byte
-	aHead    int // oldest byte in use
-	aTail    int // next free byte
-	aUsed    int // bytes in use, including padding skipped at a wrap
-	closed   bool
-	working  bool   // the worker runs or a wake-up is pending (mu)
-	waiting  bool   // a push was refused: call notify when room frees
-	notify   func() // set before the first push; see waiting
-	room     *sync.Cond
-	sleepers int // goroutines blocked in PushWait
+	mu      sync.Mutex
+	wake    workerWake     // signalled when the worker must run
+	signals sync.WaitGroup // wake-ups decided under mu, not yet sent
+	q       []entry        // ring of cfg.QueueMessages entries
+	qHead   int            // oldest entry
+	qLen    int
+	arena   []byte
+	aHead   int // oldest byte in use
+	aTail   int // next free byte
+	aUsed   int // bytes in use, including padding skipped at a wrap
+	closed  bool
+	working bool // the worker runs or a wake-up is pending (mu)
+
+	// nonBlocking: DispatcherConfig.NonBlockingSink, so producers write
+	// batches themselves when nobody else is (inlineBusy, mu; inline is
+	// that drainer's memory).
+	nonBlocking bool
+	inlineBusy  bool
+	inline      batchScratch
+	waiting     bool   // a push was refused: call notify when room frees
+	notify      func() // set before the first push; see waiting
+	room        *sync.Cond
+	sleepers    int // goroutines blocked in PushWait
 
 	qBytes int // payload bytes queued (mu); published in bytes
 
@@ -165,6 +184,10 @@ func newShard(id int, cfg DispatcherConfig) (*Shard, error) {
 		return nil, err
 	}
 	s := &Shard{id: id, cfg: cfg, wake: w, q: make([]entry, cfg.QueueMessages), arena: make([]byte, cfg.QueueBytes)}
+	if cfg.NonBlockingSink {
+		s.nonBlocking = true
+		s.inline = newBatchScratch(cfg.BatchMessages)
+	}
 	s.room = sync.NewCond(&s.mu)
 	return s, nil
 }
@@ -227,7 +250,14 @@ func (s *Shard) pushLocked(p Producer, seq uint64, payload []byte) error {
 // releases mu.
 func (s *Shard) unlockPush() {
 	s.publish()
-	wake := s.qLen > 0 && !s.working && !s.closed
+	wake := s.qLen > 0 && !s.working && !s.inlineBusy && !s.closed
+	if wake && s.nonBlocking {
+		// Write on this goroutine: no wake-up, no thread switch.
+		s.inlineBusy = true
+		s.mu.Unlock()
+		s.drainInline()
+		return
+	}
 	if wake {
 		s.working = true
 		s.signals.Add(1)
@@ -389,12 +419,24 @@ func (s *Shard) close() {
 	s.mu.Unlock()
 }
 
+// batchScratch is the reusable memory of one drainer (the worker, or the
+// producers draining inline; never both at once).
+type batchScratch struct {
+	batch []Record
+	taken []entry
+}
+
+func newBatchScratch(n int) batchScratch {
+	return batchScratch{batch: make([]Record, 0, n), taken: make([]entry, 0, n)}
+}
+
 // run is the shard's worker: it takes up to BatchMessages of the oldest
 // entries, writes them to the sink outside the lock, reports each to its
-// producer, and frees them.
+// producer, and frees them. With NonBlockingSink set, producers usually
+// drain the queue themselves (see unlockPush) and the worker only takes
+// what is left when the shard closes.
 func (s *Shard) run() {
-	batch := make([]Record, 0, s.cfg.BatchMessages)
-	taken := make([]entry, 0, s.cfg.BatchMessages)
+	sc := newBatchScratch(s.cfg.BatchMessages)
 	defer func() {
 		// closed is final and no wake-up is decided after it; wait for
 		// those decided before, then release the descriptor.
@@ -404,67 +446,106 @@ func (s *Shard) run() {
 	yielded := time.Now()
 	for {
 		s.mu.Lock()
-		for s.qLen == 0 && !s.closed {
+		for s.inlineBusy || (s.qLen == 0 && !s.closed) {
 			s.working = false
 			s.mu.Unlock()
 			s.wake.wait()
 			s.mu.Lock()
 		}
-		if s.qLen == 0 && s.closed {
+		if s.qLen == 0 { // closed, nothing left, nobody draining inline
 			s.mu.Unlock()
 			return
 		}
 		s.working = true
-		k := min(s.qLen, s.cfg.BatchMessages)
-		batch, taken = batch[:0], taken[:0]
-		for i, j := 0, s.qHead; i < k; i++ {
-			e := s.q[j]
-			taken = append(taken, e)
-			batch = append(batch, Record{Seq: e.seq, Payload: s.arena[e.off : e.off+e.n : e.off+e.n]})
-			if j++; j == len(s.q) {
-				j = 0
-			}
-		}
 		s.mu.Unlock()
-
-		// A producer pushes its messages in runs (a TCP connection: every
-		// frame of one receive), so the ID lookup is done once per run.
-		var prev Producer
-		var id uint64
-		for i := range batch {
-			if p := taken[i].p; p != prev {
-				prev, id = p, producerID(p)
-			}
-			batch[i].Conn = id
-		}
-		began := time.Now()
-		if began.Sub(yielded) > yieldEvery {
+		if now := time.Now(); now.Sub(yielded) > yieldEvery {
 			// The worker sleeps in read(2), not in the scheduler, so it
 			// must pass through it now and then: a goroutine that has not
 			// for 10 ms and sits in a system call gets its P taken by
 			// sysmon, which then polls every 20 µs for a while (see the
 			// reactor package's yieldEvery).
-			yielded = began
+			yielded = now
 			runtime.Gosched()
 		}
-		err := s.cfg.Sink.Write(batch)
-		if s.cfg.OnBatch != nil {
-			s.cfg.OnBatch(time.Since(began), len(batch), err)
-		}
-		reportDone(taken, err)
-		clear(batch) // drop payload views before the arena is reused
+		s.writeBatch(&sc)
+	}
+}
+
+// drainInline writes what is queued on the calling producer's goroutine,
+// for a NonBlockingSink (see DispatcherConfig): the caller set inlineBusy. When the shard closes
+// meanwhile, the rest is left to the worker, which waits for inlineBusy to
+// clear.
+func (s *Shard) drainInline() {
+	for {
+		s.writeBatch(&s.inline)
 		s.mu.Lock()
-		s.release(k)
-		notify := s.waiting && s.notify != nil
-		s.waiting = false
-		if s.sleepers > 0 {
-			s.room.Broadcast()
+		if s.qLen > 0 && !s.closed {
+			s.mu.Unlock()
+			continue
+		}
+		s.inlineBusy = false
+		wake := s.closed
+		if wake {
+			s.signals.Add(1)
 		}
 		s.mu.Unlock()
-		clear(taken)
-		if notify {
-			s.notify() // a refused producer may try again
+		if wake {
+			s.wake.signal()
+			s.signals.Done()
 		}
+		return
+	}
+}
+
+// writeBatch takes up to BatchMessages of the oldest entries, writes them
+// to the sink outside the lock, reports each to its producer and frees
+// them. Only one drainer runs at a time (working or inlineBusy).
+func (s *Shard) writeBatch(sc *batchScratch) {
+	s.mu.Lock()
+	k := min(s.qLen, s.cfg.BatchMessages)
+	if k == 0 {
+		s.mu.Unlock()
+		return
+	}
+	batch, taken := sc.batch[:0], sc.taken[:0]
+	for i, j := 0, s.qHead; i < k; i++ {
+		e := s.q[j]
+		taken = append(taken, e)
+		batch = append(batch, Record{Seq: e.seq, Payload: s.arena[e.off : e.off+e.n : e.off+e.n]})
+		if j++; j == len(s.q) {
+			j = 0
+		}
+	}
+	s.mu.Unlock()
+
+	// A producer pushes its messages in runs (a TCP connection: every
+	// frame of one receive), so the ID lookup is done once per run.
+	var prev Producer
+	var id uint64
+	for i := range batch {
+		if p := taken[i].p; p != prev {
+			prev, id = p, producerID(p)
+		}
+		batch[i].Conn = id
+	}
+	began := time.Now()
+	err := s.cfg.Sink.Write(batch)
+	if s.cfg.OnBatch != nil {
+		s.cfg.OnBatch(time.Since(began), len(batch), err)
+	}
+	reportDone(taken, err)
+	clear(batch) // drop payload views before the arena is reused
+	s.mu.Lock()
+	s.release(k)
+	notify := s.waiting && s.notify != nil
+	s.waiting = false
+	if s.sleepers > 0 {
+		s.room.Broadcast()
+	}
+	s.mu.Unlock()
+	clear(taken)
+	if notify {
+		s.notify() // a refused producer may try again
 	}
 }
 

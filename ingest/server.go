@@ -114,6 +114,9 @@ type ServerConfig struct {
 	ReceiveBuffers bufring.Config
 	// Sink stores accepted messages.
 	Sink Sink
+	// NonBlockingSink: Sink.Write never blocks (DiscardSink); reactors
+	// then write batches themselves. See DispatcherConfig.NonBlockingSink.
+	NonBlockingSink bool
 	// Logger receives events; each line about a connection carries its id.
 	Logger *slog.Logger
 }
@@ -198,11 +201,12 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	}
 	s.group = g
 	d, err := NewDispatcher(DispatcherConfig{
-		Shards:        len(g.Reactors()),
-		QueueMessages: cfg.QueueMessages,
-		QueueBytes:    cfg.QueueBytes,
-		Sink:          cfg.Sink,
-		OnBatch:       s.stats.observeBatch,
+		Shards:          len(g.Reactors()),
+		QueueMessages:   cfg.QueueMessages,
+		QueueBytes:      cfg.QueueBytes,
+		Sink:            cfg.Sink,
+		NonBlockingSink: cfg.NonBlockingSink,
+		OnBatch:         s.stats.observeBatch,
 	})
 	if err != nil {
 		_ = g.Close()

@@ -467,7 +467,9 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		AckDelay:      cfg.AckDelay,
 		IdleTimeout:   cfg.IdleTimeout,
 		Sink:          sink,
-		Logger:        log,
+		// The discard sink only counts: reactors write to it themselves.
+		NonBlockingSink: cfg.Sink == "discard",
+		Logger:          log,
 	})
 	if err != nil {
 		_ = sink.Close()

@@ -57,7 +57,9 @@ func run(log *slog.Logger, addr, sinkName, dataDir string, maxPayload, qm, qb, s
 		return fmt.Errorf("--sink %q: want discard or file", sinkName)
 	}
 	defer sink.Close()
-	d, err := ingest.NewDispatcher(ingest.DispatcherConfig{Shards: shards, QueueMessages: qm, QueueBytes: qb, Sink: sink})
+	// As ingestd does: with the discard sink, producers (here the
+	// connections' goroutines) write batches themselves.
+	d, err := ingest.NewDispatcher(ingest.DispatcherConfig{Shards: shards, QueueMessages: qm, QueueBytes: qb, Sink: sink, NonBlockingSink: sinkName == "discard"})
 	if err != nil {
 		return err
 	}
