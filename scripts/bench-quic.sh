@@ -50,9 +50,9 @@
 #   PORT        127.0.0.1 port, UDP (QUIC) or TCP      [7590]
 #   METRICS_PORT  the servers' /metrics port           [9590]
 #   REACTORS    ingestd --reactors                     [1]
-#   SERVER_GOMAXPROCS  GOMAXPROCS of both servers (empty: Go's default, 1
-#               on one CPU; ingestd's reactor and acceptor then hold that P
-#               while they wait in io_uring_enter, see reactor.EnsureGOMAXPROCS)  []
+#   SERVER_GOMAXPROCS  GOMAXPROCS of both servers (empty: each server's own
+#               choice: Go's default, 1 on one CPU, for quic-plain; ingestd
+#               raises it to reactors+2, see reactor.EnsureGOMAXPROCS)  []
 #   SETTLE      idle time after the load, before memory is read  [2s]
 #   MAX_SPREAD  fail when a server's (max-min)/median of msgs per CPU-s
 #               exceeds this percentage                [25]
