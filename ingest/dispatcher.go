@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -439,11 +438,10 @@ func (s *Shard) run() {
 	sc := newBatchScratch(s.cfg.BatchMessages)
 	defer func() {
 		// closed is final and no wake-up is decided after it; wait for
-		// those decided before, then release the descriptor.
+		// those decided before, then release the wake-up.
 		s.signals.Wait()
 		s.wake.close()
 	}()
-	yielded := time.Now()
 	for {
 		s.mu.Lock()
 		for s.inlineBusy || (s.qLen == 0 && !s.closed) {
@@ -458,15 +456,6 @@ func (s *Shard) run() {
 		}
 		s.working = true
 		s.mu.Unlock()
-		if now := time.Now(); now.Sub(yielded) > yieldEvery {
-			// The worker sleeps in read(2), not in the scheduler, so it
-			// must pass through it now and then: a goroutine that has not
-			// for 10 ms and sits in a system call gets its P taken by
-			// sysmon, which then polls every 20 µs for a while (see the
-			// reactor package's yieldEvery).
-			yielded = now
-			runtime.Gosched()
-		}
 		s.writeBatch(&sc)
 	}
 }
@@ -548,9 +537,6 @@ func (s *Shard) writeBatch(sc *batchScratch) {
 		s.notify() // a refused producer may try again
 	}
 }
-
-// yieldEvery is how often a busy worker passes through the scheduler.
-const yieldEvery = 5 * time.Millisecond
 
 // runProducer is implemented by producers that take a run of successful
 // completions in one call (the TCP connection): doneRun(seq, count, bytes)
