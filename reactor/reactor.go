@@ -369,6 +369,12 @@ func (r *Reactor) loop() {
 		}
 		r.runTimers()
 		r.runLater()
+		if r.notified.Load() {
+			// Later work often notifies (the ingest server's inline sink
+			// writes report completions): serve it before this flush, not
+			// one loop iteration later.
+			r.runNotifiers()
+		}
 		r.flush()
 		if r.state != running && r.nconns == 0 {
 			return
