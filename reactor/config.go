@@ -68,7 +68,8 @@ type Config struct {
 	Logger *slog.Logger
 	// KeepGOMAXPROCS stops NewGroup from raising GOMAXPROCS. By default
 	// NewGroup calls EnsureGOMAXPROCS(Reactors), which is what a server
-	// process wants; a program that manages GOMAXPROCS itself sets this.
+	// process wants, unless the GOMAXPROCS environment variable is set; a
+	// program that manages GOMAXPROCS itself sets this.
 	KeepGOMAXPROCS bool
 
 	// ringExtraFlags and ringFault are test hooks (see internal/uring).

@@ -836,6 +836,7 @@ func TestEnsureGOMAXPROCS(t *testing.T) {
 // so waiting reactors keep their Ps, unless told to keep it.
 func TestNewGroupGOMAXPROCS(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	t.Setenv("GOMAXPROCS", "") // as when it is not set
 	for _, keep := range []bool{true, false} {
 		runtime.GOMAXPROCS(1)
 		g, err := reactor.NewGroup(reactor.Config{Reactors: 1, KeepGOMAXPROCS: keep}, reactor.BaseHandler{})
@@ -853,5 +854,24 @@ func TestNewGroupGOMAXPROCS(t *testing.T) {
 		if got != want {
 			t.Errorf("KeepGOMAXPROCS %v: GOMAXPROCS %d after NewGroup, want %d", keep, got, want)
 		}
+	}
+}
+
+// An explicit GOMAXPROCS in the environment is the operator's choice:
+// NewGroup leaves it alone.
+func TestNewGroupGOMAXPROCSFromEnv(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	t.Setenv("GOMAXPROCS", "1")
+	runtime.GOMAXPROCS(1)
+	g, err := reactor.NewGroup(reactor.Config{Reactors: 1}, reactor.BaseHandler{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := runtime.GOMAXPROCS(0)
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got != 1 {
+		t.Fatalf("GOMAXPROCS %d after NewGroup with GOMAXPROCS=1 in the environment, want 1", got)
 	}
 }

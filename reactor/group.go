@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"runtime"
 	"sync"
 	"time"
@@ -36,7 +37,7 @@ func NewGroup(cfg Config, h Handler) (*Group, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !cfg.KeepGOMAXPROCS {
+	if !cfg.KeepGOMAXPROCS && os.Getenv("GOMAXPROCS") == "" {
 		if prev := EnsureGOMAXPROCS(cfg.Reactors); prev != 0 {
 			cfg.Logger.Info("raised GOMAXPROCS so waiting reactors keep their Ps", "from", prev, "to", runtime.GOMAXPROCS(0))
 		}
@@ -80,7 +81,8 @@ func newReactor(id int, cfg Config, h Handler) *Reactor {
 
 // EnsureGOMAXPROCS raises GOMAXPROCS to at least reactors+2 and returns
 // the previous value, or 0 if it was already high enough. NewGroup calls it
-// unless Config.KeepGOMAXPROCS is set.
+// unless Config.KeepGOMAXPROCS is set or the GOMAXPROCS environment
+// variable is (an explicit choice is left alone).
 //
 // Why: a reactor waiting for completions, like the acceptor, sits in
 // io_uring_enter, a system call, holding its P. When no P is idle, the
