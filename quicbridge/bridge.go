@@ -323,11 +323,12 @@ func (b *Bridge) unregister(c *conn) {
 	b.mu.Lock()
 	delete(b.conns, c)
 	b.mu.Unlock()
-	b.stats.connsActive.Add(-1)
 	cause := context.Cause(c.qc.Context())
 	cl := classify(cause)
+	// The cause first: whoever sees the active count drop also sees why.
 	b.stats.closedBy[cl].Add(1)
 	b.stats.observeClose(c.qc.ConnectionStats().SmoothedRTT)
+	b.stats.connsActive.Add(-1)
 	c.log.Debug("quic connection closed", "cause", causeNames[cl], "err", cause)
 }
 

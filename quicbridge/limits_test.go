@@ -215,7 +215,12 @@ func TestOverloadShed(t *testing.T) {
 		t.Fatalf("close cause %v, want application error %d from the server", err, CodeShed)
 	}
 	sink.release()
-	waitFor(t, 5*time.Second, "the shed connection to be reclaimed", func() bool { return b.Stats().ConnsActive == 0 })
+	// The active count drops before the close cause is counted: wait for
+	// both, then check that nothing else was counted.
+	waitFor(t, 5*time.Second, "the shed connection to be reclaimed and counted", func() bool {
+		st := b.Stats()
+		return st.ConnsActive == 0 && st.ClosedBy["shed"] == 1
+	})
 	if st := b.Stats(); st.Shed != 1 || st.ClosedBy["shed"] != 1 {
 		t.Fatalf("stats %+v", st)
 	}
