@@ -97,11 +97,7 @@ func NewDispatcher(cfg DispatcherConfig) (*Dispatcher, error) {
 	}
 	d := &Dispatcher{cfg: cfg}
 	for i := 0; i < cfg.Shards; i++ {
-		s, err := newShard(i, cfg)
-		if err != nil {
-			d.Close()
-			return nil, err
-		}
+		s := newShard(i, cfg)
 		d.shards = append(d.shards, s)
 		d.wg.Add(1)
 		go func() {
@@ -146,11 +142,12 @@ type Shard struct {
 	id  int
 	cfg DispatcherConfig
 
-	mu      sync.Mutex
-	wake    workerWake     // signalled when the worker must run
-	signals sync.WaitGroup // wake-ups decided under mu, not yet sent
-	q       []entry        // ring of cfg.QueueMessages entries
-	qHead   int            // oldest entry
+	mu sync.Mutex
+	// wake holds one pending wake-up for the worker: a send never blocks
+	// and is never lost, so it may happen after mu is released.
+	wake    chan struct{}
+	q       []entry // ring of cfg.QueueMessages entries
+	qHead   int     // oldest entry
 	qLen    int
 	arena   []byte
 	aHead   int // oldest byte in use
@@ -177,18 +174,14 @@ type Shard struct {
 	rejected atomic.Uint64
 }
 
-func newShard(id int, cfg DispatcherConfig) (*Shard, error) {
-	w, err := newWorkerWake()
-	if err != nil {
-		return nil, err
-	}
-	s := &Shard{id: id, cfg: cfg, wake: w, q: make([]entry, cfg.QueueMessages), arena: make([]byte, cfg.QueueBytes)}
+func newShard(id int, cfg DispatcherConfig) *Shard {
+	s := &Shard{id: id, cfg: cfg, wake: make(chan struct{}, 1), q: make([]entry, cfg.QueueMessages), arena: make([]byte, cfg.QueueBytes)}
 	if cfg.NonBlockingSink {
 		s.nonBlocking = true
 		s.inline = newBatchScratch(cfg.BatchMessages)
 	}
 	s.room = sync.NewCond(&s.mu)
-	return s, nil
+	return s
 }
 
 // ID returns the shard's index.
@@ -259,14 +252,12 @@ func (s *Shard) unlockPush() {
 	}
 	if wake {
 		s.working = true
-		s.signals.Add(1)
 	}
 	s.mu.Unlock()
 	if wake {
 		// After Unlock: a worker woken while mu is held would find it
 		// locked and park on it, a second trip through the scheduler.
-		s.wake.signal()
-		s.signals.Done()
+		s.signalWorker()
 	}
 }
 
@@ -282,6 +273,18 @@ func (s *Shard) unlockPushDeferred() {
 func (s *Shard) wakeWorker() {
 	s.mu.Lock()
 	s.unlockPush()
+}
+
+// signalWorker wakes the worker, or makes its next wait return at once.
+// Through the Go scheduler on purpose: an eventfd the worker blocks on in
+// read(2) was tried, and a goroutine blocked in a system call holds its P,
+// so with GOMAXPROCS 1 every other goroutine waited for sysmon to take it
+// back (the goroutine-per-connection baseline fell to half its speed).
+func (s *Shard) signalWorker() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
 }
 
 // publish stores the depth and bytes for readers outside the lock (caller
@@ -412,7 +415,7 @@ func (s *Shard) close() {
 	if !s.closed {
 		s.closed = true
 		s.working = true
-		s.wake.signal()
+		s.signalWorker()
 	}
 	s.room.Broadcast()
 	s.mu.Unlock()
@@ -436,18 +439,12 @@ func newBatchScratch(n int) batchScratch {
 // what is left when the shard closes.
 func (s *Shard) run() {
 	sc := newBatchScratch(s.cfg.BatchMessages)
-	defer func() {
-		// closed is final and no wake-up is decided after it; wait for
-		// those decided before, then release the wake-up.
-		s.signals.Wait()
-		s.wake.close()
-	}()
 	for {
 		s.mu.Lock()
 		for s.inlineBusy || (s.qLen == 0 && !s.closed) {
 			s.working = false
 			s.mu.Unlock()
-			s.wake.wait()
+			<-s.wake
 			s.mu.Lock()
 		}
 		if s.qLen == 0 { // closed, nothing left, nobody draining inline
@@ -474,13 +471,9 @@ func (s *Shard) drainInline() {
 		}
 		s.inlineBusy = false
 		wake := s.closed
-		if wake {
-			s.signals.Add(1)
-		}
 		s.mu.Unlock()
 		if wake {
-			s.wake.signal()
-			s.signals.Done()
+			s.signalWorker()
 		}
 		return
 	}
