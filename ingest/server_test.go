@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -122,25 +123,44 @@ func (tc *testClient) waitAck(seq uint64) {
 	}
 }
 
+// TestServerPipelined100k runs 100,000 pipelined messages through the
+// server, with the sink worker and with the reactor writing the sink
+// itself (NonBlockingSink); then, in the second case, 500 messages one at a
+// time, each waiting for its ACK.
 func TestServerPipelined100k(t *testing.T) {
-	sink := &DiscardSink{}
-	s := startServer(t, ServerConfig{Sink: sink})
-	c := dialClient(t, s.Addr())
-	payload := []byte("0123456789abcdef0123456789abcdef")
-	const n = 100000
-	go func() {
-		for i := 0; i < n; i++ {
-			c.data(payload)
-		}
-		c.flush()
-	}()
-	c.waitAck(n)
-	if got := sink.Records(); got != n {
-		t.Fatalf("sink has %d records, want %d", got, n)
-	}
-	st := s.Stats()
-	if st.MessagesIn != n || st.Acks == 0 || st.Acks >= n {
-		t.Errorf("stats: %+v (acks should be cumulative: fewer than messages)", st)
+	for _, inline := range []bool{false, true} {
+		t.Run(fmt.Sprintf("NonBlockingSink=%v", inline), func(t *testing.T) {
+			sink := &DiscardSink{}
+			s := startServer(t, ServerConfig{Sink: sink, NonBlockingSink: inline})
+			c := dialClient(t, s.Addr())
+			payload := []byte("0123456789abcdef0123456789abcdef")
+			const n = 100000
+			go func() {
+				for i := 0; i < n; i++ {
+					c.data(payload)
+				}
+				c.flush()
+			}()
+			c.waitAck(n)
+			if got := sink.Records(); got != n {
+				t.Fatalf("sink has %d records, want %d", got, n)
+			}
+			st := s.Stats()
+			if st.MessagesIn != n || st.Acks == 0 || st.Acks >= n {
+				t.Errorf("stats: %+v (acks should be cumulative: fewer than messages)", st)
+			}
+			if !inline {
+				return
+			}
+			for i := 1; i <= 500; i++ {
+				c.data(payload)
+				c.flush()
+				c.waitAck(uint64(n + i))
+			}
+			if got := sink.Records(); got != n+500 {
+				t.Fatalf("sink has %d records, want %d", got, n+500)
+			}
+		})
 	}
 }
 
