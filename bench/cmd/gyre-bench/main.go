@@ -276,11 +276,17 @@ func cmdEcho(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "gyre-bench echo: %v\n", err)
 		return 2
 	}
+	return finish("echo", stdout, stderr, res, res.OK, res.Errors, res.ErrorSamples)
+}
+
+// finish prints a load client's result as JSON and turns it into the exit
+// status: 1, with the error samples on stderr, when the run failed.
+func finish(cmd string, stdout, stderr io.Writer, res any, ok bool, errs int, samples []string) int {
 	if err := printJSON(stdout, res); err != nil {
 		return 1
 	}
-	if !res.OK {
-		fmt.Fprintf(stderr, "gyre-bench echo: FAILED: %d errors: %s\n", res.Errors, strings.Join(res.ErrorSamples, "; "))
+	if !ok {
+		fmt.Fprintf(stderr, "gyre-bench %s: FAILED: %d errors: %s\n", cmd, errs, strings.Join(samples, "; "))
 		return 1
 	}
 	return 0
@@ -307,14 +313,7 @@ func cmdAccept(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(stderr, "gyre-bench accept: %v\n", err)
 		return 2
 	}
-	if err := printJSON(stdout, res); err != nil {
-		return 1
-	}
-	if !res.OK {
-		fmt.Fprintf(stderr, "gyre-bench accept: FAILED: %d errors: %s\n", res.Errors, strings.Join(res.ErrorSamples, "; "))
-		return 1
-	}
-	return 0
+	return finish("accept", stdout, stderr, res, res.OK, res.Errors, res.ErrorSamples)
 }
 
 func cmdIdle(ctx context.Context, args []string, stdout, stderr io.Writer) int {
