@@ -32,6 +32,7 @@ type Env struct {
 	CPUServer     int                `json:"cpu_server"`
 	CPULoad       int                `json:"cpu_load"`
 	SpreadMax     float64            `json:"spread_max"`
+	NoiseGate     string             `json:"noise_gate,omitempty"` // the gate applied (gateRule); "" before it trimmed and pooled
 	ContendedPct  float64            `json:"contended_pct"`
 	NoFile        string             `json:"rlimit_nofile"` // soft/hard, as the servers and clients inherit it
 	PortRange     string             `json:"ip_local_port_range"`
@@ -78,6 +79,7 @@ func captureEnv(h *H) Env {
 		CPUServer:     h.cfg.CPUServer,
 		CPULoad:       h.cfg.CPULoad,
 		SpreadMax:     h.cfg.SpreadMax,
+		NoiseGate:     gateRule(h.cfg.SpreadMax),
 		ContendedPct:  h.cfg.ContendedPct,
 		PortRange:     strings.Join(strings.Fields(firstLine("/proc/sys/net/ipv4/ip_local_port_range")), "-"),
 		TWReuse:       firstLine("/proc/sys/net/ipv4/tcp_tw_reuse"),

@@ -3,9 +3,12 @@ package harness
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gyre-io/gyre/bench/internal/procfs"
 	"github.com/gyre-io/gyre/bench/internal/stats"
@@ -35,9 +38,16 @@ func TestNoisyError(t *testing.T) {
 		t.Fatal("no noisy cells, yet an error")
 	}
 	err := noisyError([]string{"http-c64: net requests / server CPU-s spread 40% (50k..70k)"}, 0.25, "results/quick-x")
-	if !errors.Is(err, ErrNoisy) || !strings.Contains(err.Error(), "over 25%") || !strings.Contains(err.Error(), "http-c64: net") ||
-		!strings.Contains(err.Error(), "-spread-max") {
+	if !errors.Is(err, ErrNoisy) || !strings.Contains(err.Error(), "http-c64: net") || !strings.Contains(err.Error(), "-spread-max") {
 		t.Fatalf("%v", err)
+	}
+	// The error states the whole gate: the limit, the trimming, what it
+	// tolerates and what it does not, and the pooled second pass.
+	for _, want := range []string{"at most 25% for every server", "no contended run", "from 5 runs without its lowest and its highest run",
+		"one outlying run per server", "two groups of two or more", "more than 25% of the median apart", "both passes pooled"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
 	}
 }
 
@@ -104,14 +114,25 @@ func TestIdleShortInTable(t *testing.T) {
 
 func TestWriteEnvRecordsBuildAndFewRuns(t *testing.T) {
 	var b bytes.Buffer
-	WriteEnv(&b, &Results{Env: Env{Runs: 1, GoVersion: "go1.26.8", SpreadMax: 0.25, NoFile: "20000/20000",
+	WriteEnv(&b, &Results{Env: Env{Runs: 1, GoVersion: "go1.26.8", SpreadMax: 0.25, NoiseGate: gateRule(0.25), NoFile: "20000/20000",
 		Binaries: map[string]BinInfo{"gyre-echo": {SHA256: "abc", Go: "go1.26.8", Revision: "0123456789abcdef", Modified: "true", LDFlags: "-checklinkname=0"}}}})
 	out := b.String()
 	for _, want := range []string{"`gyre-echo`: go1.26.8, 0123456789ab+uncommitted, -ldflags=-checklinkname=0, sha256 abc",
-		"spreads over 25%", "not results", "RLIMIT_NOFILE 20000/20000 (soft/hard)"} {
+		"- noise: a run is repeated when either core spent over 0% of it on other work; " + gateRule(0.25) + "\n",
+		"not results", "RLIMIT_NOFILE 20000/20000 (soft/hard)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("env block lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// Results written before the gate trimmed and pooled have no NoiseGate:
+// re-rendered, they state the gate they were judged by.
+func TestWriteEnvOldGate(t *testing.T) {
+	var b bytes.Buffer
+	WriteEnv(&b, &Results{Env: Env{Runs: 3, SpreadMax: 0.25}})
+	if out := b.String(); !strings.Contains(out, "spreads over 25%") || !strings.Contains(out, "its first runs discarded") || strings.Contains(out, "pooled") {
+		t.Errorf("old results' env block:\n%s", out)
 	}
 }
 
@@ -141,5 +162,200 @@ func TestContendedRunsMakeTheCellNoisy(t *testing.T) {
 	why := contended([]*Run{clean, bad})
 	if len(why) != 1 || !strings.HasPrefix(why[0], "net run 2 contended (server core 0.40s beyond the server") {
 		t.Fatalf("%v", why)
+	}
+}
+
+// fakePasses stands in for measurePass: pass i gives every server the
+// gated echo figure (messages per server CPU-second) from passes[i], so
+// gateCell runs without servers. It records the first run number of
+// each pass.
+type fakePasses struct {
+	passes    []map[string][]float64
+	contended map[string]bool // "server/run" kept although contended
+	firsts    []int
+}
+
+func (f *fakePasses) pass(c *Cell, first int) ([]*Run, error) {
+	vals := f.passes[len(f.firsts)]
+	f.firsts = append(f.firsts, first)
+	var kept []*Run
+	for i := range len(vals[SNet]) {
+		for _, srv := range c.Servers {
+			n := first + i
+			r := &Run{Cell: c.ID, Workload: c.Workload, Server: srv, Run: n, Attempt: 1, Kept: true,
+				Contended: f.contended[fmt.Sprintf("%s/%d", srv, n)],
+				Metrics:   map[string]float64{"mps_per_cpu": vals[srv][i], "mps": 100e3}}
+			c.Runs = append(c.Runs, r)
+			kept = append(kept, r)
+		}
+	}
+	return kept, nil
+}
+
+func gateHarness(budget time.Duration) *H {
+	return &H{cfg: Config{Runs: 3, SpreadMax: 0.25, NoiseBudget: budget}, log: io.Discard}
+}
+
+func echoCell() *Cell {
+	return &Cell{ID: "echo-s64-c64", Workload: WEcho, Label: "64 B, 64 conns", Servers: []string{SGyre, SGnet, SNet}}
+}
+
+// steady is a quiet server's figure over one pass.
+var steady = []float64{1.00e6, 1.02e6, 0.99e6}
+
+// The quiet-run failure this gate was made for: one gnet run of the
+// first pass fell 25% short (949k..1.33M, a 30% spread). Measured again,
+// the cell is judged on both passes pooled, six runs per server; the
+// trimmed spread leaves the outlier out and the cell passes, with every
+// run of both passes kept and shown in min–max.
+func TestPooledCellPassesTrimmedGate(t *testing.T) {
+	h, c := gateHarness(time.Hour), echoCell()
+	f := &fakePasses{passes: []map[string][]float64{
+		{SGyre: steady, SNet: steady, SGnet: {0.949e6, 1.33e6, 1.25e6}},
+		{SGyre: steady, SNet: steady, SGnet: {1.26e6, 1.22e6, 1.28e6}},
+	}}
+	if err := h.gateCell(c, f.pass); err != nil {
+		t.Fatal(err)
+	}
+	if c.Noisy || len(c.NoisyWhy) != 0 || !c.Remeasured || !c.Pooled {
+		t.Fatalf("noisy %v (%v), remeasured %v, pooled %v: want a pooled cell that passes", c.Noisy, c.NoisyWhy, c.Remeasured, c.Pooled)
+	}
+	if len(f.firsts) != 2 || f.firsts[1] != 4 {
+		t.Errorf("passes started at runs %v, want [1 4]", f.firsts)
+	}
+	if len(c.Runs) != 18 {
+		t.Fatalf("%d runs, want 18", len(c.Runs))
+	}
+	for _, r := range c.Runs {
+		if !r.Kept || r.Discarded != "" {
+			t.Errorf("%s run %d: kept %v, discarded %q", r.Server, r.Run, r.Kept, r.Discarded)
+		}
+	}
+	s := c.Summary[SGnet]["mps_per_cpu"]
+	if s.N != 6 || s.Min != 0.949e6 || s.Max != 1.33e6 || !s.Trimmed || s.TrimMin != 1.22e6 || s.TrimMax != 1.28e6 {
+		t.Errorf("gnet summary %+v: want all 6 runs, 949k..1.33M, trimmed 1.22M..1.28M", s)
+	}
+	if got := spreadText(c, metricByKey(t, WEcho, "mps_per_cpu")); got != "30% gnet; gated 5% gnet" {
+		t.Errorf("spread column %q", got)
+	}
+	var b bytes.Buffer
+	WriteNotes(&b, &Results{Cells: []*Cell{c}, Runs: c.Runs})
+	if !strings.Contains(b.String(), "echo-s64-c64 was measured again, its first pass too noisy; its figures pool both passes (6 kept runs per server)") {
+		t.Errorf("notes:\n%s", b.String())
+	}
+}
+
+// Runs that split into two groups, three runs on each, are not one
+// outlier: pooled and trimmed, the cell still fails, and the reason
+// names the trimmed spread and both ranges.
+func TestPooledBimodalCellFails(t *testing.T) {
+	h, c := gateHarness(time.Hour), echoCell()
+	f := &fakePasses{passes: []map[string][]float64{
+		{SGyre: steady, SNet: steady, SGnet: {1.0e6, 1.4e6, 1.0e6}},
+		{SGyre: steady, SNet: steady, SGnet: {1.4e6, 1.01e6, 1.41e6}},
+	}}
+	if err := h.gateCell(c, f.pass); err != nil {
+		t.Fatal(err)
+	}
+	if !c.Noisy || !c.Pooled || len(c.NoisyWhy) != 1 {
+		t.Fatalf("noisy %v (%v), pooled %v: want a pooled cell that fails on gnet", c.Noisy, c.NoisyWhy, c.Pooled)
+	}
+	want := "gnet messages / server CPU-s spread 33% over 6 runs without the lowest and the highest (1.00M..1.40M; all 1.00M..1.41M)"
+	if c.NoisyWhy[0] != want {
+		t.Errorf("why %q\nwant %q", c.NoisyWhy[0], want)
+	}
+	for _, r := range c.Runs {
+		if !r.Kept {
+			t.Errorf("%s run %d not kept: the noisy cell's table shows every run", r.Server, r.Run)
+		}
+	}
+}
+
+// A quiet first pass is not measured again; nor is a noisy one once the
+// noise budget is spent: it fails on its own runs, untrimmed.
+func TestGateCellSinglePass(t *testing.T) {
+	h, c := gateHarness(time.Hour), echoCell()
+	f := &fakePasses{passes: []map[string][]float64{{SGyre: steady, SNet: steady, SGnet: steady}}}
+	if err := h.gateCell(c, f.pass); err != nil {
+		t.Fatal(err)
+	}
+	if c.Noisy || c.Remeasured || c.Pooled || len(f.firsts) != 1 {
+		t.Errorf("quiet cell: noisy %v, remeasured %v, pooled %v, %d passes", c.Noisy, c.Remeasured, c.Pooled, len(f.firsts))
+	}
+	h, c = gateHarness(0), echoCell()
+	f = &fakePasses{passes: []map[string][]float64{{SGyre: steady, SNet: steady, SGnet: {0.949e6, 1.33e6, 1.25e6}}}}
+	if err := h.gateCell(c, f.pass); err != nil {
+		t.Fatal(err)
+	}
+	if !c.Noisy || c.Remeasured || c.Pooled || len(f.firsts) != 1 || len(c.NoisyWhy) != 1 ||
+		c.NoisyWhy[0] != "gnet messages / server CPU-s spread 30% (949k..1.33M)" {
+		t.Errorf("no budget: noisy %v (%q), remeasured %v, pooled %v, %d passes", c.Noisy, c.NoisyWhy, c.Remeasured, c.Pooled, len(f.firsts))
+	}
+}
+
+// A contended run the first pass had to keep makes the cell noisy; it
+// is left out of the pool (a contended run fails any cell it is in), so
+// a clean second pass clears the cell as re-measuring did before it
+// pooled. A contended run kept in the pooled passes still fails it.
+func TestContendedRunLeftOutOfThePool(t *testing.T) {
+	h, c := gateHarness(time.Hour), echoCell()
+	f := &fakePasses{passes: []map[string][]float64{
+		{SGyre: steady, SNet: steady, SGnet: steady},
+		{SGyre: steady, SNet: steady, SGnet: steady},
+	}, contended: map[string]bool{SNet + "/2": true}}
+	if err := h.gateCell(c, f.pass); err != nil {
+		t.Fatal(err)
+	}
+	if c.Noisy || !c.Pooled {
+		t.Fatalf("noisy %v (%v), pooled %v", c.Noisy, c.NoisyWhy, c.Pooled)
+	}
+	for _, r := range c.Runs {
+		if contended := r.Server == SNet && r.Run == 2; r.Kept == contended || (r.Discarded != "") != contended {
+			t.Errorf("%s run %d: kept %v, discarded %q", r.Server, r.Run, r.Kept, r.Discarded)
+		}
+	}
+	if n := c.Summary[SNet]["mps_per_cpu"].N; n != 5 {
+		t.Errorf("net has %d pooled runs, want 5", n)
+	}
+	if got := runsPerServer(c); got != "gyre 6, gnet 6, net 5 kept runs" {
+		t.Errorf("runsPerServer = %q", got)
+	}
+
+	h, c = gateHarness(time.Hour), echoCell()
+	f.firsts, f.contended = nil, map[string]bool{SNet + "/2": true, SNet + "/5": true}
+	if err := h.gateCell(c, f.pass); err != nil {
+		t.Fatal(err)
+	}
+	if !c.Noisy || len(c.NoisyWhy) != 1 || !strings.HasPrefix(c.NoisyWhy[0], "net run 5 contended") {
+		t.Errorf("contended run in the second pass: noisy %v (%v)", c.Noisy, c.NoisyWhy)
+	}
+}
+
+func metricByKey(t *testing.T, workload, key string) metric {
+	t.Helper()
+	for _, m := range metrics[workload] {
+		if m.Key == key {
+			return m
+		}
+	}
+	t.Fatalf("no metric %s in %s", key, workload)
+	return metric{}
+}
+
+// The legend states the gate the results were judged by: trimmed from
+// stats.TrimFrom runs, or (results from before) the plain spread.
+func TestLegendStatesTheGate(t *testing.T) {
+	var b bytes.Buffer
+	writeLegend(&b, &Results{Env: Env{SpreadMax: 0.25, NoiseGate: gateRule(0.25)}})
+	for _, want := range []string{"may not exceed 25% for any server; from 5 runs", "lowest and its highest run out of max−min", "\"gated\"",
+		"min–max shown is still that of all kept runs", "one outlying run per server", "two groups"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("legend lacks %q:\n%s", want, b.String())
+		}
+	}
+	b.Reset()
+	writeLegend(&b, &Results{Env: Env{SpreadMax: 0.5}})
+	if out := b.String(); !strings.Contains(out, "whose spread may not exceed 50%.\n") || strings.Contains(out, `"gated"`) {
+		t.Errorf("old results' legend:\n%s", out)
 	}
 }

@@ -52,7 +52,7 @@ type Config struct {
 	ContendedPct float64 // percent of a run
 	Retries      int
 	NoiseBudget  time.Duration
-	SpreadMax    float64 // (max-min)/median above which a cell is too noisy
+	SpreadMax    float64 // gated (trimmed) spread above which a cell is too noisy: see gateRule
 	AllowNoisy   bool    // render tables and charts even with noisy cells (the exit status stays non-zero)
 	// Per-workload knobs.
 	IdleSettle       time.Duration
@@ -201,9 +201,22 @@ func noisyError(noisy []string, spreadMax float64, dir string) error {
 	if len(noisy) == 0 {
 		return nil
 	}
-	return fmt.Errorf("%w: in %d cell(s) a gated figure spread over %s ((max-min)/median of one server's runs), even after measuring the cell again (runs in %s/results.json):\n  %s\n"+
+	return fmt.Errorf("%w: %d cell(s) failed the noise gate (runs in %s/results.json):\n  %s\n"+
+		"the gate: %s\n"+
 		"run again on a quieter machine or with more -runs, or accept more noise with -spread-max (it is recorded with the results)",
-		ErrNoisy, len(noisy), pct(spreadMax), dir, strings.Join(noisy, "\n  "))
+		ErrNoisy, len(noisy), dir, strings.Join(noisy, "\n  "), gateRule(spreadMax))
+}
+
+// gateRule states the noise gate in full, for the error, env.json and
+// the environment block of summary.md alike, so they cannot drift apart.
+func gateRule(spreadMax float64) string {
+	return fmt.Sprintf("a gated figure (†) may spread over at most %[1]s for every server, and a cell may keep no contended run; "+
+		"the spread is (max-min)/median of a server's kept runs, from %[2]d runs without its lowest and its highest run (the median still of all runs), "+
+		"so one outlying run per server (one low and one high at most: a scheduling hiccup on a shared VM) passes, "+
+		"while runs split into two groups of two or more each stay in the trimmed range and fail when the groups lie more than %[1]s of the median apart; "+
+		"a cell that fails is measured again once (while the noise budget lasts) and judged on both passes pooled "+
+		"(twice -runs runs per server, trimmed; contended runs of the first pass left out), then fails the harness if it still fails",
+		pct(spreadMax), stats.TrimFrom)
 }
 
 func (c *Config) check() error {
@@ -318,71 +331,123 @@ func rotate(s []string, k int) []string {
 }
 
 // measureCell runs every server of a cell Runs times, alternating, then
-// checks the spread; a noisy cell is measured once more.
+// gates the cell on the spread of its runs (gateCell).
 func (h *H) measureCell(c *Cell) error {
 	if err := h.resolveRate(c); err != nil {
 		return err
 	}
 	h.logf("%s (%s): %s", c.ID, c.Workload, c.Label)
-	var passStart time.Time
-	for pass := 0; ; pass++ {
-		if pass > 0 {
-			passStart = time.Now()
-		}
-		var kept []*Run
-		for r := 1; r <= h.cfg.Runs; r++ {
-			for _, srv := range rotate(c.Servers, r-1) {
-				for attempt := 1; ; attempt++ {
-					run, err := h.measureOnce(c, srv, r, attempt)
-					if run != nil {
-						h.runs = append(h.runs, run)
-						c.Runs = append(c.Runs, run)
-						h.appendRun(run)
-					}
-					if err != nil {
-						return fmt.Errorf("%s run %d: %w", srv, r, err)
-					}
-					h.logRun(c, run)
-					if run.Contended && attempt <= h.cfg.Retries && h.budgetLeft() {
-						run.Discarded = "contended: " + run.contentionNote()
-						h.logf("  %s run %d: other work on the cores (%s); repeating it", srv, r, run.contentionNote())
-						h.noiseSpent += time.Duration(run.WallSeconds * float64(time.Second))
-						continue
-					}
-					if run.Contended {
-						h.logf("  warning: %s run %d contended, and the retries or the noise budget are used up: the cell will count as noisy", srv, r)
-					}
-					run.Kept = true
-					kept = append(kept, run)
-					break
-				}
-				if h.bar != nil {
-					_ = h.bar.Add(1)
-				}
-			}
-		}
-		if pass > 0 {
-			h.noiseSpent += time.Since(passStart) // re-measuring is spent on noise too
-		}
-		c.Summary = summarize(c.Workload, kept)
-		why := append(noisy(c.Workload, c.Summary, h.cfg.SpreadMax), contended(kept)...)
-		if len(why) == 0 {
-			c.Noisy, c.NoisyWhy = false, nil
-			return nil
-		}
-		if pass == 0 && h.budgetLeft() {
-			h.logf("  %s too noisy (%s); measuring it again", c.ID, strings.Join(why, "; "))
-			for _, r := range kept {
-				r.Kept = false
-				r.Discarded = "cell too noisy, re-measured"
-			}
-			c.Remeasured = true
-			continue
-		}
-		c.Noisy, c.NoisyWhy = true, why
-		h.logf("  %s still too noisy: %s", c.ID, strings.Join(why, "; "))
+	return h.gateCell(c, h.measurePass)
+}
+
+// passFunc measures one pass of a cell: Runs runs of every server,
+// numbered from first on, and returns the runs it kept.
+type passFunc func(c *Cell, first int) ([]*Run, error)
+
+// gateCell measures a first pass of c and gates it. A noisy cell is
+// measured once more (while the noise budget lasts) and judged on both
+// passes pooled, not on the second alone: on a shared VM a single run
+// swings by 20-40%, and discarding a pass for one such run only draws
+// as many runs again, with the same odds of a swing. Pooled, a server has
+// 2×Runs runs, enough for the gate to trim its lowest and highest one
+// (stats.Summary.TrimmedSpread), which tolerates one outlying run but
+// not runs that split into two groups. The first pass's runs stay kept,
+// except contended ones (see poolable): the table's median and min–max
+// cover every kept run of both passes.
+func (h *H) gateCell(c *Cell, pass passFunc) error {
+	kept, err := pass(c, 1)
+	if err != nil {
+		return err
+	}
+	why := h.judge(c, kept)
+	if len(why) == 0 {
 		return nil
 	}
+	if h.budgetLeft() {
+		h.logf("  %s too noisy (%s); measuring it again, to judge both passes pooled", c.ID, strings.Join(why, "; "))
+		c.Remeasured = true
+		start := time.Now()
+		more, err := pass(c, h.cfg.Runs+1)
+		h.noiseSpent += time.Since(start) // re-measuring is spent on noise too
+		if err != nil {
+			return err
+		}
+		kept = append(poolable(kept), more...)
+		c.Pooled = true
+		if why = h.judge(c, kept); len(why) == 0 {
+			return nil
+		}
+	}
+	h.logf("  %s still too noisy: %s", c.ID, strings.Join(why, "; "))
+	return nil
+}
+
+// judge summarizes the kept runs of a cell into c.Summary and returns
+// why the cell is too noisy (nil: it is not).
+func (h *H) judge(c *Cell, kept []*Run) []string {
+	c.Summary = summarize(c.Workload, kept)
+	why := append(noisy(c.Workload, c.Summary, h.cfg.SpreadMax), contended(kept)...)
+	c.Noisy, c.NoisyWhy = len(why) > 0, why
+	return why
+}
+
+// poolable returns the first pass's kept runs that join the second
+// pass's: all but the contended ones, which were kept only for want of
+// retries or budget. A contended kept run makes a cell noisy however
+// many runs it is pooled with, so pooling it would fail a cell the
+// second pass could clear, as re-measuring did before it pooled; it is
+// marked discarded instead.
+func poolable(first []*Run) []*Run {
+	var out []*Run
+	for _, r := range first {
+		if r.Contended {
+			r.Kept = false
+			r.Discarded = "left out of the pool when the cell was measured again: contended, kept for want of retries or budget"
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// measurePass runs every server of a cell Runs times, alternating, the
+// runs numbered from first on (a second pass continues the numbering,
+// so its logs and notes do not collide with the first's). A contended
+// run is repeated while the retries and the noise budget last.
+func (h *H) measurePass(c *Cell, first int) ([]*Run, error) {
+	var kept []*Run
+	for r := first; r < first+h.cfg.Runs; r++ {
+		for _, srv := range rotate(c.Servers, r-1) {
+			for attempt := 1; ; attempt++ {
+				run, err := h.measureOnce(c, srv, r, attempt)
+				if run != nil {
+					h.runs = append(h.runs, run)
+					c.Runs = append(c.Runs, run)
+					h.appendRun(run)
+				}
+				if err != nil {
+					return nil, fmt.Errorf("%s run %d: %w", srv, r, err)
+				}
+				h.logRun(c, run)
+				if run.Contended && attempt <= h.cfg.Retries && h.budgetLeft() {
+					run.Discarded = "contended: " + run.contentionNote()
+					h.logf("  %s run %d: other work on the cores (%s); repeating it", srv, r, run.contentionNote())
+					h.noiseSpent += time.Duration(run.WallSeconds * float64(time.Second))
+					continue
+				}
+				if run.Contended {
+					h.logf("  warning: %s run %d contended, and the retries or the noise budget are used up: the cell will count as noisy", srv, r)
+				}
+				run.Kept = true
+				kept = append(kept, run)
+				break
+			}
+			if h.bar != nil {
+				_ = h.bar.Add(1)
+			}
+		}
+	}
+	return kept, nil
 }
 
 // appendRun adds a run to runs.jsonl as soon as it is measured (one JSON
@@ -422,7 +487,9 @@ func summarize(workload string, runs []*Run) map[string]map[string]stats.Summary
 	return out
 }
 
-// noisy lists the checked metrics whose spread is above the limit.
+// noisy lists the checked metrics whose gated spread is above the limit:
+// (max-min)/median of one server's runs, and from stats.TrimFrom runs
+// (a pooled cell) the same without its lowest and highest run.
 func noisy(workload string, sum map[string]map[string]stats.Summary, limit float64) []string {
 	var why []string
 	srvs := make([]string, 0, len(sum))
@@ -434,12 +501,22 @@ func noisy(workload string, sum map[string]map[string]stats.Summary, limit float
 		for _, m := range metrics[workload] {
 			s, ok := sum[srv][m.Key]
 			if m.Check && ok && s.TooNoisy(limit) {
-				why = append(why, fmt.Sprintf("%s %s spread %.0f%% (%s..%s)", srv, m.Label, 100*s.Spread(),
-					fmtVal(m, s.Min), fmtVal(m, s.Max)))
+				why = append(why, srv+" "+m.Label+" "+spreadWhy(m, s))
 			}
 		}
 	}
 	return why
+}
+
+// spreadWhy says how far a gated figure spread, over which runs: the
+// plain spread and its range, or the trimmed spread, its range and the
+// full one.
+func spreadWhy(m metric, s stats.Summary) string {
+	if !s.Trimmed {
+		return fmt.Sprintf("spread %.0f%% (%s..%s)", 100*s.Spread(), fmtVal(m, s.Min), fmtVal(m, s.Max))
+	}
+	return fmt.Sprintf("spread %.0f%% over %d runs without the lowest and the highest (%s..%s; all %s..%s)",
+		100*s.TrimmedSpread(), s.N, fmtVal(m, s.TrimMin), fmtVal(m, s.TrimMax), fmtVal(m, s.Min), fmtVal(m, s.Max))
 }
 
 // contended lists the kept runs that other work disturbed (they were kept

@@ -64,11 +64,17 @@ type Cell struct {
 	Runs     []*Run   `json:"-"` // in results.json's runs list
 	// Summary: server -> metric -> summary of the kept runs.
 	Summary map[string]map[string]stats.Summary `json:"summary"`
-	// Noisy: the spread of a checked metric stayed above the limit.
-	Noisy      bool     `json:"noisy"`
-	NoisyWhy   []string `json:"noisy_why,omitempty"`
-	Remeasured bool     `json:"remeasured"`
-	Skipped    string   `json:"skipped,omitempty"`
+	// Noisy: the gated spread of a checked metric stayed above the limit,
+	// or a contended run had to be kept.
+	Noisy    bool     `json:"noisy"`
+	NoisyWhy []string `json:"noisy_why,omitempty"`
+	// Remeasured: the first pass was noisy and the cell was measured
+	// again. Pooled: the summary covers both passes' kept runs (always
+	// so once re-measured, unless the second pass failed; false in
+	// results written when a re-measured cell discarded its first pass).
+	Remeasured bool   `json:"remeasured"`
+	Pooled     bool   `json:"pooled"`
+	Skipped    string `json:"skipped,omitempty"`
 }
 
 // Run is one measured run of one server in one cell.
@@ -123,7 +129,8 @@ type metric struct {
 	// (the ratio column is still shown).
 	Better int
 	// Check: the noise gate applies to this metric: its spread over the
-	// runs of a server decides whether the cell is too noisy to report.
+	// runs of a server (trimmed from stats.TrimFrom runs, see gateRule)
+	// decides whether the cell is too noisy to report.
 	// The gated figures are those the comparison rests on: work per
 	// server CPU-second, RSS per idle connection, and under a fixed
 	// offered load the server's CPU and the median latency. Throughput is

@@ -102,34 +102,69 @@ func groupDigits(n int64) string {
 	return s
 }
 
-// maxSpread is the largest spread of a metric over the servers of a cell,
-// and the server it belongs to; ok is false when no server has two runs.
-func maxSpread(c *Cell, key string) (spread float64, srv string, ok bool) {
+// spreadOf is a summary's full spread, or with gated the spread the
+// noise gate checks (trimmed from stats.TrimFrom runs); an unknown
+// spread (median 0) is 0 when the values it covers are identical and
+// infinite otherwise.
+func spreadOf(s stats.Summary, gated bool) float64 {
+	sp, lo, hi := s.Spread(), s.Min, s.Max
+	if gated && s.Trimmed {
+		sp, lo, hi = s.TrimmedSpread(), s.TrimMin, s.TrimMax
+	}
+	if math.IsNaN(sp) {
+		if lo == hi {
+			return 0
+		}
+		return math.Inf(1)
+	}
+	return sp
+}
+
+// maxSpread is the largest spread (gated or full, see spreadOf) of a
+// metric over the servers of a cell, and the server it belongs to; ok
+// is false when no server has two runs.
+func maxSpread(c *Cell, key string, gated bool) (spread float64, srv string, ok bool) {
 	for _, s := range serverOrder(c.Servers) {
 		sum, have := c.Summary[s][key]
 		if !have || sum.N < 2 {
 			continue
 		}
-		sp := sum.Spread()
-		if math.IsNaN(sp) {
-			if sum.Max == sum.Min {
-				sp = 0
-			} else {
-				sp = math.Inf(1)
-			}
-		}
-		if !ok || sp > spread {
+		if sp := spreadOf(sum, gated); !ok || sp > spread {
 			spread, srv, ok = sp, s, true
 		}
 	}
 	return spread, srv, ok
 }
 
+// trimmedIn reports whether the gate trimmed a metric for any server of
+// a cell.
+func trimmedIn(c *Cell, key string) bool {
+	for _, s := range c.Servers {
+		if c.Summary[s][key].Trimmed {
+			return true
+		}
+	}
+	return false
+}
+
+// spreadText is the spread column: the largest full spread of the row
+// and whose it is; for a gated figure that the gate trimmed, then also
+// the largest spread the gate checked ("gated").
 func spreadText(c *Cell, m metric) string {
-	sp, srv, ok := maxSpread(c, m.Key)
+	sp, srv, ok := maxSpread(c, m.Key, false)
 	if !ok {
 		return "–"
 	}
+	txt := percentOf(sp, srv)
+	if m.Check && trimmedIn(c, m.Key) {
+		g, gsrv, _ := maxSpread(c, m.Key, true)
+		txt += "; gated " + percentOf(g, gsrv)
+	}
+	return txt
+}
+
+// percentOf writes a spread as "12% net", "0%" or "∞ net".
+func percentOf(sp float64, srv string) string {
 	txt := fmt.Sprintf("%.0f%%", 100*sp)
 	if math.IsInf(sp, 0) {
 		txt = "∞"
@@ -286,7 +321,11 @@ func WriteEnv(w io.Writer, res *Results) {
 	}
 	fmt.Fprintf(w, "- pinning: servers on CPU %d, load (wrk -t1, gyre-bench clients, ingest-load) on CPU %d; gyre with 1 reactor, gnet with 1 event loop\n", e.CPUServer, e.CPULoad)
 	fmt.Fprintf(w, "- runs: %d per server and cell, alternating servers, each on a fresh server; %s warm-up, %s measured\n", e.Runs, e.Warmup, e.Duration)
-	fmt.Fprintf(w, "- noise: a run is repeated when either core spent over %.0f%% of it on other work; a cell whose gated figure (†) spreads over %s ((max−min)/median over one server's runs), or that kept a contended run, is measured again once, then fails the harness\n", e.ContendedPct, pct(e.SpreadMax))
+	gate := e.NoiseGate
+	if gate == "" { // written before the gate trimmed and pooled
+		gate = fmt.Sprintf("a cell whose gated figure (†) spreads over %s ((max−min)/median over one server's runs), or that kept a contended run, is measured again once (its first runs discarded), then fails the harness", pct(e.SpreadMax))
+	}
+	fmt.Fprintf(w, "- noise: a run is repeated when either core spent over %.0f%% of it on other work; %s\n", e.ContendedPct, gate)
 	if e.Runs < 3 {
 		fmt.Fprintf(w, "- **%d run(s) per server: too few for the spread to mean much (1 run: none at all); these figures are a functional check, not results**\n", e.Runs)
 	}
@@ -319,7 +358,10 @@ func WriteNotes(w io.Writer, res *Results) {
 		}
 	}
 	for _, c := range res.Cells {
-		if c.Remeasured {
+		switch {
+		case c.Pooled:
+			notes = append(notes, fmt.Sprintf("%s was measured again, its first pass too noisy; its figures pool both passes (%s)", c.ID, runsPerServer(c)))
+		case c.Remeasured:
 			notes = append(notes, fmt.Sprintf("%s was re-measured: the first set of runs spread too much", c.ID))
 		}
 		if c.Noisy {
@@ -347,6 +389,21 @@ func WriteNotes(w io.Writer, res *Results) {
 	}
 }
 
+// writeLegend explains the table's columns and the noise gate.
+func writeLegend(w io.Writer, res *Results) {
+	fmt.Fprintln(w, "Each cell: median (min–max) of the kept runs per server; X/net is the ratio of the medians to the net package's,")
+	fmt.Fprintln(w, "in _italics_ when the two min–max ranges overlap (the difference is within the run-to-run variation).")
+	fmt.Fprintln(w, "spread: the largest (max−min)/median of the row over the servers, and whose it is; † marks the gated figures,")
+	if res.Env.NoiseGate == "" { // written before the gate trimmed and pooled
+		fmt.Fprintf(w, "whose spread may not exceed %s.\n", pct(res.Env.SpreadMax))
+	} else {
+		fmt.Fprintf(w, "whose spread may not exceed %s for any server; from %d runs of a server (a cell measured twice pools both passes) the gate\n", pct(res.Env.SpreadMax), stats.TrimFrom)
+		fmt.Fprintln(w, "leaves its lowest and its highest run out of max−min, and the row also shows \"gated\": the largest spread the gate checked.")
+		fmt.Fprintln(w, "The min–max shown is still that of all kept runs: the gate lets one outlying run per server pass (a scheduling hiccup on a")
+		fmt.Fprintln(w, "shared VM), not runs that split into two groups.")
+	}
+}
+
 // Render writes summary.md and the charts into dir.
 func Render(res *Results, dir string) error {
 	charts, err := WriteCharts(res, dir)
@@ -361,10 +418,7 @@ func Render(res *Results, dir string) error {
 	fmt.Fprintf(f, "## gyre-bench, %s matrix, %s\n\n", res.Env.Matrix, res.Started)
 	WriteEnv(f, res)
 	fmt.Fprintln(f)
-	fmt.Fprintln(f, "Each cell: median (min–max) of the kept runs per server; X/net is the ratio of the medians to the net package's,")
-	fmt.Fprintln(f, "in _italics_ when the two min–max ranges overlap (the difference is within the run-to-run variation).")
-	fmt.Fprintln(f, "spread: the largest (max−min)/median of the row over the servers, and whose it is; † marks the gated figures,")
-	fmt.Fprintf(f, "whose spread may not exceed %s.\n", pct(res.Env.SpreadMax))
+	writeLegend(f, res)
 	fmt.Fprintln(f, "CPU figures are the server process's utime+stime (all threads) from /proc/PID/stat over the measured window; RSS is VmRSS at its end.")
 	fmt.Fprintln(f)
 	WriteTable(f, res)
@@ -380,4 +434,27 @@ func Render(res *Results, dir string) error {
 		}
 	}
 	return f.Close()
+}
+
+// runsPerServer counts the kept runs of a cell per server: "6 kept runs
+// per server", or "gyre 6, gnet 5, net 6 kept runs" when they differ (a
+// contended run of the first pass left out of the pool).
+func runsPerServer(c *Cell) string {
+	n := map[string]int{}
+	for _, r := range c.Runs {
+		if r.Kept {
+			n[r.Server]++
+		}
+	}
+	srvs := serverOrder(c.Servers)
+	same := true
+	parts := make([]string, 0, len(srvs))
+	for _, s := range srvs {
+		same = same && n[s] == n[srvs[0]]
+		parts = append(parts, fmt.Sprintf("%s %d", s, n[s]))
+	}
+	if same && len(srvs) > 0 {
+		return fmt.Sprintf("%d kept runs per server", n[srvs[0]])
+	}
+	return strings.Join(parts, ", ") + " kept runs"
 }

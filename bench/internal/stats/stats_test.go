@@ -65,3 +65,74 @@ func TestRatio(t *testing.T) {
 		t.Error("Ratio with 0 or NaN must be NaN")
 	}
 }
+
+// One outlying run among six (a scheduling hiccup) is left out of the
+// trimmed spread, so the figure passes though its full range is wide.
+func TestTrimmedSpreadToleratesOneOutlier(t *testing.T) {
+	s := Summarize([]float64{1.20, 0.80, 1.25, 1.22, 1.18, 1.24})
+	if !s.Trimmed || s.TrimMin != 1.18 || s.TrimMax != 1.24 || s.Min != 0.80 || s.Max != 1.25 {
+		t.Fatalf("%+v: want trimmed range 1.18..1.24 within 0.80..1.25", s)
+	}
+	if got, want := s.TrimmedSpread(), 0.06/1.21; math.Abs(got-want) > 1e-12 {
+		t.Errorf("trimmed spread = %v, want %v", got, want)
+	}
+	if s.Spread() <= 0.25 {
+		t.Errorf("full spread %v: the test wants it over the limit", s.Spread())
+	}
+	if s.TooNoisy(0.25) {
+		t.Error("one outlier among 6 runs made the figure too noisy")
+	}
+	// One outlier at each end is tolerated too.
+	if Summarize([]float64{0.7, 1.0, 1.02, 0.98, 1.01, 1.5}).TooNoisy(0.25) {
+		t.Error("one low and one high outlier among 6 runs made the figure too noisy")
+	}
+}
+
+// Runs that split into two groups, three on each mode, keep both modes
+// inside the trimmed range: the figure stays too noisy.
+func TestTrimmedSpreadFailsBimodal(t *testing.T) {
+	s := Summarize([]float64{1.0, 1.4, 1.01, 1.39, 0.99, 1.41})
+	if s.TrimMin != 1.0 || s.TrimMax != 1.4 {
+		t.Fatalf("%+v: want trimmed range 1.0..1.4", s)
+	}
+	if got, want := s.TrimmedSpread(), 0.4/1.2; math.Abs(got-want) > 1e-12 {
+		t.Errorf("trimmed spread = %v, want %v", got, want)
+	}
+	if !s.TooNoisy(0.25) {
+		t.Error("bimodal 3+3 runs passed the gate")
+	}
+	// Four on one mode and two on the other: still two groups.
+	if !Summarize([]float64{1.0, 1.01, 0.99, 1.0, 1.4, 1.41}).TooNoisy(0.25) {
+		t.Error("bimodal 4+2 runs passed the gate")
+	}
+}
+
+// Under TrimFrom values nothing is dropped: the gate is the plain spread.
+func TestTrimmedSpreadFallsBackUnderFive(t *testing.T) {
+	for _, vs := range [][]float64{{1.0, 1.4, 1.2}, {1.0, 1.4, 1.2, 1.21}} {
+		s := Summarize(vs)
+		if s.Trimmed {
+			t.Errorf("%v: trimmed with %d values", vs, s.N)
+		}
+		if s.TrimmedSpread() != s.Spread() {
+			t.Errorf("%v: trimmed spread %v, plain %v", vs, s.TrimmedSpread(), s.Spread())
+		}
+		if !s.TooNoisy(0.25) {
+			t.Errorf("%v: an outlier among %d runs passed the gate", vs, s.N)
+		}
+	}
+	if s := Summarize([]float64{1.0, 1.4, 1.2, 1.21, 1.19}); !s.Trimmed || s.TooNoisy(0.25) {
+		t.Errorf("5 values, one outlier: %+v", s)
+	}
+}
+
+// A median of 0 has no spread: trimmed, the figure is too noisy unless
+// the values left after trimming are identical.
+func TestTrimmedSpreadMedianZero(t *testing.T) {
+	if Summarize([]float64{-5, 0, 0, 0, 0, 7}).TooNoisy(0.25) {
+		t.Error("zeros but for two trimmed outliers: too noisy")
+	}
+	if !Summarize([]float64{-5, -1, 0, 0, 1, 7}).TooNoisy(0.25) {
+		t.Error("differing values around a median of 0: not too noisy")
+	}
+}
