@@ -111,6 +111,9 @@ type Bridge struct {
 type connInfo struct {
 	cid         atomic.Pointer[string] // original destination connection id, hex
 	offered0RTT atomic.Bool
+	// accepted: the bridge's Accept returned the connection. One that
+	// ends without it never reached the bridge; see refusedByQueue.
+	accepted atomic.Bool
 }
 
 type connInfoKey struct{}
@@ -230,9 +233,26 @@ func (b *Bridge) connContext(ctx context.Context, _ *quic.ClientInfo) (context.C
 		b.logRefusal("quic_connection_refused")
 		return nil, errTooManyConns
 	}
-	ctx = context.WithValue(ctx, connInfoKey{}, &connInfo{})
-	context.AfterFunc(ctx, func() { b.live.Add(-1) })
+	info := &connInfo{}
+	ctx = context.WithValue(ctx, connInfoKey{}, info)
+	context.AfterFunc(ctx, func() {
+		b.live.Add(-1)
+		if !info.accepted.Load() && refusedByQueue(context.Cause(ctx)) {
+			b.stats.connsRefusedQueue.Add(1)
+			b.logRefusal("accept_queue_full")
+		}
+	})
 	return ctx, nil
+}
+
+// refusedByQueue reports whether a connection that never reached Accept
+// was closed by quic-go itself with CONNECTION_REFUSED: its handshake
+// completed while quic-go's accept queue (32 connections) was full, or
+// while the listener was closing. quic-go does not tell the application;
+// without this the client sees a refusal the server's metrics do not.
+func refusedByQueue(cause error) bool {
+	var te *quic.TransportError
+	return errors.As(cause, &te) && !te.Remote && te.ErrorCode == quic.ConnectionRefused
 }
 
 // logRefusal logs refusals at most once a second: under a flood a line per
@@ -241,6 +261,11 @@ func (b *Bridge) logRefusal(how string) {
 	now := time.Now().UnixNano()
 	last := b.lastRefusal.Load()
 	if now-last < int64(time.Second) || !b.lastRefusal.CompareAndSwap(last, now) {
+		return
+	}
+	if how == "accept_queue_full" {
+		b.log.Warn("refusing QUIC connections: handshakes complete faster than they are accepted (quic-go's accept queue holds 32); clients should retry with backoff",
+			"refused_accept_queue_total", b.stats.connsRefusedQueue.Load())
 		return
 	}
 	b.log.Warn("refusing QUIC connections: too many", "max_conns", b.cfg.MaxConns, "how", how,
@@ -264,6 +289,7 @@ func (b *Bridge) admit(qc *quic.Conn) {
 	if info == nil {
 		info = &connInfo{}
 	}
+	info.accepted.Store(true)
 	b.mu.Lock()
 	if b.closing {
 		b.mu.Unlock()

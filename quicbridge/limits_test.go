@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gyre-io/gyre/ingest"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/quic-go/quic-go"
 )
 
@@ -520,4 +521,97 @@ func TestSlowReaderReset(t *testing.T) {
 	if st := b.Stats(); st.SlowReaders != 1 {
 		t.Fatalf("stats %+v", st)
 	}
+}
+
+// TestAcceptQueueRefusalsCounted makes handshakes complete while the
+// bridge cannot accept (its accept loop waits for the bridge's lock, held
+// here), so quic-go's accept queue of 32 overflows and quic-go refuses the
+// rest with CONNECTION_REFUSED before the bridge sees them. Every one of
+// those must be counted: accepted + refused (accept_queue) = dialled, and
+// the client side sees exactly that many refusals.
+func TestAcceptQueueRefusalsCounted(t *testing.T) {
+	const dials = 48
+	b := startBridge(t, Config{}, ingest.DispatcherConfig{}, newRecSink())
+	b.mu.Lock()
+	locked := true
+	defer func() {
+		if locked {
+			b.mu.Unlock()
+		}
+	}()
+	conns := make([]*quic.Conn, dials)
+	errs := make([]error, dials)
+	var wg sync.WaitGroup
+	for i := range dials {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			conns[i], errs[i] = quic.DialAddr(ctx, b.Addr(), clientTLS(t), nil)
+		})
+	}
+	wg.Wait()
+	// Each connection is now either queued, taken by the blocked accept
+	// loop, or refused; the refusals may still be on their way.
+	waitFor(t, 10*time.Second, "quic-go to refuse the connections past its queue", func() bool {
+		return b.Stats().ConnsRefusedQueue >= dials-33
+	})
+	b.mu.Unlock()
+	locked = false
+	waitFor(t, 10*time.Second, "every connection to be accepted or refused", func() bool {
+		st := b.Stats()
+		return st.ConnsAccepted+st.ConnsRefusedQueue == dials
+	})
+	refusedSeen := 0
+	time.Sleep(300 * time.Millisecond) // for a refusal still on its way to the client
+	for i, c := range conns {
+		err := errs[i]
+		if c != nil {
+			t.Cleanup(func() { _ = c.CloseWithError(0, "") })
+			select {
+			case <-c.Context().Done():
+				err = context.Cause(c.Context())
+			default:
+				continue // accepted and alive
+			}
+		}
+		var te *quic.TransportError
+		if !errors.As(err, &te) || te.ErrorCode != quic.ConnectionRefused || !te.Remote {
+			t.Fatalf("connection %d: %v, want CONNECTION_REFUSED from the server or a live connection", i, err)
+		}
+		refusedSeen++
+	}
+	st := b.Stats()
+	t.Logf("accepted %d, refused by the accept queue %d", st.ConnsAccepted, st.ConnsRefusedQueue)
+	if uint64(refusedSeen) != st.ConnsRefusedQueue || st.ConnsRefused != 0 {
+		t.Fatalf("clients saw %d refusals; stats %+v", refusedSeen, st)
+	}
+	if got := refusedMetric(t, b, "accept_queue"); got != float64(st.ConnsRefusedQueue) {
+		t.Fatalf("gyre_quic_connections_refused_total{reason=accept_queue} = %v, want %d", got, st.ConnsRefusedQueue)
+	}
+}
+
+// refusedMetric reads gyre_quic_connections_refused_total{reason} as a
+// Prometheus registry would.
+func refusedMetric(t *testing.T, b *Bridge, reason string) float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(b.Collector())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "gyre_quic_connections_refused_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "reason" && l.GetValue() == reason {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("gyre_quic_connections_refused_total{reason=%q} missing", reason)
+	return 0
 }

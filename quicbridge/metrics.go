@@ -69,6 +69,7 @@ func classify(err error) closeCause {
 type counters struct {
 	connsActive                  atomic.Int64
 	connsAccepted, connsRefused  atomic.Uint64
+	connsRefusedQueue            atomic.Uint64
 	closedBy                     [numCauses]atomic.Uint64
 	streamsActive                atomic.Int64
 	streamsOpened                atomic.Uint64
@@ -90,11 +91,15 @@ func (st *counters) nack(code ingest.NackCode) {
 type Stats struct {
 	// ConnsActive is the number of connections being served;
 	// ConnsAccepted and ConnsRefused count since Listen (refused: over
-	// MaxConns, politely or statelessly). ClosedBy counts closed
+	// MaxConns, politely or statelessly). ConnsRefusedQueue counts
+	// connections quic-go closed with CONNECTION_REFUSED before the
+	// bridge could accept them: the handshake completed while its accept
+	// queue (32) was full, or while the bridge was closing. ClosedBy counts closed
 	// connections by cause: client, idle, shutdown, shed, handshake,
 	// reset, transport, other.
 	ConnsActive                 int64
 	ConnsAccepted, ConnsRefused uint64
+	ConnsRefusedQueue           uint64
 	ClosedBy                    map[string]uint64
 	// StreamsActive is the number of streams being served; StreamsOpened
 	// counts them since Listen.
@@ -126,25 +131,26 @@ type Stats struct {
 func (b *Bridge) Stats() Stats {
 	st := &b.stats
 	out := Stats{
-		ConnsActive:     st.connsActive.Load(),
-		ConnsAccepted:   st.connsAccepted.Load(),
-		ConnsRefused:    st.connsRefused.Load(),
-		ClosedBy:        map[string]uint64{},
-		StreamsActive:   st.streamsActive.Load(),
-		StreamsOpened:   st.streamsOpened.Load(),
-		ZeroRTTAccepted: st.zeroRTTAccepted.Load(),
-		ZeroRTTRejected: st.zeroRTTRej.Load(),
-		MessagesIn:      st.messagesIn.Load(),
-		BytesIn:         st.bytesIn.Load(),
-		Acks:            st.acks.Load(),
-		Nacks:           map[ingest.NackCode]uint64{},
-		QueueFull:       st.queueFull.Load(),
-		BufferWaits:     st.bufferWaits.Load(),
-		Shed:            st.shed.Load(),
-		SlowReaders:     st.slowReaders.Load(),
-		FrameTimeouts:   st.frameTimeouts.Load(),
-		BufferBytes:     b.bufBudget.held(),
-		LargeFrameBytes: b.largeBudget.held(),
+		ConnsActive:       st.connsActive.Load(),
+		ConnsAccepted:     st.connsAccepted.Load(),
+		ConnsRefused:      st.connsRefused.Load(),
+		ConnsRefusedQueue: st.connsRefusedQueue.Load(),
+		ClosedBy:          map[string]uint64{},
+		StreamsActive:     st.streamsActive.Load(),
+		StreamsOpened:     st.streamsOpened.Load(),
+		ZeroRTTAccepted:   st.zeroRTTAccepted.Load(),
+		ZeroRTTRejected:   st.zeroRTTRej.Load(),
+		MessagesIn:        st.messagesIn.Load(),
+		BytesIn:           st.bytesIn.Load(),
+		Acks:              st.acks.Load(),
+		Nacks:             map[ingest.NackCode]uint64{},
+		QueueFull:         st.queueFull.Load(),
+		BufferWaits:       st.bufferWaits.Load(),
+		Shed:              st.shed.Load(),
+		SlowReaders:       st.slowReaders.Load(),
+		FrameTimeouts:     st.frameTimeouts.Load(),
+		BufferBytes:       b.bufBudget.held(),
+		LargeFrameBytes:   b.largeBudget.held(),
 	}
 	for i := range st.closedBy {
 		if v := st.closedBy[i].Load(); v > 0 {
@@ -179,7 +185,7 @@ type collector struct {
 var (
 	descConns        = prometheus.NewDesc("gyre_quic_connections_active", "Open QUIC connections.", nil, nil)
 	descAccepted     = prometheus.NewDesc("gyre_quic_connections_accepted_total", "QUIC connections accepted.", nil, nil)
-	descRefused      = prometheus.NewDesc("gyre_quic_connections_refused_total", "QUIC connections refused because MaxConns was reached.", nil, nil)
+	descRefused      = prometheus.NewDesc("gyre_quic_connections_refused_total", "QUIC connections refused, by reason: max_conns (MaxConns reached) or accept_queue (quic-go closed a connection whose handshake completed while its accept queue of 32 was full, or while the server was closing).", []string{"reason"}, nil)
 	descClosed       = prometheus.NewDesc("gyre_quic_connections_closed_total", "QUIC connections closed, by cause.", []string{"cause"}, nil)
 	descStreams      = prometheus.NewDesc("gyre_quic_streams_active", "Open QUIC streams.", nil, nil)
 	descStreamsTotal = prometheus.NewDesc("gyre_quic_streams_opened_total", "QUIC streams opened by clients.", nil, nil)
@@ -219,7 +225,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(descConns, float64(st.connsActive.Load()))
 	counter(descAccepted, st.connsAccepted.Load())
-	counter(descRefused, st.connsRefused.Load())
+	counter(descRefused, st.connsRefused.Load(), "max_conns")
+	counter(descRefused, st.connsRefusedQueue.Load(), "accept_queue")
 	for i := range st.closedBy {
 		counter(descClosed, st.closedBy[i].Load(), causeNames[i])
 	}

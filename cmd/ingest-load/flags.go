@@ -60,6 +60,14 @@ type config struct {
 	// QUICSockets > 0: the connections share that many UDP sockets (one
 	// quic.Transport each), round-robin; 0: a socket per connection.
 	QUICSockets int
+	// QUICKeepAlive is the PING interval of an otherwise silent QUIC
+	// connection. With thousands of connections on one load core, every
+	// PING is work on both sides; it only has to be shorter than the
+	// server's idle timeout.
+	QUICKeepAlive time.Duration
+	// CPUProfile: write the load client's own CPU profile here, to tell
+	// whether the client or the server limits a run.
+	CPUProfile string
 
 	// Ramp spreads the connections' starts: load stream i of N starts
 	// sending at i*Ramp/N, and its --rate pacing is shifted by as much.
@@ -92,6 +100,7 @@ const (
 	defaultWindow         = 256
 	defaultSlowAfter      = 200 * time.Millisecond
 	defaultConnectTimeout = 5 * time.Second
+	defaultQUICKeepAlive  = 10 * time.Second
 	defaultDrainTimeout   = 5 * time.Second
 	defaultDialParallel   = 256
 	maxConns              = 1 << 20
@@ -137,6 +146,8 @@ func parseFlags(args []string, stderr io.Writer, stderrIsTerminal bool) (config,
 	fs.DurationVar(&cfg.Warmup, "warmup", 0, "initial period excluded from throughput and latency (messages are still verified)")
 	fs.BoolVar(&cfg.JSON, "json", false, "print the results as one JSON object on stdout, nothing else")
 	fs.BoolVar(&cfg.Progress, "progress", stderrIsTerminal, "show a progress bar on stderr (default: on when stderr is a terminal, except with --json)")
+	fs.DurationVar(&cfg.QUICKeepAlive, "quic-keepalive", defaultQUICKeepAlive, "quic: PING a connection that sent nothing for this long (keep it below the server's idle timeout, 30s for ingestd)")
+	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write the load client's CPU profile to `FILE`")
 	fs.DurationVar(&cfg.ConnectTimeout, "connect-timeout", defaultConnectTimeout, "timeout of each connection attempt")
 	fs.IntVar(&cfg.DialParallel, "dial-parallel", defaultDialParallel, "connection attempts in flight at most (a quic-go server refuses connections whose handshake completed while its accept queue, 32, is full)")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", defaultDrainTimeout, "after sending stops, how long to wait for outstanding acks")
@@ -240,6 +251,8 @@ func validate(cfg config) error {
 		return badUsage("--slow-after %v: want >= 0", cfg.SlowAfter)
 	case cfg.Warmup < 0:
 		return badUsage("--warmup %v: want >= 0", cfg.Warmup)
+	case cfg.QUICKeepAlive <= 0:
+		return badUsage("--quic-keepalive %v: want > 0", cfg.QUICKeepAlive)
 	case cfg.ConnectTimeout <= 0:
 		return badUsage("--connect-timeout %v: want > 0", cfg.ConnectTimeout)
 	case cfg.DialParallel < 1:

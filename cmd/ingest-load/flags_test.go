@@ -138,6 +138,7 @@ func TestBadFlagsExit2(t *testing.T) {
 		{[]string{"--transport", "udp"}, "--transport"},
 		{[]string{"--warmup", "-1s"}, "--warmup"},
 		{[]string{"--connect-timeout", "0s"}, "--connect-timeout"},
+		{[]string{"--quic-keepalive", "0s"}, "--quic-keepalive"},
 		{[]string{"--no-such-flag"}, "no-such-flag"},
 		{[]string{"--conns", "x"}, "conns"},
 		{[]string{"extra"}, "unexpected arguments"},

@@ -39,6 +39,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -82,6 +83,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "ingest-load: %v\n", err)
 		return exitUsage
+	}
+	if cfg.CPUProfile != "" {
+		stopProfile, err := startCPUProfile(cfg.CPUProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "ingest-load: %v\n", err)
+			return exitUsage
+		}
+		defer stopProfile()
 	}
 	res := runLoad(ctx, cfg, tr, stderr)
 	if cfg.JSON {
@@ -358,3 +367,20 @@ func hold(ctx context.Context, cfg config, n int, release chan struct{}, stderr 
 
 // nsToSeconds converts ns since the start to seconds.
 func nsToSeconds(ns int64) float64 { return math.Max(float64(ns)/1e9, 0) }
+
+// startCPUProfile profiles this process into path until the returned
+// function runs.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}, nil
+}

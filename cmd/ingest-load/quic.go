@@ -149,7 +149,7 @@ func newQUICTransport(cfg config) (*quicTransport, error) {
 	t := &quicTransport{
 		cfg:     cfg,
 		tlsConf: tc,
-		qconf:   &quic.Config{KeepAlivePeriod: 5 * time.Second, HandshakeIdleTimeout: cfg.ConnectTimeout},
+		qconf:   &quic.Config{KeepAlivePeriod: cfg.QUICKeepAlive, HandshakeIdleTimeout: cfg.ConnectTimeout},
 		conns:   make([]*qconn, cfg.Conns),
 	}
 	if cfg.QUICSockets > 0 {
