@@ -145,6 +145,17 @@ func Listen(cfg Config, d *ingest.Dispatcher) (*Bridge, error) {
 		if pc, err = net.ListenPacket("udp", cfg.Addr); err != nil {
 			return nil, fmt.Errorf("quicbridge: listening on %s: %w", cfg.Addr, err)
 		}
+		if cfg.UDPReceiveBuffer > 0 {
+			got, err := setReceiveBuffer(pc.(*net.UDPConn), cfg.UDPReceiveBuffer)
+			switch {
+			case err != nil:
+				_ = pc.Close()
+				return nil, fmt.Errorf("quicbridge: UDP receive buffer: %w", err)
+			case got < cfg.UDPReceiveBuffer:
+				cfg.Logger.Warn("the UDP receive buffer is smaller than configured: raise net.core.rmem_max or grant CAP_NET_ADMIN",
+					"wanted", cfg.UDPReceiveBuffer, "got", got)
+			}
+		}
 	}
 	b := &Bridge{
 		cfg:         cfg,

@@ -113,6 +113,17 @@ type Config struct {
 	// ReadBufferSize, all streams together (default
 	// DefaultLargeFrameMemory). It must hold at least one maximal frame.
 	LargeFrameMemory int64
+	// UDPReceiveBuffer is the kernel receive buffer of the listening UDP
+	// socket, in bytes (0: quic-go's own choice, 7 MiB). Every client's
+	// datagrams wait there until quic-go reads them; when a busy server
+	// lets it fill (thousands of handshakes at once), the kernel drops
+	// datagrams and their senders back off by doubling probe timeouts,
+	// long enough for a connection to hit IdleTimeout. A larger buffer
+	// turns such bursts into delay. Set with SO_RCVBUF, and with
+	// SO_RCVBUFFORCE past net.core.rmem_max when the process may
+	// (CAP_NET_ADMIN); Listen logs the size it got when it is smaller.
+	// Not applied to a caller's PacketConn.
+	UDPReceiveBuffer int
 
 	// Overload is the policy when a dispatcher shard is full (default
 	// block): block stops reading the stream, so QUIC flow control pushes
@@ -165,7 +176,7 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	switch {
 	case c.MaxConns < 0, c.MaxIncomingStreams < 0, c.IdleTimeout < 0, c.HandshakeTimeout < 0,
-		c.ReadBufferSize < 0, c.BufferMemory < 0, c.LargeFrameMemory < 0:
+		c.ReadBufferSize < 0, c.BufferMemory < 0, c.LargeFrameMemory < 0, c.UDPReceiveBuffer < 0:
 		return c, errors.New("quicbridge: negative limit in Config")
 	case c.MaxPayload < 0 || c.MaxPayload > ingest.MaxFramePayload:
 		return c, fmt.Errorf("quicbridge: MaxPayload %d out of range", c.MaxPayload)

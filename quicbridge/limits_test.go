@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/gyre-io/gyre/ingest"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/quic-go/quic-go"
+	"golang.org/x/sys/unix"
 )
 
 // TestBackpressureStopsSender stalls the sink and lets a client write as
@@ -614,4 +616,41 @@ func refusedMetric(t *testing.T, b *Bridge, reason string) float64 {
 	}
 	t.Fatalf("gyre_quic_connections_refused_total{reason=%q} missing", reason)
 	return 0
+}
+
+// TestUDPReceiveBuffer: the configured receive buffer is what the socket
+// gets (this test runs as root in CI, so SO_RCVBUFFORCE may pass
+// net.core.rmem_max; otherwise the bridge must still start, with at
+// least rmem_max), and a negative size is refused.
+func TestUDPReceiveBuffer(t *testing.T) {
+	const want = 16 << 20
+	b := startBridge(t, Config{UDPReceiveBuffer: want}, ingest.DispatcherConfig{}, newRecSink())
+	rc, err := b.pc.(*net.UDPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got int
+	var gerr error
+	if err := rc.Control(func(fd uintptr) {
+		got, gerr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF)
+	}); err != nil || gerr != nil {
+		t.Fatal(err, gerr)
+	}
+	if os.Geteuid() == 0 && got/2 < want {
+		t.Fatalf("receive buffer %d bytes usable, want %d", got/2, want)
+	}
+	t.Logf("receive buffer: %d bytes usable", got/2)
+	c := dial(t, b.Addr(), nil)
+	if err := oneShot(context.Background(), c, "udpbuf"); err != nil {
+		t.Fatal(err)
+	}
+
+	d, err := ingest.NewDispatcher(ingest.DispatcherConfig{Sink: newRecSink()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if _, err := Listen(Config{Addr: "127.0.0.1:0", TLSConfig: serverTLS(), UDPReceiveBuffer: -1}, d); err == nil {
+		t.Fatal("a negative UDPReceiveBuffer was accepted")
+	}
 }

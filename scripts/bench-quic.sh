@@ -31,12 +31,18 @@
 #   WARMUP      load before measuring, in the run      [2s]
 #               (also the length of the warm-up run before the baseline)
 #   SIZE        payload bytes                          [128]
-#   RATES       CONNS:RATE pairs, the load's messages/s at that many
-#               connections; counts not listed run as fast as the windows
-#               allow                                  ["20000:5000"]
-#               (a saturating load from 20,000 connections overflows the
-#               server's one UDP receive buffer, 8 MiB: the run then measures
-#               loss recovery, and connections die of it; see docs/quic.md)
+#   RATES       the load's messages/s: CONNS:RATE for every mode at that
+#               many connections, MODE/CONNS:RATE for one mode (it wins);
+#               cells not listed run as fast as the windows allow
+#               ["1000:10000 per-message/1000:5000 20000:2000"]
+#               (why fixed rates: with the load client on one core, a
+#               saturating run measures the client's batching as much as
+#               the server: quic-plain's own msgs/CPU-s swung 63k-119k from
+#               run to run, with the datagram count per message. At a rate
+#               both servers keep up with, packets per message are the same
+#               for both and runs agree. A saturating load from 20,000
+#               connections overflows the server's UDP receive buffer and
+#               measures loss recovery; see docs/quic.md)
 #   RAMP        connection i of N starts sending at i×RAMP/N (and paces from
 #               there), so they do not send in lockstep  [1s]
 #   WINDOW      unanswered messages per connection     [4]
@@ -50,9 +56,12 @@
 #   PORT        127.0.0.1 port, UDP (QUIC) or TCP      [7590]
 #   METRICS_PORT  the servers' /metrics port           [9590]
 #   REACTORS    ingestd --reactors                     [1]
-#   SERVER_GOMAXPROCS  GOMAXPROCS of both servers (empty: each server's own
-#               choice: Go's default, 1 on one CPU, for quic-plain; ingestd
-#               raises it to reactors+2, see reactor.EnsureGOMAXPROCS)  []
+#   SERVER_GOMAXPROCS  GOMAXPROCS of both servers  [1]
+#               (1 is Go's own choice for quic-plain pinned to one CPU, so the
+#               comparison is at equal GOMAXPROCS. Empty: each server's own
+#               choice; ingestd then raises it to reactors+2 for its TCP
+#               reactors (reactor.EnsureGOMAXPROCS), which costs its QUIC
+#               path 5-11% on one CPU; see docs/quic.md)
 #   SETTLE      idle time after the load, before memory is read  [2s]
 #   MAX_SPREAD  fail when a server's (max-min)/median of msgs per CPU-s
 #               exceeds this percentage                [25]
@@ -69,7 +78,7 @@ RUNS=${RUNS:-3}
 DURATION=${DURATION:-5s}
 WARMUP=${WARMUP:-2s}
 SIZE=${SIZE:-128}
-RATES=${RATES:-"20000:5000"}
+RATES=${RATES:-"1000:10000 per-message/1000:5000 20000:2000"}
 RAMP=${RAMP:-1s}
 WINDOW=${WINDOW:-4}
 QUIC_SOCKETS=${QUIC_SOCKETS:-64}
@@ -79,7 +88,7 @@ CPU_LOAD=${CPU_LOAD:-1}
 PORT=${PORT:-7590}
 METRICS_PORT=${METRICS_PORT:-9590}
 REACTORS=${REACTORS:-1}
-SERVER_GOMAXPROCS=${SERVER_GOMAXPROCS:-}
+SERVER_GOMAXPROCS=${SERVER_GOMAXPROCS-1}
 SETTLE=${SETTLE:-2s}
 MAX_SPREAD=${MAX_SPREAD:-25}
 RESULTS_DIR=${RESULTS_DIR:-bench/results}
@@ -189,14 +198,15 @@ sock_drops() { # pid
 		FNR > 1 && ($10 in want) {d += $NF} END {print d + 0}' /proc/net/udp /proc/net/udp6
 }
 
-rate_for() { # conns -> messages/s (0: unlimited)
+rate_for() { # mode conns -> messages/s (0: unlimited)
 	local p
-	for p in $RATES; do [[ ${p%%:*} == "$1" ]] && { echo "${p#*:}"; return; }; done
+	for p in $RATES; do [[ ${p%%:*} == "$1/$2" ]] && { echo "${p#*:}"; return; }; done
+	for p in $RATES; do [[ ${p%%:*} == "$2" ]] && { echo "${p#*:}"; return; }; done
 	echo 0
 }
 
 load_args() { # mode conns
-	echo -n "--size $SIZE --rate $(rate_for "$2") --ramp $RAMP "
+	echo -n "--size $SIZE --rate $(rate_for "$1" "$2") --ramp $RAMP "
 	case $1 in
 	tcp) echo "--addr $HOST:$PORT --conns $2 --window $WINDOW --dial-parallel $DIAL_PARALLEL" ;;
 	reuse) echo "--transport quic --insecure --addr $HOST:$PORT --quic-sockets $QUIC_SOCKETS --quic-streams reuse --streams 1 --conns $2 --window $WINDOW --dial-parallel $DIAL_PARALLEL" ;;
@@ -315,8 +325,8 @@ spread() { sort -g | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1
 	echo
 	echo "- kernel $(uname -r); CPU $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(nproc) cores; $(go version 2>/dev/null | awk '{print $3}'); quic-go v0.65.0"
 	echo "- server on CPU $CPU_SERVER, GOMAXPROCS ${SERVER_GOMAXPROCS:-default} (ingestd --reactors $REACTORS --sink discard, QUIC defaults; quic-plain: the same quic.Config limits, one consumer goroutine), ingest-load on CPU $CPU_LOAD"
-	echo "- load: $SIZE B payloads, $WINDOW unanswered per connection (reuse: 1 stream per connection; per-message: $WINDOW streams in flight), QUIC connections over $QUIC_SOCKETS shared UDP sockets, dialed $DIAL_PARALLEL at a time, starts spread over $RAMP, $WARMUP warmup then $DURATION measured; rate as fast as the windows allow except (conns:msgs/s) $RATES"
-	echo "- command: \`CONNS=\"$CONNS\" MODES=\"$MODES\" RUNS=$RUNS DURATION=$DURATION WARMUP=$WARMUP SIZE=$SIZE RATES=\"$RATES\" RAMP=$RAMP SERVER_GOMAXPROCS=$SERVER_GOMAXPROCS WINDOW=$WINDOW DIAL_PARALLEL=$DIAL_PARALLEL ./scripts/bench-quic.sh\`"
+	echo "- load: $SIZE B payloads, $WINDOW unanswered per connection (reuse: 1 stream per connection; per-message: $WINDOW streams in flight), QUIC connections over $QUIC_SOCKETS shared UDP sockets, dialed $DIAL_PARALLEL at a time, starts spread over $RAMP, $WARMUP warmup then $DURATION measured; rate as fast as the windows allow except ([mode/]conns:msgs/s) $RATES"
+	echo "- command: \`CONNS=\"$CONNS\" MODES=\"$MODES\" RUNS=$RUNS DURATION=$DURATION WARMUP=$WARMUP SIZE=$SIZE RATES=\"$RATES\" RAMP=$RAMP SERVER_GOMAXPROCS=\"$SERVER_GOMAXPROCS\" WINDOW=$WINDOW DIAL_PARALLEL=$DIAL_PARALLEL ./scripts/bench-quic.sh\`"
 	echo "- raw numbers: \`$TSV\`; medians of $RUNS alternating runs, msgs/CPU-s with min–max"
 	echo "- memory per connection: Go heap (and stacks) in use after a forced GC, all connections open and idle after the load, minus the same with none open after a warm-up run, divided by the connections"
 	echo "- ratio: msgs per server CPU-second against quic-plain with the same connections and stream style (TCP: against quic-plain reuse); UDP drops: datagrams dropped on the full receive buffers of the server's socket and of the load's sockets during the run"
@@ -337,7 +347,7 @@ for conns in $CONNS; do
 			[[ $mode == tcp ]] && label=TCP
 			pc=$(col "$conns" "$mode" "$server" 7 | median)
 			offered=max
-			[[ $(rate_for "$conns") != 0 ]] && offered="$(rate_for "$conns")/s"
+			[[ $(rate_for "$mode" "$conns") != 0 ]] && offered="$(rate_for "$mode" "$conns")/s"
 			awk -v c="$conns" -v l="$label" -v s="$server" -v off="$offered" -v mps="$(col "$conns" "$mode" "$server" 5 | median)" -v pc="$pc" \
 				-v mm="$(col "$conns" "$mode" "$server" 7 | minmax)" -v ref="$ref" \
 				-v p50="$(col "$conns" "$mode" "$server" 8 | median)" -v p99="$(col "$conns" "$mode" "$server" 9 | median)" \

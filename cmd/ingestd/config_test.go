@@ -40,6 +40,7 @@ func TestBadConfigExits2(t *testing.T) {
 		{name: "metrics address", args: []string{"--metrics", "nowhere"}, want: `--metrics "nowhere"`},
 		{name: "log level", args: []string{"--log-level", "loud"}, want: `--log-level "loud"`},
 		{name: "ack delay", args: []string{"--ack-delay", "0s"}, want: `--ack-delay 0s: want > 0`},
+		{name: "udp buffer", args: []string{"--quic-udp-buffer", "-1"}, want: `--quic-udp-buffer -1: want 0`},
 		{name: "reactors not a number", args: []string{"--reactors", "two"}, want: `invalid value "two" for flag -reactors`},
 		{name: "unknown flag", args: []string{"--bogus"}, want: `flag provided but not defined: -bogus`},
 		{name: "stray argument", args: []string{"serve"}, want: `unexpected arguments ["serve"]`},

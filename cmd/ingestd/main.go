@@ -83,6 +83,7 @@ type config struct {
 	QUICIdleTimeout      time.Duration `json:"quic_idle_timeout"`
 	QUICBufferMemory     int64         `json:"quic_buffer_memory"`
 	QUICLargeFrameMemory int64         `json:"quic_large_frame_memory"`
+	QUICUDPBuffer        int           `json:"quic_udp_buffer"`
 }
 
 func defaults() config {
@@ -185,6 +186,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&cfg.QUICIdleTimeout, "quic-idle-timeout", cfg.QUICIdleTimeout, "QUIC: close connections without a packet for this long")
 	fs.Int64Var(&cfg.QUICBufferMemory, "quic-buffer-memory", cfg.QUICBufferMemory, "QUIC: bytes for the read buffers of all streams together")
 	fs.Int64Var(&cfg.QUICLargeFrameMemory, "quic-large-frame-memory", cfg.QUICLargeFrameMemory, "QUIC: bytes for frames larger than a read buffer, all streams together (>= --max-payload)")
+	fs.IntVar(&cfg.QUICUDPBuffer, "quic-udp-buffer", cfg.QUICUDPBuffer, "QUIC: kernel receive buffer of the UDP socket, bytes (0: quic-go's 7 MiB; beyond net.core.rmem_max needs CAP_NET_ADMIN)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -224,6 +226,7 @@ func applyIfSet(set map[string]bool, dst *config, flags config) {
 		"quic-max-streams": func() { dst.QUICMaxStreams = flags.QUICMaxStreams }, "quic-stream-window": func() { dst.QUICStreamWindow = flags.QUICStreamWindow },
 		"quic-conn-window": func() { dst.QUICConnWindow = flags.QUICConnWindow }, "quic-idle-timeout": func() { dst.QUICIdleTimeout = flags.QUICIdleTimeout },
 		"quic-buffer-memory": func() { dst.QUICBufferMemory = flags.QUICBufferMemory }, "quic-large-frame-memory": func() { dst.QUICLargeFrameMemory = flags.QUICLargeFrameMemory },
+		"quic-udp-buffer": func() { dst.QUICUDPBuffer = flags.QUICUDPBuffer },
 	}
 	for name, apply := range pairs {
 		if set[name] {
@@ -344,6 +347,8 @@ func validateQUIC(cfg config) error {
 		return badConfig("--quic-idle-timeout %v: want > 0", cfg.QUICIdleTimeout)
 	case cfg.QUICBufferMemory < quicbridge.DefaultReadBufferSize:
 		return badConfig("--quic-buffer-memory %d: want >= %d (one read buffer)", cfg.QUICBufferMemory, quicbridge.DefaultReadBufferSize)
+	case cfg.QUICUDPBuffer < 0 || cfg.QUICUDPBuffer > 1<<30:
+		return badConfig("--quic-udp-buffer %d: want 0 (quic-go's default) to 1 GiB", cfg.QUICUDPBuffer)
 	}
 	maxFrame := cfg.MaxPayload + ingest.HeaderSize
 	if cfg.MaxPayload == 0 { // the servers read 0 as the default
@@ -374,6 +379,7 @@ func quicConfig(cfg config, log *slog.Logger) (quicbridge.Config, error) {
 		MaxPayload:          cfg.MaxPayload,
 		BufferMemory:        cfg.QUICBufferMemory,
 		LargeFrameMemory:    cfg.QUICLargeFrameMemory,
+		UDPReceiveBuffer:    cfg.QUICUDPBuffer,
 		Overload:            overload,
 		Logger:              log,
 	}
