@@ -216,10 +216,11 @@ load_args() { # mode conns
 
 # check_load fails unless a load run answered every message with an ACK.
 check_load() { # json what
-	local errs unans nacks
-	read -r errs unans nacks < <(jq -r '[.errors, .unanswered, ([.nacks[]] | add)] | @tsv' "$1")
+	local errs unans nacks measured
+	read -r errs unans nacks measured < <(jq -r '[.errors, .unanswered, ([.nacks[]] | add), .measured_messages] | @tsv' "$1")
 	[[ $errs == 0 && $unans == 0 && $nacks == 0 ]] ||
 		die "$2: $errs errors, $unans unanswered, $nacks NACKs: $(jq -c .error_samples "$1")"
+	[[ $measured -gt 0 ]] || die "$2: no message was measured (the load stopped before its measured phase?)"
 }
 
 # wait_idle waits until the server holds no connection (ingestd counts
@@ -251,6 +252,9 @@ run_one() { # conns mode server run
 
 	local drops0
 	drops0=$(sock_drops "$SERVER_PID")
+	# Empty it first: the wait below must not find the previous run's
+	# "holding" before this load has opened (and truncated) the file.
+	: >"$RAW/run.err"
 	# shellcheck disable=SC2086
 	taskset -c "$CPU_LOAD" "$BIN/ingest-load" $args --warmup "$WARMUP" --duration "$DURATION" --hold 10m \
 		--server-pid "$SERVER_PID" --connect-timeout 30s --drain-timeout 30s --json --progress=false >"$RAW/run.json" 2>"$RAW/run.err" &
