@@ -101,7 +101,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&cfg.ContendedPct, "contended-pct", 8, "a run is contended when a CPU spent more than this percentage of it on other work")
 	fs.IntVar(&cfg.Retries, "retries", 2, "repeat a contended run up to this many times")
 	fs.DurationVar(&cfg.NoiseBudget, "noise-budget", 0, "total time for waiting out other load and repeating runs or cells (default: quick 150s, full 15m)")
-	fs.Float64Var(&cfg.SpreadMax, "spread-max", 0.25, "noise gate: the largest spread of a gated figure (marked † in the table) over one server's runs, (max-min)/median, from 5 runs without the server's lowest and highest run (one outlying run passes, two groups of runs do not); a cell over it is measured again and judged on both passes pooled, then the harness fails")
+	fs.Float64Var(&cfg.SpreadMax, "spread-max", 0.25, "noise gate: the largest spread of a gated figure (marked † in the table) over the runs of gyre or of net (gnet's is shown and marked (noisy) when over it, not gated; latency-under-load cells have no gated figure), (max-min)/median, from 5 runs without the server's lowest and highest run (one outlying run passes, two groups of runs do not); a cell over it is measured again and judged on both passes pooled, then the harness fails")
 	fs.BoolVar(&cfg.AllowNoisy, "allow-noisy", false, "write tables and charts even when cells stayed noisy (they are marked NOISY; the exit status is still 1)")
 	fs.DurationVar(&cfg.IdleSettle, "idle-settle", 2*time.Second, "idle workload: wait after the connections are open before sampling RSS")
 	fs.IntVar(&cfg.IdlePerHolder, "idle-per-holder", 10000, "idle workload: connections per holder process")

@@ -32,7 +32,8 @@ type Env struct {
 	CPUServer     int                `json:"cpu_server"`
 	CPULoad       int                `json:"cpu_load"`
 	SpreadMax     float64            `json:"spread_max"`
-	NoiseGate     string             `json:"noise_gate,omitempty"` // the gate applied (gateRule); "" before it trimmed and pooled
+	NoiseGate     string             `json:"noise_gate,omitempty"`    // the gate applied (gateRule); "" before it trimmed and pooled
+	GatedServers  []string           `json:"gated_servers,omitempty"` // the servers the gate judged; none: all (before it judged only gyre and net)
 	ContendedPct  float64            `json:"contended_pct"`
 	NoFile        string             `json:"rlimit_nofile"` // soft/hard, as the servers and clients inherit it
 	PortRange     string             `json:"ip_local_port_range"`
@@ -80,6 +81,7 @@ func captureEnv(h *H) Env {
 		CPULoad:       h.cfg.CPULoad,
 		SpreadMax:     h.cfg.SpreadMax,
 		NoiseGate:     gateRule(h.cfg.SpreadMax),
+		GatedServers:  gatedServers,
 		ContendedPct:  h.cfg.ContendedPct,
 		PortRange:     strings.Join(strings.Fields(firstLine("/proc/sys/net/ipv4/ip_local_port_range")), "-"),
 		TWReuse:       firstLine("/proc/sys/net/ipv4/tcp_tw_reuse"),

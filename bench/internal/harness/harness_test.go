@@ -92,14 +92,19 @@ func TestSummarizeAndNoisy(t *testing.T) {
 	if sum[SGyre]["rps"].Median != 105 || sum[SNet]["rps"].Min != 50 {
 		t.Fatalf("summaries: %+v", sum)
 	}
-	why := noisy(WHTTP, sum, 0.25)
+	why, peer := noisy(WHTTP, sum, 0.25)
 	// net spreads 30/60 = 50% on rps_per_cpu; rps (load-bound) and p99
 	// are not checked.
-	if len(why) != 1 || !strings.Contains(why[0], "net requests / server CPU-s") {
-		t.Fatalf("noisy: %v", why)
+	if len(why) != 1 || !strings.Contains(why[0], "net requests / server CPU-s") || len(peer) != 0 {
+		t.Fatalf("noisy: %v; peer %v", why, peer)
 	}
-	if why := noisy(WHTTP, sum, 0.6); len(why) != 0 {
+	if why, _ := noisy(WHTTP, sum, 0.6); len(why) != 0 {
 		t.Fatalf("noisy at 60%%: %v", why)
+	}
+	// gnet spreading as wide is reported apart and fails nothing.
+	sum = summarize(WHTTP, append(runs(SGyre, 100, 110, 105), runs(SGnet, 50, 80, 60)...))
+	if why, peer := noisy(WHTTP, sum, 0.25); len(why) != 0 || len(peer) != 1 || !strings.HasPrefix(peer[0], "gnet requests / server CPU-s spread 50%") {
+		t.Fatalf("gnet noisy: why %v; peer %v", why, peer)
 	}
 }
 
