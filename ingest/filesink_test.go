@@ -15,27 +15,11 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gyre-io/gyre/internal/syncbuf"
 )
 
-// logBuffer collects slog output from the syncer goroutine and the test.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func testLogger(b *logBuffer) *slog.Logger {
+func testLogger(b *syncbuf.Buffer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
@@ -329,7 +313,7 @@ func TestFileSinkSyncTriggers(t *testing.T) {
 
 func TestFileSinkRotationAndRetention(t *testing.T) {
 	dir := t.TempDir()
-	logs := &logBuffer{}
+	logs := &syncbuf.Buffer{}
 	const segBytes, retain = 4096, 16384
 	s := openTestSink(t, FileSinkConfig{Dir: dir, SegmentBytes: segBytes, RetainBytes: retain, Logger: testLogger(logs)})
 	var want []Record
@@ -475,7 +459,7 @@ func TestFileSinkRecoversTornTail(t *testing.T) {
 			// Before recovery the reader stops at the torn tail quietly.
 			sameRecords(t, readAll(t, dir), want)
 
-			logs := &logBuffer{}
+			logs := &syncbuf.Buffer{}
 			s2 := openTestSink(t, FileSinkConfig{Dir: dir, Logger: testLogger(logs)})
 			if !strings.Contains(logs.String(), "recovered torn tail") || !strings.Contains(logs.String(), fmt.Sprintf("kept_records=%d", keep)) {
 				t.Errorf("recovery log: %s", logs.String())
@@ -501,7 +485,7 @@ func TestFileSinkRecoversTornSegmentHeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameRecords(t, readAll(t, dir), want)
-	logs := &logBuffer{}
+	logs := &syncbuf.Buffer{}
 	s2 := openTestSink(t, FileSinkConfig{Dir: dir, Logger: testLogger(logs)})
 	if !strings.Contains(logs.String(), "torn header") {
 		t.Errorf("recovery log: %s", logs.String())
@@ -533,7 +517,7 @@ func TestFileSinkDamageBeforeIntactRecords(t *testing.T) {
 		t.Fatalf("ReadLog = %v, want a CorruptError at %s offset %d", err, path, offs[4])
 	}
 
-	logs := &logBuffer{}
+	logs := &syncbuf.Buffer{}
 	s2 := openTestSink(t, FileSinkConfig{Dir: dir, Logger: testLogger(logs)})
 	if err := s2.Close(); err != nil {
 		t.Fatal(err)

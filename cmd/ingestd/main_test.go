@@ -20,12 +20,12 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gyre-io/gyre/ingest"
+	"github.com/gyre-io/gyre/internal/syncbuf"
 )
 
 // ingestdBin is the binary built by TestMain.
@@ -54,30 +54,11 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// syncBuffer collects a child's output; the test reads it while the child
-// writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // daemon is one running ingestd process.
 type daemon struct {
 	t              *testing.T
 	cmd            *exec.Cmd
-	stdout, stderr *syncBuffer
+	stdout, stderr *syncbuf.Buffer
 	exited         chan struct{} // closed once cmd.Wait returned
 	waitErr        error         // cmd.Wait's result, valid after exited
 	tcp, metrics   string        // addresses it reported listening on
@@ -87,7 +68,7 @@ type daemon struct {
 // startProcess runs ingestd with args. It does not wait for readiness.
 func startProcess(t *testing.T, args ...string) *daemon {
 	t.Helper()
-	d := &daemon{t: t, stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan struct{})}
+	d := &daemon{t: t, stdout: &syncbuf.Buffer{}, stderr: &syncbuf.Buffer{}, exited: make(chan struct{})}
 	if !hasFlag(args, "--quic") && (len(args) == 0 || args[0] != "read") {
 		// QUIC listens on a fixed UDP port by default: tests running
 		// daemons side by side give each a free one.
