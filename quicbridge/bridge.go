@@ -91,10 +91,11 @@ type Bridge struct {
 	// live counts the connections quic-go holds, from their first packet
 	// to their end, refused ones included; it bounds the state a flood of
 	// handshakes can create (MaxConns + refuseSlack).
-	live         atomic.Int64
-	nextConn     atomic.Uint64
-	nextProducer atomic.Uint64
-	lastRefusal  atomic.Int64 // unix nanos of the last refusal log line
+	live            atomic.Int64
+	nextConn        atomic.Uint64
+	nextProducer    atomic.Uint64
+	refusalLog      oncePerSecond // refusals over MaxConns
+	queueRefusalLog oncePerSecond // refusals by quic-go's accept queue
 
 	mu      sync.Mutex
 	conns   map[*conn]struct{}
@@ -250,7 +251,7 @@ func (b *Bridge) connContext(ctx context.Context, _ *quic.ClientInfo) (context.C
 		b.live.Add(-1)
 		if !info.accepted.Load() && refusedByQueue(context.Cause(ctx)) {
 			b.stats.connsRefusedQueue.Add(1)
-			b.logRefusal("accept_queue_full")
+			b.logQueueRefusal()
 		}
 	})
 	return ctx, nil
@@ -266,17 +267,28 @@ func refusedByQueue(cause error) bool {
 	return errors.As(cause, &te) && !te.Remote && te.ErrorCode == quic.ConnectionRefused
 }
 
-// logRefusal logs refusals at most once a second: under a flood a line per
-// attempt would be a flood of its own.
-func (b *Bridge) logRefusal(how string) {
+// oncePerSecond lets a log line through at most once a second: under a
+// flood a line per attempt would be a flood of its own.
+type oncePerSecond struct{ last atomic.Int64 }
+
+func (o *oncePerSecond) ok() bool {
 	now := time.Now().UnixNano()
-	last := b.lastRefusal.Load()
-	if now-last < int64(time.Second) || !b.lastRefusal.CompareAndSwap(last, now) {
-		return
-	}
-	if how == "accept_queue_full" {
+	last := o.last.Load()
+	return now-last >= int64(time.Second) && o.last.CompareAndSwap(last, now)
+}
+
+// logQueueRefusal logs refusals by quic-go's accept queue; they have their
+// own limiter so that MaxConns refusals cannot hide them.
+func (b *Bridge) logQueueRefusal() {
+	if b.queueRefusalLog.ok() {
 		b.log.Warn("refusing QUIC connections: handshakes complete faster than they are accepted (quic-go's accept queue holds 32); clients should retry with backoff",
 			"refused_accept_queue_total", b.stats.connsRefusedQueue.Load())
+	}
+}
+
+// logRefusal logs refusals over MaxConns.
+func (b *Bridge) logRefusal(how string) {
+	if !b.refusalLog.ok() {
 		return
 	}
 	b.log.Warn("refusing QUIC connections: too many", "max_conns", b.cfg.MaxConns, "how", how,

@@ -5,14 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gyre-io/gyre/ingest"
+	"github.com/gyre-io/gyre/internal/syncbuf"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/quic-go/quic-go"
 	"golang.org/x/sys/unix"
@@ -533,7 +536,8 @@ func TestSlowReaderReset(t *testing.T) {
 // the client side sees exactly that many refusals.
 func TestAcceptQueueRefusalsCounted(t *testing.T) {
 	const dials = 48
-	b := startBridge(t, Config{}, ingest.DispatcherConfig{}, newRecSink())
+	var logs syncbuf.Buffer
+	b := startBridge(t, Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))}, ingest.DispatcherConfig{}, newRecSink())
 	b.mu.Lock()
 	locked := true
 	defer func() {
@@ -589,6 +593,9 @@ func TestAcceptQueueRefusalsCounted(t *testing.T) {
 	}
 	if got := refusedMetric(t, b, "accept_queue"); got != float64(st.ConnsRefusedQueue) {
 		t.Fatalf("gyre_quic_connections_refused_total{reason=accept_queue} = %v, want %d", got, st.ConnsRefusedQueue)
+	}
+	if !strings.Contains(logs.String(), "quic-go's accept queue holds 32") {
+		t.Fatalf("no warning about the accept queue in the log:\n%s", logs.String())
 	}
 }
 

@@ -1,18 +1,20 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
+	"net"
 	"os"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gyre-io/gyre/ingest"
+	"github.com/gyre-io/gyre/internal/syncbuf"
 	"github.com/gyre-io/gyre/quicbridge"
 )
 
@@ -56,24 +58,6 @@ func TestQUICSharedSockets(t *testing.T) {
 	}
 }
 
-// lockedBuffer is an io.Writer a test can read while the command writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestHold: --hold keeps every connection open once the messages are
 // answered, says so on stderr, and closes them afterwards; SIGINT (ctx)
 // ends it early. --server-pid (this process serves) reports CPU time.
@@ -81,7 +65,7 @@ func TestHold(t *testing.T) {
 	b := startBridge(t, quicbridge.Config{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stdout, stderr lockedBuffer
+	var stdout, stderr syncbuf.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, quicArgs(b, "--conns", "3", "--messages", "100", "--hold", "1m", "--warmup", "1ms",
@@ -164,4 +148,66 @@ func TestRamp(t *testing.T) {
 	if res.MessagesSent < 120 || res.MessagesSent > 140 {
 		t.Fatalf("sent %d messages, want about 134", res.MessagesSent)
 	}
+}
+
+// countingConn counts the datagrams the server reads.
+type countingConn struct {
+	net.PacketConn
+	n atomic.Int64
+}
+
+func (c *countingConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	n, addr, err := c.PacketConn.ReadFrom(p)
+	if err == nil {
+		c.n.Add(1)
+	}
+	return n, addr, err
+}
+
+// TestQUICKeepAlive: during a hold, a silent connection sends a PING every
+// --quic-keepalive, so the server keeps receiving datagrams (and nothing
+// else would: every message is answered).
+func TestQUICKeepAlive(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := &countingConn{PacketConn: pc}
+	d, err := ingest.NewDispatcher(ingest.DispatcherConfig{Shards: 1, Sink: &ingest.DiscardSink{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Close)
+	b, err := quicbridge.Listen(quicbridge.Config{PacketConn: cc, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout, stderr syncbuf.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, quicArgs(b, "--conns", "2", "--messages", "10", "--hold", "1m", "--quic-keepalive", "100ms", "--json"), &stdout, &stderr)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(stderr.String(), "ingest-load: holding 2 connections") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no hold announced; stderr: %s", stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // the last ACKs' acknowledgements settle
+	before := cc.n.Load()
+	time.Sleep(time.Second)
+	pings := cc.n.Load() - before
+	cancel()
+	if code := <-done; code != exitOK {
+		t.Fatalf("exit %d; stderr %s", code, stderr.String())
+	}
+	// 2 connections × 1 s / 100 ms = 20; the default (10 s) would send none.
+	if pings < 10 {
+		t.Fatalf("the server received %d datagrams in 1 s of hold, want about 20 keep-alive PINGs", pings)
+	}
+	t.Logf("%d datagrams in 1 s of hold", pings)
 }

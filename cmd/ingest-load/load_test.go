@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -281,5 +283,27 @@ func TestLoadTooLarge(t *testing.T) {
 	}
 	if !strings.Contains(stderr, "too large") {
 		t.Errorf("stderr does not say why: %s", stderr)
+	}
+}
+
+// TestCPUProfile: --cpuprofile leaves a CPU profile of the run that go tool
+// pprof can read (it starts with a gzip header), and a path that cannot be
+// created is a usage error before any connection is made.
+func TestCPUProfile(t *testing.T) {
+	s := startServer(t, ingest.ServerConfig{Sink: &ingest.DiscardSink{}})
+	path := filepath.Join(t.TempDir(), "load.prof")
+	code, res, m, stderr := runJSON(t, "--addr", s.Addr(), "--conns", "2", "--messages", "2000", "--cpuprofile", path)
+	checkClean(t, code, res, m, stderr)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+		t.Fatalf("the profile is not a gzipped pprof file (%d bytes)", len(b))
+	}
+	var stdout, stderrBuf bytes.Buffer
+	code = run(context.Background(), []string{"--addr", s.Addr(), "--cpuprofile", filepath.Join(t.TempDir(), "no", "such", "dir", "p")}, &stdout, &stderrBuf)
+	if code != exitUsage || !strings.Contains(stderrBuf.String(), "--cpuprofile") {
+		t.Fatalf("exit %d, stderr %q; want a usage error naming --cpuprofile", code, stderrBuf.String())
 	}
 }
