@@ -5,25 +5,23 @@ package uring
 import (
 	"fmt"
 	"os"
-	"syscall"
 	"unsafe"
-
-	"github.com/pawelgaczynski/giouring"
 )
 
 // RegisterBufRing registers a provided-buffer ring of entries slots at addr
 // (page-aligned memory outside the Go heap) as buffer group bgid. flags is
-// io_uring_buf_reg.flags (e.g. IOU_PBUF_RING_INC); giouring ignores its
-// own flags argument, so they travel in the field the kernel reads.
+// io_uring_buf_reg.flags (e.g. IOU_PBUF_RING_INC).
 func (r *Ring) RegisterBufRing(addr unsafe.Pointer, entries uint32, bgid uint16, flags uint16) error {
-	reg := giouring.BufReg{
-		RingAddr:    uint64(uintptr(addr)),
-		RingEntries: entries,
-		Bgid:        bgid,
-		Pad:         flags, // struct io_uring_buf_reg: __u16 flags follows bgid
+	errno := r.inject.at(StageBufRing)
+	if errno == 0 {
+		reg := bufReg{ringAddr: uint64(uintptr(addr)), ringEntries: entries, bgid: bgid, flags: flags}
+		_, errno = ioUringRegister(r.fd, registerPbufRing, unsafe.Pointer(&reg), 1)
 	}
-	if _, err := r.ring.RegisterBufferRing(&reg, 0); err != nil {
-		return fmt.Errorf("uring: registering buffer ring %d (%d entries): %w", bgid, entries, syscallErr("io_uring_register", err))
+	if errno != 0 {
+		return refused(fmt.Sprintf("registering buffer ring %d (%d entries, IORING_REGISTER_PBUF_RING)", bgid, entries),
+			"io_uring_register", errno,
+			fmt.Sprintf("the kernel refused the buffer ring: entries must be a power of two up to 32768 in page-aligned memory, the group unused, the flags known (gyre needs Linux >= %d.%d)",
+				minKernel[0], minKernel[1]), false)
 	}
 	return nil
 }
@@ -31,15 +29,9 @@ func (r *Ring) RegisterBufRing(addr unsafe.Pointer, entries uint32, bgid uint16,
 // UnregisterBufRing removes buffer group bgid from the ring. The memory
 // stays mapped: its owner unmaps it.
 func (r *Ring) UnregisterBufRing(bgid uint16) error {
-	if _, err := r.ring.UnregisterBufferRing(int(bgid)); err != nil {
-		return fmt.Errorf("uring: unregistering buffer ring %d: %w", bgid, syscallErr("io_uring_register", err))
+	reg := bufReg{bgid: bgid}
+	if _, errno := ioUringRegister(r.fd, unregisterPbufRing, unsafe.Pointer(&reg), 1); errno != 0 {
+		return fmt.Errorf("uring: unregistering buffer ring %d: %w", bgid, os.NewSyscallError("io_uring_register", errno))
 	}
 	return nil
-}
-
-func syscallErr(name string, err error) error {
-	if errno, ok := err.(syscall.Errno); ok {
-		return os.NewSyscallError(name, errno)
-	}
-	return err
 }

@@ -14,15 +14,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Close documents "the kernel cancels whatever is still in flight". It does
-// not while the owner thread lives: New registers the ring fd
-// (RegisterRingFd), and giouring's QueueExit never unregisters it
-// (UnregisterRingFd tests IntFlagRegRing the wrong way round and returns
-// EINVAL without a syscall). The registered slot keeps a reference to the
-// ring file, so closing the fd does not release the ring: a multishot
-// accept stays armed and keeps the listening socket alive after both the
-// ring and the listener fd are closed. Connections to the port still
-// succeed, and the port cannot be reused, until the thread exits.
+// Close documents "the kernel cancels whatever is still in flight". It once
+// did not while the owner thread lived: the ring fd was registered
+// (IORING_REGISTER_RING_FDS) and giouring's QueueExit never unregistered it,
+// so the registered slot kept the ring, and a multishot accept armed on it,
+// alive after Close: the listening socket kept accepting after both the ring
+// and the listener fd were closed, until the thread exited. The ring fd is
+// no longer registered; this test keeps it that way.
 func TestRegressionCloseLeavesRingAlive(t *testing.T) {
 	noLeaks(t)
 	locked(t, func(l lt) {

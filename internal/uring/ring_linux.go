@@ -15,7 +15,6 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/pawelgaczynski/giouring"
 	"golang.org/x/sys/unix"
 )
 
@@ -61,6 +60,10 @@ type Config struct {
 	// may fake its completion or shorten it. Tests use it to provoke rare
 	// kernel paths (ENOBUFS, EAGAIN, short sends) on purpose.
 	Fault Fault
+	// Inject, when set, makes one step of the ring's life fail as if the
+	// kernel had refused it (see [Injection]). A test hook: nil in
+	// production.
+	Inject *Injection
 }
 
 // Kind names the requests a Fault can act on.
@@ -87,50 +90,43 @@ type Action struct {
 type Fault func(kind Kind, length int) Action
 
 // Ring is one io_uring instance. It is not safe for concurrent use: only the
-// OS thread that created it may call its methods (except Fd and Mode).
+// OS thread that created it may call its methods (except Fd, Mode, Sizes
+// and Overflows).
 type Ring struct {
-	ring      *giouring.Ring
-	mode      Mode
 	fd        int
-	peek      []*giouring.CompletionQueueEvent
+	mode      Mode
+	features  uint32
 	fault     Fault
+	inject    *Injection
 	fakes     []CQE // faked completions, returned by the next Reap
 	sqEntries uint32
 	cqEntries uint32
 	overflows atomic.Uint64
 	closed    bool
-	ts        unix.Timespec // see PrepTimeout
+
+	// The mappings, kept to unmap them. cqMem is nil when the kernel maps
+	// both rings at once (IORING_FEAT_SINGLE_MMAP).
+	sqMem, cqMem, sqeMem []byte
+
+	// Submission queue. The kernel moves the head, this package the tail.
+	sqHead  *uint32 // read with acquire (atomic load)
+	sqTail  *uint32 // written with release (atomic store)
+	sqFlags *uint32 // IORING_SQ_*, set by the kernel
+	sqMask  uint32
+	sqes    []sqe
+	sqeTail uint32 // next entry to hand out; published to *sqTail on submit
+	sqeSent uint32 // the last value stored to *sqTail
+
+	// Completion queue. The kernel moves the tail, this package the head.
+	cqHead *uint32 // written with release (atomic store)
+	cqTail *uint32 // read with acquire (atomic load)
+	cqMask uint32
+	cqes   []cqe
+
+	ts      kernelTimespec // see PrepTimeout
+	waitTS  kernelTimespec // SubmitAndWait's timeout, read by the kernel during the call
+	waitArg getEventsArg   // points at waitTS
 }
-
-// params mirrors struct io_uring_params (120 bytes). giouring keeps the
-// fields of its Params unexported, so the CQ size could not be set without
-// this mirror; the layout is checked at compile time below.
-type params struct {
-	sqEntries    uint32
-	cqEntries    uint32
-	flags        uint32
-	sqThreadCPU  uint32
-	sqThreadIdle uint32
-	features     uint32
-	wqFd         uint32
-	resv         [3]uint32
-	sqOff        [10]uint32
-	cqOff        [10]uint32
-}
-
-// Both directions: a size mismatch makes one of the array lengths negative.
-var (
-	_ [unsafe.Sizeof(giouring.Params{}) - unsafe.Sizeof(params{})]byte
-	_ [unsafe.Sizeof(params{}) - unsafe.Sizeof(giouring.Params{})]byte
-	_ [unsafe.Sizeof(giouring.SubmissionQueueEntry{}) - 64]byte
-	_ [64 - unsafe.Sizeof(giouring.SubmissionQueueEntry{})]byte
-)
-
-const (
-	setupCQSize = giouring.SetupCQSize
-	// setupClamp lets the kernel cap sizes at its maximum instead of failing.
-	setupClamp = 1 << 4
-)
 
 // minKernel is the oldest kernel gyre supports: SINGLE_ISSUER, DEFER_TASKRUN
 // and multishot recv with provided buffer rings are all present from 6.1.
@@ -141,14 +137,14 @@ var requiredOps = []struct {
 	op   uint8
 	name string
 }{
-	{giouring.OpAccept, "ACCEPT"},
-	{giouring.OpRecv, "RECV"},
-	{giouring.OpSend, "SEND"},
-	{giouring.OpMsgRing, "MSG_RING"},
-	{giouring.OpPollAdd, "POLL_ADD"},
-	{giouring.OpTimeout, "TIMEOUT"},
-	{giouring.OpAsyncCancel, "ASYNC_CANCEL"},
-	{giouring.OpShutdown, "SHUTDOWN"},
+	{opAccept, "ACCEPT"},
+	{opRecv, "RECV"},
+	{opSend, "SEND"},
+	{opMsgRing, "MSG_RING"},
+	{opPollAdd, "POLL_ADD"},
+	{opTimeout, "TIMEOUT"},
+	{opAsyncCancel, "ASYNC_CANCEL"},
+	{opShutdown, "SHUTDOWN"},
 }
 
 // New creates a ring on the calling OS thread. The caller must have locked
@@ -175,16 +171,17 @@ func New(cfg Config) (*Ring, error) {
 		mode  Mode
 		flags uint32
 	}{
-		{ModeSingleIssuer, giouring.SetupSingleIssuer | giouring.SetupDeferTaskrun},
-		{ModeCoopTaskrun, giouring.SetupCoopTaskrun | giouring.SetupTaskrunFlag},
+		{ModeSingleIssuer, setupSingleIssuer | setupDeferTaskrun},
+		{ModeCoopTaskrun, setupCoopTaskrun | setupTaskrunFlag},
 		{ModePlain, 0},
 	}
 	var lastErr error
 	for _, a := range attempts {
-		r, err := setup(cfg.Entries, cq, a.flags|cfg.ExtraFlags|setupCQSize|setupClamp)
+		r, err := setup(cfg.Entries, cq, a.flags|cfg.ExtraFlags|setupCQSize|setupClamp, cfg.Inject)
 		if err == nil {
 			r.mode = a.mode
 			r.fault = cfg.Fault
+			r.inject = cfg.Inject
 			if err := r.probe(); err != nil {
 				r.Close()
 				return nil, err
@@ -192,8 +189,9 @@ func New(cfg Config) (*Ring, error) {
 			return r, nil
 		}
 		lastErr = err
-		if !errors.Is(err, unix.EINVAL) {
-			break // only EINVAL means "try fewer flags"
+		var se *os.SyscallError
+		if !errors.As(err, &se) || se.Syscall != "io_uring_setup" || se.Err != unix.EINVAL {
+			break // only io_uring_setup's EINVAL means "try fewer flags"
 		}
 	}
 	return nil, setupError(lastErr, cfg.ExtraFlags)
@@ -207,27 +205,100 @@ func roundPow2(v uint32) uint64 {
 	return n
 }
 
-func setup(entries, cqEntries, flags uint32) (*Ring, error) {
+// setup calls io_uring_setup and maps the rings. Its errors are
+// *os.SyscallError named after the failing call.
+func setup(entries, cqEntries, flags uint32, inj *Injection) (*Ring, error) {
+	if errno := inj.at(StageSetup); errno != 0 {
+		return nil, os.NewSyscallError("io_uring_setup", errno)
+	}
 	p := params{flags: flags, cqEntries: cqEntries}
-	gr := giouring.NewRing()
-	if err := gr.QueueInitParams(entries, (*giouring.Params)(unsafe.Pointer(&p))); err != nil {
-		return nil, err
+	fd, errno := ioUringSetup(entries, &p)
+	if errno != 0 {
+		return nil, os.NewSyscallError("io_uring_setup", errno)
 	}
 	// The ring fd is deliberately not registered (IORING_REGISTER_RING_FDS):
-	// giouring's UnregisterRingFd has its check inverted, so QueueExit would
-	// leave the registration, and with it the ring and its in-flight
-	// requests (a multishot accept keeps its listener alive), until the
-	// thread exits. The saving, one fdget per io_uring_enter, is small.
-	return &Ring{ring: gr, fd: gr.RingFd(), sqEntries: p.sqEntries, cqEntries: p.cqEntries}, nil
+	// a registration holds a reference to the ring until it is undone or
+	// the thread exits, and the saving, one fdget per io_uring_enter, is
+	// small.
+	r := &Ring{fd: fd, features: p.features, sqEntries: p.sqEntries, cqEntries: p.cqEntries}
+	if err := r.mapRings(&p); err != nil {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// mapRings maps the SQ ring, the CQ ring (the same mapping with
+// IORING_FEAT_SINGLE_MMAP) and the SQE array, and fills the SQ index array.
+func (r *Ring) mapRings(p *params) error {
+	sqSize := int(p.sqOff.array) + int(p.sqEntries)*4 // the index array holds __u32
+	cqSize := int(p.cqOff.cqes) + int(p.cqEntries)*int(unsafe.Sizeof(cqe{}))
+	single := p.features&featSingleMmap != 0
+	if single {
+		sqSize = max(sqSize, cqSize)
+	}
+	var err error
+	if r.sqMem, err = mmapRing(r.fd, offSQRing, sqSize); err != nil {
+		return err
+	}
+	cqMem := r.sqMem
+	if !single {
+		if r.cqMem, err = mmapRing(r.fd, offCQRing, cqSize); err != nil {
+			return err
+		}
+		cqMem = r.cqMem
+	}
+	if r.sqeMem, err = mmapRing(r.fd, offSQEs, int(p.sqEntries)*int(unsafe.Sizeof(sqe{}))); err != nil {
+		return err
+	}
+
+	sq := r.sqMem
+	r.sqHead = word(sq, p.sqOff.head)
+	r.sqTail = word(sq, p.sqOff.tail)
+	r.sqFlags = word(sq, p.sqOff.flags)
+	r.sqMask = *word(sq, p.sqOff.ringMask)
+	r.sqes = unsafe.Slice((*sqe)(unsafe.Pointer(&r.sqeMem[0])), p.sqEntries)
+	r.sqeTail = atomic.LoadUint32(r.sqTail)
+	r.sqeSent = r.sqeTail
+	// Entries are handed out in ring order, so slot i of the index array
+	// always names SQE i: fill it once.
+	array := unsafe.Slice(word(sq, p.sqOff.array), p.sqEntries)
+	for i := range array {
+		array[i] = uint32(i)
+	}
+
+	r.cqHead = word(cqMem, p.cqOff.head)
+	r.cqTail = word(cqMem, p.cqOff.tail)
+	r.cqMask = *word(cqMem, p.cqOff.ringMask)
+	r.cqes = unsafe.Slice((*cqe)(unsafe.Pointer(&cqMem[p.cqOff.cqes])), p.cqEntries)
+	return nil
+}
+
+func mmapRing(fd int, off int64, size int) ([]byte, error) {
+	b, err := unix.Mmap(fd, off, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
+	if err != nil {
+		return nil, syscallErr("mmap", err)
+	}
+	return b, nil
+}
+
+// word points at the __u32 at offset off of a ring mapping.
+func word(mem []byte, off uint32) *uint32 {
+	return (*uint32)(unsafe.Pointer(&mem[off]))
 }
 
 func (r *Ring) probe() error {
-	pr, err := r.ring.GetProbeRing()
-	if err != nil {
-		return fmt.Errorf("uring: probing opcodes: %w", err)
+	var pr probe
+	errno := r.inject.at(StageProbe)
+	if errno == 0 {
+		_, errno = ioUringRegister(r.fd, registerProbe, unsafe.Pointer(&pr), uint32(len(pr.ops)))
+	}
+	if errno != 0 {
+		return refused("probing opcodes (IORING_REGISTER_PROBE)", "io_uring_register", errno,
+			fmt.Sprintf("the kernel refused IORING_REGISTER_PROBE (needs Linux >= %d.%d)", minKernel[0], minKernel[1]), true)
 	}
 	for _, op := range requiredOps {
-		if !pr.IsSupported(op.op) {
+		if !pr.supported(op.op) {
 			return fmt.Errorf("uring: the kernel lacks io_uring opcode %s, which gyre needs (Linux >= %d.%d): %w",
 				op.name, minKernel[0], minKernel[1], ErrUnavailable)
 		}
@@ -239,34 +310,61 @@ func (r *Ring) probe() error {
 // used on this machine. It wraps errors.ErrUnsupported.
 var ErrUnavailable = fmt.Errorf("io_uring unavailable: %w", errors.ErrUnsupported)
 
+// setupError explains why a ring could not be set up. extra is
+// Config.ExtraFlags.
 func setupError(err error, extra uint32) error {
 	var errno syscall.Errno
 	if !errors.As(err, &errno) {
 		return fmt.Errorf("uring: io_uring_setup: %w", err)
 	}
-	sysErr := os.NewSyscallError("io_uring_setup", errno)
+	name := "io_uring_setup"
+	if se := (*os.SyscallError)(nil); errors.As(err, &se) {
+		name = se.Syscall // e.g. mmap of the rings
+	}
+	einval := fmt.Sprintf("the kernel refused every supported set of setup flags (needs Linux >= %d.%d)", minKernel[0], minKernel[1])
+	if extra != 0 {
+		einval = fmt.Sprintf("the kernel refused setup flags %#x", extra)
+	}
+	return refused("", name, errno, einval, true)
+}
+
+// refused explains the errno a system call returned, with a hint for the
+// operator, wrapping it in an *os.SyscallError named name. step, if not
+// empty, names what was being done; einval describes EINVAL, and
+// einvalUnavailable says whether EINVAL means io_uring cannot be used here
+// (rather than a caller's mistake).
+func refused(step, name string, errno syscall.Errno, einval string, einvalUnavailable bool) error {
+	prefix := "uring: "
+	if step != "" {
+		prefix += step + ": "
+	}
+	sysErr := os.NewSyscallError(name, errno)
 	switch errno {
 	case unix.EPERM, unix.EACCES:
-		hint := "a seccomp profile (e.g. a container runtime's default) blocks io_uring_setup; allow the io_uring syscalls"
-		if v, ok := readSysctl("/proc/sys/kernel/io_uring_disabled"); ok && v != "0" {
-			hint = "kernel.io_uring_disabled=" + v + "; set it to 0 (sysctl -w kernel.io_uring_disabled=0)"
-			if v == "1" {
-				hint += " or add this user to the group in kernel.io_uring_group"
+		hint := "a seccomp profile (e.g. a container runtime's default) blocks " + name + "; allow the io_uring syscalls"
+		if name == "io_uring_setup" {
+			if v, ok := readSysctl("/proc/sys/kernel/io_uring_disabled"); ok && v != "0" {
+				hint = "kernel.io_uring_disabled=" + v + "; set it to 0 (sysctl -w kernel.io_uring_disabled=0)"
+				if v == "1" {
+					hint += " or add this user to the group in kernel.io_uring_group"
+				}
 			}
 		}
-		return fmt.Errorf("uring: io_uring is not permitted: %s: %w (%w)", hint, sysErr, ErrUnavailable)
+		return fmt.Errorf("%sio_uring is not permitted: %s: %w (%w)", prefix, hint, sysErr, ErrUnavailable)
 	case unix.ENOSYS:
-		return fmt.Errorf("uring: this kernel has no io_uring (built without CONFIG_IO_URING or filtered): %w (%w)", sysErr, ErrUnavailable)
+		return fmt.Errorf("%sthis kernel has no io_uring (built without CONFIG_IO_URING, or a seccomp filter answers ENOSYS): %w (%w)", prefix, sysErr, ErrUnavailable)
+	case unix.EOPNOTSUPP:
+		return fmt.Errorf("%sthe kernel, or a sandbox such as gVisor, does not support this io_uring operation (gyre needs Linux >= %d.%d with io_uring fully enabled): %w (%w)",
+			prefix, minKernel[0], minKernel[1], sysErr, ErrUnavailable)
 	case unix.ENOMEM:
-		return fmt.Errorf("uring: not enough locked memory for the ring; raise RLIMIT_MEMLOCK (ulimit -l) or the memory cgroup limit, or use fewer entries: %w", sysErr)
+		return fmt.Errorf("%snot enough locked memory for the ring; raise RLIMIT_MEMLOCK (ulimit -l) or the memory cgroup limit, or use fewer entries: %w", prefix, sysErr)
 	case unix.EINVAL:
-		if extra != 0 {
-			return fmt.Errorf("uring: the kernel refused setup flags %#x: %w (%w)", extra, sysErr, ErrUnavailable)
+		if einvalUnavailable {
+			return fmt.Errorf("%s%s: %w (%w)", prefix, einval, sysErr, ErrUnavailable)
 		}
-		return fmt.Errorf("uring: the kernel refused every supported set of setup flags (needs Linux >= %d.%d): %w (%w)",
-			minKernel[0], minKernel[1], sysErr, ErrUnavailable)
+		return fmt.Errorf("%s%s: %w", prefix, einval, sysErr)
 	}
-	return fmt.Errorf("uring: %w", sysErr)
+	return fmt.Errorf("%s%w", prefix, sysErr)
 }
 
 func readSysctl(path string) (string, bool) {
@@ -330,38 +428,91 @@ func (r *Ring) Close() {
 		return
 	}
 	r.closed = true
-	r.ring.QueueExit()
+	r.sqHead, r.sqTail, r.sqFlags, r.cqHead, r.cqTail = nil, nil, nil, nil, nil
+	r.sqes, r.cqes = nil, nil
+	for _, m := range []*[]byte{&r.sqeMem, &r.cqMem, &r.sqMem} {
+		if *m != nil {
+			_ = unix.Munmap(*m)
+			*m = nil
+		}
+	}
+	if r.fd >= 0 {
+		_ = unix.Close(r.fd)
+	}
 }
 
 // sqe returns a zeroed submission entry, submitting queued entries first if
 // the submission queue is full. It never spills into a side list.
-func (r *Ring) sqe() *giouring.SubmissionQueueEntry {
+func (r *Ring) sqe() *sqe {
 	if r.closed {
 		panic("uring: use of a closed ring") // its memory is unmapped
 	}
 	for {
-		if e := r.ring.GetSQE(); e != nil {
-			*e = giouring.SubmissionQueueEntry{}
+		// Acquire: the kernel has read every entry before the head.
+		if r.sqeTail-atomic.LoadUint32(r.sqHead) < r.sqEntries {
+			e := &r.sqes[r.sqeTail&r.sqMask]
+			r.sqeTail++
+			*e = sqe{}
 			return e
 		}
-		if _, err := r.ring.Submit(); err != nil && !retryable(err) {
-			// The SQ is full and cannot be submitted (e.g. EBUSY with the
-			// CQ overflowing): reap completions by waiting for none.
-			_, _ = r.ring.SubmitAndWait(0)
+		_, errno := r.enter(r.flushSQ(), 0, r.flushFlags(), nil, 0)
+		switch errno {
+		case 0, unix.EINTR, unix.EAGAIN:
+		case unix.EEXIST, unix.EBADF, unix.EBADFD, unix.EFAULT, unix.EINVAL:
+			// A bug (EEXIST: a thread other than the ring's owner), not
+			// a passing state: retrying would spin forever.
+			panic("uring: submission queue full and " + os.NewSyscallError("io_uring_enter", errno).Error())
+		default:
+			// E.g. EBUSY with the CQ overflowing: flush completions by
+			// waiting for none, then try again.
+			_, _ = r.enter(0, 0, enterGetEvents, nil, 0)
 		}
 	}
 }
 
-func retryable(err error) bool {
-	return errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN)
+// flushSQ publishes the entries handed out since the last flush and
+// returns how many the kernel has not consumed yet.
+func (r *Ring) flushSQ() uint32 {
+	if r.sqeSent != r.sqeTail {
+		// Release: the entries' contents are visible before the new tail.
+		atomic.StoreUint32(r.sqTail, r.sqeTail)
+		r.sqeSent = r.sqeTail
+	}
+	return r.sqeTail - atomic.LoadUint32(r.sqHead)
+}
+
+// cqNeedsFlush reports whether completions wait in the kernel (overflowed,
+// or task work to run) that only an io_uring_enter with GETEVENTS posts.
+func (r *Ring) cqNeedsFlush() bool {
+	return atomic.LoadUint32(r.sqFlags)&(sqCQOverflow|sqTaskrun) != 0
+}
+
+func (r *Ring) flushFlags() uint32 {
+	if r.cqNeedsFlush() {
+		return enterGetEvents
+	}
+	return 0
+}
+
+func (r *Ring) enter(toSubmit, minComplete, flags uint32, arg unsafe.Pointer, argSize uintptr) (int, syscall.Errno) {
+	n, errno := ioUringEnter(r.fd, toSubmit, minComplete, flags, arg, argSize)
+	runtime.KeepAlive(r) // the ring's memory, and waitArg/waitTS, stay alive during the call
+	return n, errno
 }
 
 // Submit hands queued entries to the kernel without waiting.
 func (r *Ring) Submit() error {
+	if r.closed {
+		return os.NewSyscallError("io_uring_enter", unix.EBADF)
+	}
 	for {
-		_, err := r.ring.Submit()
-		if err == nil || !errors.Is(err, unix.EINTR) {
-			return wrapEnter(err)
+		n, flags := r.flushSQ(), r.flushFlags()
+		if n == 0 && flags == 0 {
+			return nil
+		}
+		_, errno := r.enter(n, 0, flags, nil, 0)
+		if errno != unix.EINTR {
+			return wrapEnter(errno)
 		}
 	}
 }
@@ -371,40 +522,41 @@ func (r *Ring) Submit() error {
 // limit). EINTR (Go's preemption signal) is retried; a timeout is not an
 // error.
 func (r *Ring) SubmitAndWait(timeout time.Duration) error {
-	if r.ring.CQReady() > 0 || len(r.fakes) > 0 {
+	if r.closed {
+		return os.NewSyscallError("io_uring_enter", unix.EBADF)
+	}
+	if r.cqReady() > 0 || len(r.fakes) > 0 {
 		return r.Submit()
 	}
+	flags := enterGetEvents
+	var arg unsafe.Pointer
+	var argSize uintptr
+	if timeout > 0 {
+		r.waitTS = durationTimespec(int64(timeout))
+		r.waitArg = getEventsArg{ts: uint64(uintptr(unsafe.Pointer(&r.waitTS)))}
+		flags |= enterExtArg
+		arg, argSize = unsafe.Pointer(&r.waitArg), unsafe.Sizeof(r.waitArg)
+	}
 	for {
-		var err error
-		if timeout > 0 {
-			ts := syscall.NsecToTimespec(int64(timeout))
-			_, err = r.ring.SubmitAndWaitTimeout(1, &ts, nil)
-			runtime.KeepAlive(&ts)
-		} else {
-			_, err = r.ring.SubmitAndWait(1)
-		}
-		switch {
-		case err == nil, errors.Is(err, unix.ETIME):
+		_, errno := r.enter(r.flushSQ(), 1, flags, arg, argSize)
+		switch errno {
+		case 0, unix.ETIME:
 			return nil
-		case errors.Is(err, unix.EINTR):
+		case unix.EINTR:
 			continue
-		case errors.Is(err, unix.EBUSY):
+		case unix.EBUSY:
 			// CQ full with overflow pending: the caller drains and retries.
 			return nil
 		}
-		return wrapEnter(err)
+		return wrapEnter(errno)
 	}
 }
 
-func wrapEnter(err error) error {
-	if err == nil {
+func wrapEnter(errno syscall.Errno) error {
+	if errno == 0 {
 		return nil
 	}
-	var errno syscall.Errno
-	if errors.As(err, &errno) {
-		return os.NewSyscallError("io_uring_enter", errno)
-	}
-	return err
+	return os.NewSyscallError("io_uring_enter", errno)
 }
 
 // CQE is a copy of one completion. Copies are handed out so the kernel's
@@ -416,20 +568,26 @@ type CQE struct {
 }
 
 // More reports whether a multishot request stays armed after this completion.
-func (c *CQE) More() bool { return c.Flags&giouring.CQEFMore != 0 }
+func (c *CQE) More() bool { return c.Flags&cqeFMore != 0 }
 
 // Buffer returns the provided-buffer ID the kernel picked, if any.
 func (c *CQE) Buffer() (id uint16, ok bool) {
-	if c.Flags&giouring.CQEFBuffer == 0 {
+	if c.Flags&cqeFBuffer == 0 {
 		return 0, false
 	}
-	return uint16(c.Flags >> giouring.CQEBufferShift), true
+	return uint16(c.Flags >> cqeBufferShift), true
+}
+
+// cqReady is the number of completions in the CQ ring.
+func (r *Ring) cqReady() uint32 {
+	// Acquire on the tail: the entries before it are written.
+	return atomic.LoadUint32(r.cqTail) - atomic.LoadUint32(r.cqHead)
 }
 
 // Reap copies up to len(dst) ready completions into dst, returns them to the
 // kernel, and reports how many were copied.
 func (r *Ring) Reap(dst []CQE) int {
-	if len(dst) == 0 {
+	if len(dst) == 0 || r.closed {
 		return 0
 	}
 	if len(r.fakes) > 0 {
@@ -437,31 +595,42 @@ func (r *Ring) Reap(dst []CQE) int {
 		r.fakes = append(r.fakes[:0], r.fakes[n:]...)
 		return n
 	}
-	if cap(r.peek) < len(dst) {
-		r.peek = make([]*giouring.CompletionQueueEvent, len(dst))
-	}
-	ready := r.ring.CQReady()
+	ready := r.cqReady()
 	if ready == 0 {
 		// Flush deferred task work and overflowed completions, if any.
-		if r.ring.CQHasOverflow() {
+		flags := atomic.LoadUint32(r.sqFlags)
+		if flags&sqCQOverflow != 0 {
 			r.overflows.Add(1)
 		}
-		n := r.ring.PeekBatchCQE(r.peek[:1])
-		if n == 0 {
+		if flags&(sqCQOverflow|sqTaskrun) == 0 {
 			return 0
 		}
-		ready = r.ring.CQReady()
+		for {
+			if _, errno := r.enter(0, 0, enterGetEvents, nil, 0); errno != unix.EINTR {
+				break
+			}
+		}
+		if ready = r.cqReady(); ready == 0 {
+			return 0
+		}
 	}
-	want := min(int(ready), len(dst))
-	// PeekBatchCQE touches len(slice) slots: size it to what is drained.
-	n := int(r.ring.PeekBatchCQE(r.peek[:want]))
-	for i := 0; i < n; i++ {
-		e := r.peek[i]
-		dst[i] = CQE{UserData: e.UserData, Res: e.Res, Flags: e.Flags}
+	head := atomic.LoadUint32(r.cqHead)
+	n := min(ready, uint32(len(dst)))
+	for i := range n {
+		e := &r.cqes[(head+i)&r.cqMask]
+		dst[i] = CQE{UserData: e.userData, Res: e.res, Flags: e.flags}
 	}
-	r.ring.CQAdvance(uint32(n))
-	return n
+	// Release: the slots are read before the kernel may reuse them.
+	atomic.StoreUint32(r.cqHead, head+n)
+	return int(n)
 }
 
 // fake queues a completion that the next Reap returns first.
 func (r *Ring) fake(ud uint64, res int32) { r.fakes = append(r.fakes, CQE{UserData: ud, Res: res}) }
+
+func syscallErr(name string, err error) error {
+	if errno, ok := err.(syscall.Errno); ok {
+		return os.NewSyscallError(name, errno)
+	}
+	return err
+}
