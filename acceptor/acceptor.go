@@ -1,117 +1,120 @@
-// Package acceptor accepts TCP connections on its own io_uring and hands
-// each socket to a reactor.
+// Package acceptor accepts TCP connections and hands each socket to a
+// reactor of a group, with the group's engine:
 //
-// One goroutine, locked to its OS thread, runs a multishot accept per
-// listener: one submission accepts every connection until it is cancelled.
-// Each accepted socket is posted into the chosen reactor's ring with
-// IORING_OP_MSG_RING, which also wakes that reactor if it sleeps in
-// io_uring_enter: no lock, no channel, no eventfd on the hot path.
+//   - io_uring: one goroutine, locked to its OS thread, runs a multishot
+//     accept per listener on its own ring and posts each accepted socket
+//     into the chosen reactor's ring with IORING_OP_MSG_RING, which also
+//     wakes that reactor: no lock, no channel, no eventfd on the hot path.
+//   - epoll: one goroutine, locked to its OS thread, waits on its own epoll
+//     set of listeners, accepts until the backlog is empty and queues each
+//     socket on the chosen reactor's inbox (one wake-up per batch).
+//   - net: a goroutine per listener blocks in net.Listener.Accept and
+//     queues each connection on the chosen reactor's inbox.
 package acceptor
 
 import (
 	"fmt"
 	"net"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
-	"github.com/gyre-io/gyre/internal/uring"
+	"github.com/gyre-io/gyre/internal/link"
 	"github.com/gyre-io/gyre/reactor"
-)
-
-// Operations encoded in the acceptor ring's user data.
-const (
-	opAccept  uint8 = iota + 1 // index: listener
-	opHandoff                  // index: the socket being handed over
-	opBackoff
-	opWake
 )
 
 // Stats is a snapshot of an acceptor's counters.
 type Stats struct {
 	Accepted       uint64 // sockets accepted and handed to a reactor
-	AcceptErrors   uint64 // accept completions with an error (EMFILE, ...)
+	AcceptErrors   uint64 // accepts that failed (EMFILE, ...)
 	HandoffsFailed uint64 // sockets closed because their reactor was gone
 }
 
-// Acceptor owns the listeners and the accept ring. Its methods are safe for
-// concurrent use.
+// acceptLoop is one engine's way of accepting.
+type acceptLoop interface {
+	// addrs returns the bound addresses, in the order of Config.Addrs.
+	addrs() []net.Addr
+	// run accepts until stop; it closes the listeners before it returns.
+	run(ready chan<- error)
+	// stop makes run return soon. Safe for concurrent use.
+	stop()
+	// closeListeners closes listeners bound but never run.
+	closeListeners()
+}
+
+// Acceptor owns the listeners and the accept loop. Its methods are safe
+// for concurrent use.
 type Acceptor struct {
 	cfg     Config
-	group   *reactor.Group
-	targets []*reactor.Reactor
-	lns     []listener
+	targets []link.Target
 	loads   []int
-	sent    []uint64 // sockets posted to each reactor
+	sent    []uint64 // sockets handed to each reactor (loop-only)
+	loop    acceptLoop
 
-	ring     *uring.Ring
-	efd      int
-	armed    []bool // multishot accept in flight, per listener
-	waiting  []bool // re-arm after the back-off, per listener
-	backoff  time.Duration
-	timerOn  bool
-	pending  int // hand-offs whose MSG_RING has not completed
-	closing  bool
-	lastWarn time.Time
+	backoff  time.Duration // loop-only
+	lastWarn time.Time     // loop-only
 
 	accepted, acceptErrs, handoffFails atomic.Uint64
 
-	closeOnce  sync.Once
-	efdMu      sync.Mutex // guards efd, started and closeAsked against Close racing Listen and teardown
-	started    bool       // run was started: it closes done
-	closeAsked bool       // Close ran before the eventfd existed
-	done       chan struct{}
-	err        error
+	mu        sync.Mutex // guards loop, running and closing against Close racing Listen
+	running   bool       // the loop was started: it closes done; else Close does
+	closing   bool
+	closeOnce sync.Once
+	done      chan struct{}
+	err       error
 }
 
-// Listen binds every address in cfg.Addrs, starts the accept goroutine and
-// registers the acceptor with g, so g.Shutdown stops accepting first.
-// Listen returns once the listeners are bound and the ring is up.
+// Listen binds every address in cfg.Addrs, starts accepting and registers
+// the acceptor with g, so g.Shutdown stops accepting first. It returns once
+// the listeners are bound and accepting has started.
 func Listen(cfg Config, g *reactor.Group) (*Acceptor, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	if g == nil || len(g.Reactors()) == 0 {
+	var w *link.Group
+	if g != nil {
+		w = link.Of(g)
+	}
+	if w == nil || len(w.Targets) == 0 {
 		return nil, fmt.Errorf("%w: no reactors to hand connections to", ErrConfig)
 	}
 	a := &Acceptor{
 		cfg:     cfg,
-		group:   g,
-		targets: g.Reactors(),
-		loads:   make([]int, len(g.Reactors())),
-		sent:    make([]uint64, len(g.Reactors())),
-		efd:     -1,
+		targets: w.Targets,
+		loads:   make([]int, len(w.Targets)),
+		sent:    make([]uint64, len(w.Targets)),
 		done:    make(chan struct{}),
 	}
 	// Handlers may read state the caller set up after NewGroup: order it
 	// before the first connection.
-	if err := g.Sync(); err != nil {
+	if err := w.Sync(); err != nil {
 		return nil, err
 	}
 	// Register before binding: a group that is stopping refuses here, so
 	// no socket is ever accepted for reactors that are about to exit.
-	if err := g.AddSource(a); err != nil {
+	if err := w.AddSource(a); err != nil {
 		return nil, err
 	}
-	for _, addr := range cfg.Addrs {
-		ln, err := listen(addr, cfg)
-		if err != nil {
-			a.closeListeners()
-			_ = a.Close() // registered above: mark it done
-			return nil, err
-		}
-		a.lns = append(a.lns, ln)
+	loop, err := newLoop(a, w.Engine)
+	if err != nil {
+		_ = a.Close() // registered above: mark it done
+		return nil, err
 	}
-	a.armed = make([]bool, len(a.lns))
-	a.waiting = make([]bool, len(a.lns))
+	a.mu.Lock()
+	if a.closing { // the group stopped meanwhile
+		a.mu.Unlock()
+		loop.closeListeners()
+		return nil, reactor.ErrServerClosed
+	}
+	a.loop, a.running = loop, true
+	a.mu.Unlock()
 	ready := make(chan error, 1)
-	a.efdMu.Lock()
-	a.started = true
-	a.efdMu.Unlock()
-	go a.run(ready)
+	go func() {
+		defer close(a.done)
+		loop.run(ready)
+	}()
 	if err := <-ready; err != nil {
 		<-a.done
 		return nil, err
@@ -119,14 +122,18 @@ func Listen(cfg Config, g *reactor.Group) (*Acceptor, error) {
 	return a, nil
 }
 
-// Addrs returns the bound addresses, in the order of Config.Addrs.
-func (a *Acceptor) Addrs() []net.Addr {
-	out := make([]net.Addr, len(a.lns))
-	for i := range a.lns {
-		out[i] = a.lns[i].addr // fixed at Listen; fd is the loop's
+// newLoop binds the listeners for the group's engine.
+func newLoop(a *Acceptor, engine string) (acceptLoop, error) {
+	switch engine {
+	case "net":
+		return newNetLoop(a)
+	default:
+		return newLinuxLoop(a, engine)
 	}
-	return out
 }
+
+// Addrs returns the bound addresses, in the order of Config.Addrs.
+func (a *Acceptor) Addrs() []net.Addr { return a.loop.addrs() }
 
 // Stats returns a snapshot of the acceptor's counters.
 func (a *Acceptor) Stats() Stats {
@@ -140,18 +147,16 @@ func (a *Acceptor) Stats() Stats {
 // Close stops accepting, closes the listeners and waits until every socket
 // already accepted has reached its reactor. Idempotent.
 func (a *Acceptor) Close() error {
-	started := false
 	a.closeOnce.Do(func() {
-		a.efdMu.Lock()
-		a.closeAsked = true
-		if a.efd >= 0 {
-			wakeEventfd(a.efd)
-		}
-		started = a.started
-		if !started {
+		a.mu.Lock()
+		a.closing = true
+		loop, running := a.loop, a.running
+		a.mu.Unlock()
+		if running {
+			loop.stop()
+		} else {
 			close(a.done) // Listen failed or the group refused it: nothing runs
 		}
-		a.efdMu.Unlock()
 	})
 	<-a.done
 	return nil
@@ -167,155 +172,41 @@ func (a *Acceptor) Wait() error {
 	return reactor.ErrServerClosed
 }
 
-func (a *Acceptor) run(ready chan<- error) {
-	runtime.LockOSThread() // never unlocked: the ring is single-issuer
-	defer close(a.done)
-	defer a.teardown()
-	ring, err := uring.New(uring.Config{Entries: 256, ExtraFlags: a.cfg.ringExtraFlags})
-	if err != nil {
-		a.closeListeners()
-		ready <- fmt.Errorf("acceptor: %w", err)
-		return
-	}
-	a.ring = ring
-	efd, err := newEventfd()
-	if err != nil {
-		ready <- fmt.Errorf("acceptor: %w", err)
-		return
-	}
-	a.efdMu.Lock()
-	a.efd = efd
-	if a.closeAsked {
-		wakeEventfd(efd) // Close came first: stop as soon as the loop runs
-	}
-	a.efdMu.Unlock()
-	ring.PrepPollMultishot(efd, pollIn, uring.Pack(opWake, 0, 0))
-	for i := range a.lns {
-		a.arm(i)
-	}
-	if err := ring.Submit(); err != nil {
-		ready <- fmt.Errorf("acceptor: arming accepts: %w", err)
-		return
-	}
-	ready <- nil
-	a.loop()
-}
-
-func (a *Acceptor) arm(i int) {
-	a.armed[i] = true
-	a.ring.PrepMultishotAccept(a.lns[i].fd, uring.Pack(opAccept, 0, uint32(i)))
-}
-
-// yieldEvery is how often a busy acceptor yields to the Go scheduler.
-const yieldEvery = 5 * time.Millisecond
-
-func (a *Acceptor) loop() {
-	cqes := make([]uring.CQE, 128)
-	yielded := time.Now()
-	for {
-		n := a.ring.Reap(cqes)
-		if now := time.Now(); now.Sub(yielded) > yieldEvery {
-			// As the reactors do (see reactor's yieldEvery): a locked
-			// goroutine that never passes through the scheduler has its P
-			// taken by sysmon every 10 ms while it waits in io_uring_enter.
-			yielded = now
-			runtime.Gosched()
-		}
-		for i := 0; i < n; i++ {
-			a.complete(&cqes[i])
-		}
-		if a.closing && a.pending == 0 && !anyTrue(a.armed) {
-			return
-		}
-		if n == len(cqes) {
-			if err := a.ring.Submit(); err != nil {
-				a.err = fmt.Errorf("acceptor: %w", err)
-				return
-			}
-			continue
-		}
-		if err := a.ring.SubmitAndWait(0); err != nil {
-			a.err = fmt.Errorf("acceptor: %w", err)
-			a.cfg.Logger.Error("acceptor stopped", "err", err)
-			return
-		}
-	}
-}
-
-func (a *Acceptor) complete(e *uring.CQE) {
-	op, _, idx := uring.Unpack(e.UserData)
-	switch op {
-	case opAccept:
-		i := int(idx)
-		if !e.More() {
-			a.armed[i] = false
-		}
-		if e.Res >= 0 {
-			a.handoff(int(e.Res), i)
-			a.backoff = 0
-		} else if !(a.closing && e.Res == -int32(syscall.ECANCELED)) {
-			a.acceptError(i, syscall.Errno(-e.Res))
-		}
-		if !a.armed[i] && !a.closing && !a.waiting[i] {
-			a.arm(i)
-		}
-	case opHandoff:
-		a.pending--
-		if e.Res < 0 {
-			// The reactor's ring is gone: nobody owns the socket but us.
-			closeFd(int(idx))
-			a.handoffFails.Add(1)
-		} else {
-			a.accepted.Add(1)
-		}
-	case opBackoff:
-		a.timerOn = false
-		for i, w := range a.waiting {
-			if w {
-				a.waiting[i] = false
-				if !a.armed[i] && !a.closing {
-					a.arm(i)
-				}
-			}
-		}
-	case opWake:
-		if !a.closing {
-			a.closing = true
-			for i, armed := range a.armed {
-				if armed {
-					a.ring.PrepCancel(uring.Pack(opAccept, 0, uint32(i)), 0)
-				}
-			}
-		}
-	}
-}
-
-// handoff posts fd to a reactor's ring. The MSG_RING's own completion
-// tells whether it arrived; until then the socket counts as pending.
-func (a *Acceptor) handoff(fd, ln int) {
-	for i, r := range a.targets {
-		// Count sockets posted but not yet opened by the reactor, or a
+// pick chooses the reactor for the next socket. Loop-only.
+func (a *Acceptor) pick() int {
+	for i, t := range a.targets {
+		// Count sockets handed over but not yet opened by the reactor, or a
 		// burst of accepts would all see the same loads.
-		inFlight := int(a.sent[i] - r.HandedOff())
-		a.loads[i] = r.Conns() + max(inFlight, 0)
+		inFlight := int(a.sent[i] - t.HandedOff())
+		a.loads[i] = t.Conns() + max(inFlight, 0)
 	}
 	t := a.cfg.Balancer.Pick(a.loads)
 	if t < 0 || t >= len(a.targets) {
 		t = ((t % len(a.targets)) + len(a.targets)) % len(a.targets)
 	}
-	a.pending++
 	a.sent[t]++
-	a.ring.PrepMsgRingData(a.targets[t].RingFD(), int32(fd), uring.Pack(uring.OpHandoff, 0, uint32(ln)), uring.Pack(opHandoff, 0, uint32(fd)))
+	return t
 }
 
-// acceptError counts and logs an accept failure. Running out of descriptors
-// (EMFILE, ENFILE) or memory is not fatal: the acceptor pauses, with a
-// doubling back-off, and tries again; the backlog holds new connections.
-func (a *Acceptor) acceptError(ln int, errno syscall.Errno) {
+// handedOff records the outcome of one hand-off.
+func (a *Acceptor) handedOff(ok bool) {
+	if ok {
+		a.accepted.Add(1)
+	} else {
+		a.handoffFails.Add(1)
+	}
+}
+
+// acceptFailed counts and logs an accept failure and reports whether the
+// loop should pause before accepting again on that listener. Running out
+// of descriptors (EMFILE, ENFILE) or memory is not fatal: the loop pauses,
+// with a doubling back-off, and tries again; the backlog holds new
+// connections meanwhile. Loop-only.
+func (a *Acceptor) acceptFailed(addr net.Addr, err error) (pause bool) {
 	a.acceptErrs.Add(1)
-	switch errno {
-	case syscall.ECONNABORTED, syscall.EAGAIN, syscall.EINTR:
-		return // the peer gave up, or a spurious wake-up: try again at once
+	switch {
+	case isErrno(err, syscall.ECONNABORTED), isErrno(err, syscall.EAGAIN), isErrno(err, syscall.EINTR):
+		return false // the peer gave up, or a spurious wake-up: try again at once
 	}
 	if a.backoff == 0 {
 		a.backoff = minBackoff
@@ -324,46 +215,8 @@ func (a *Acceptor) acceptError(ln int, errno syscall.Errno) {
 	}
 	if now := time.Now(); now.Sub(a.lastWarn) >= time.Second {
 		a.lastWarn = now
-		a.cfg.Logger.Warn("accept failed; backing off", "addr", a.lns[ln].addr.String(),
-			"err", errno.Error(), "backoff", a.backoff, "errors", a.acceptErrs.Load())
+		a.cfg.Logger.Warn("accept failed; backing off", "addr", addr.String(),
+			"err", err.Error(), "backoff", a.backoff, "errors", a.acceptErrs.Load())
 	}
-	if a.armed[ln] {
-		return // still armed (the kernel kept the multishot going)
-	}
-	a.waiting[ln] = true
-	if !a.timerOn {
-		a.timerOn = true
-		a.ring.PrepTimeout(a.backoff, uring.Pack(opBackoff, 0, 0))
-	}
-}
-
-func (a *Acceptor) teardown() {
-	a.closeListeners()
-	if a.ring != nil {
-		a.ring.Close()
-	}
-	a.efdMu.Lock()
-	if a.efd >= 0 {
-		closeFd(a.efd)
-		a.efd = -1
-	}
-	a.efdMu.Unlock()
-}
-
-func (a *Acceptor) closeListeners() {
-	for i := range a.lns {
-		if a.lns[i].fd >= 0 {
-			closeFd(a.lns[i].fd)
-			a.lns[i].fd = -1
-		}
-	}
-}
-
-func anyTrue(b []bool) bool {
-	for _, v := range b {
-		if v {
-			return true
-		}
-	}
-	return false
+	return true
 }

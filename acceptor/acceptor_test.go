@@ -435,9 +435,11 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
+// TestRingRefused: the acceptor of an io_uring group cannot set up its
+// ring: the error wraps errors.ErrUnsupported and nothing leaks.
 func TestRingRefused(t *testing.T) {
 	checkFDs(t)
-	g := newGroup(t, 1, newEcho())
+	g := newGroupOn(t, reactor.EngineIOUring, 1, newEcho())
 	port := freePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	before := leakcheck.Take(t)

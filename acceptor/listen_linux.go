@@ -100,17 +100,4 @@ func listen(address string, cfg Config) (listener, error) {
 	return listener{fd: fd, addr: out}, nil
 }
 
-func newEventfd() (int, error) {
-	fd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
-	if err != nil {
-		return -1, os.NewSyscallError("eventfd", err)
-	}
-	return fd, nil
-}
-
-func wakeEventfd(fd int) {
-	var one = [8]byte{1}
-	_, _ = unix.Write(fd, one[:])
-}
-
 func closeFd(fd int) { _ = unix.Close(fd) }

@@ -99,7 +99,13 @@ func checkFDs(t *testing.T) {
 // that Wait reports a clean stop.
 func newGroup(t *testing.T, n int, h reactor.Handler) *reactor.Group {
 	t.Helper()
-	g, err := reactor.NewGroup(reactor.Config{Reactors: n, Logger: quiet}, h)
+	return newGroupOn(t, reactor.EngineAuto, n, h)
+}
+
+// newGroupOn is newGroup on a given engine.
+func newGroupOn(t *testing.T, e reactor.Engine, n int, h reactor.Handler) *reactor.Group {
+	t.Helper()
+	g, err := reactor.NewGroup(reactor.Config{Engine: e, Reactors: n, Logger: quiet}, h)
 	if err != nil {
 		t.Fatalf("NewGroup: %v", err)
 	}

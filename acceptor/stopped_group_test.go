@@ -15,6 +15,7 @@ import (
 
 	"github.com/gyre-io/gyre/acceptor"
 	"github.com/gyre-io/gyre/internal/leakcheck"
+	"github.com/gyre-io/gyre/internal/link"
 	"github.com/gyre-io/gyre/reactor"
 	"golang.org/x/sys/unix"
 )
@@ -32,7 +33,11 @@ func TestListenOnStoppedGroupReachesNoOtherRing(t *testing.T) {
 	if err != nil {
 		t.Fatalf("NewGroup: %v", err)
 	}
-	stale := stopped.Reactors()[0].RingFD()
+	if stopped.Engine() != reactor.EngineIOUring {
+		_ = stopped.Close()
+		t.Skip("ring descriptors exist on the io_uring engine only")
+	}
+	stale := link.Of(stopped).Targets[0].RingFD
 	_ = stopped.Close()
 
 	// Make the next ring take the stale number: occupy any lower free slot.
@@ -49,8 +54,8 @@ func TestListenOnStoppedGroupReachesNoOtherRing(t *testing.T) {
 	for _, f := range fillers {
 		_ = f.Close()
 	}
-	if live.Reactors()[0].RingFD() != stale {
-		t.Skipf("could not give the live ring the stale number %d (got %d)", stale, live.Reactors()[0].RingFD())
+	if link.Of(live).Targets[0].RingFD != stale {
+		t.Skipf("could not give the live ring the stale number %d (got %d)", stale, link.Of(live).Targets[0].RingFD)
 	}
 
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
@@ -116,7 +121,11 @@ func TestListenOnStoppedGroupLeaksNoSocket(t *testing.T) {
 	}
 	rs := stopped.Reactors()
 	last := len(rs) - 1
-	stale := rs[last].RingFD()
+	if stopped.Engine() != reactor.EngineIOUring {
+		_ = stopped.Close()
+		t.Skip("ring descriptors exist on the io_uring engine only")
+	}
+	stale := link.Of(stopped).Targets[last].RingFD
 	_ = stopped.Close()
 
 	// Leave exactly one free slot below the stale number (for the

@@ -158,12 +158,13 @@ var (
 	descCQOverflow   = prometheus.NewDesc("gyre_reactor_cq_overflow_total", "Waits that found io_uring completions overflowed.", nil, nil)
 	descInboxDepth   = prometheus.NewDesc("gyre_reactor_inbox_depth", "Tasks waiting in reactor inboxes.", nil, nil)
 	descBytesOut     = prometheus.NewDesc("gyre_reactor_bytes_out_total", "Bytes sent by the reactors.", nil, nil)
+	descEngine       = prometheus.NewDesc("gyre_engine_info", "The engine the reactors run on (always 1; the engine is the label).", []string{"engine"}, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConns, descAccepted, descClosed, descMessages, descBytes, descAcks,
 		descNacks, descQueueDepth, descQueueBytes, descBackpressure, descShed, descSlow, descSinkErrors,
-		descBufExhausted, descCQOverflow, descInboxDepth, descBytesOut} {
+		descBufExhausted, descCQOverflow, descInboxDepth, descBytesOut, descEngine} {
 		ch <- d
 	}
 	c.sinkLatency.Describe(ch)
@@ -202,5 +203,6 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descCQOverflow, rstats.CQOverflow)
 	gauge(descInboxDepth, float64(rstats.InboxDepth))
 	counter(descBytesOut, rstats.BytesOut)
+	gauge(descEngine, 1, c.s.group.Engine().String())
 	c.sinkLatency.Collect(ch)
 }

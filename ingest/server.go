@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/gyre-io/gyre/acceptor"
-	"github.com/gyre-io/gyre/bufring"
 	"github.com/gyre-io/gyre/reactor"
 )
 
@@ -86,6 +85,9 @@ type ServerConfig struct {
 	Reactors int
 	// CPUs pins reactors to CPUs (see reactor.Config.CPUs).
 	CPUs []int
+	// Engine is the reactors' engine (see reactor.Config.Engine); the zero
+	// value picks io_uring where it may be used and epoll where not.
+	Engine reactor.Engine
 	// MaxPayload is the largest DATA payload accepted (default 1 MiB);
 	// larger frames get NACK 2 and the connection is closed, without the
 	// payload being read into memory.
@@ -111,7 +113,7 @@ type ServerConfig struct {
 	SlowReaderTimeout time.Duration
 	// ReceiveBuffers sizes each reactor's receive buffer ring (default
 	// DefaultReceiveBufferCount x DefaultReceiveBufferSize).
-	ReceiveBuffers bufring.Config
+	ReceiveBuffers reactor.BufferConfig
 	// Sink stores accepted messages.
 	Sink Sink
 	// NonBlockingSink: Sink.Write never blocks (DiscardSink); reactors
@@ -143,8 +145,8 @@ func (c ServerConfig) withDefaults() (ServerConfig, error) {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	if c.ReceiveBuffers == (bufring.Config{}) {
-		c.ReceiveBuffers = bufring.Config{Count: DefaultReceiveBufferCount, Size: DefaultReceiveBufferSize}
+	if c.ReceiveBuffers == (reactor.BufferConfig{}) {
+		c.ReceiveBuffers = reactor.BufferConfig{Count: DefaultReceiveBufferCount, Size: DefaultReceiveBufferSize}
 	}
 	switch {
 	case c.MaxPayload < 0 || c.MaxPayload > MaxFramePayload:
@@ -185,6 +187,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	rcfg := reactor.Config{
 		Reactors:    cfg.Reactors,
 		CPUs:        cfg.CPUs,
+		Engine:      cfg.Engine,
 		IdleTimeout: cfg.IdleTimeout,
 		// A frame may sit whole in the input buffer while it waits for
 		// queue room: allow the largest frame plus one receive buffer.
@@ -229,7 +232,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	s.acc = a
 	s.accepting.Store(true)
 	s.log.Info("ingest listening", "transport", "tcp", "addr", a.Addrs()[0].String(),
-		"reactors", len(g.Reactors()), "overload", cfg.Overload.String(), "max_payload", cfg.MaxPayload)
+		"reactors", len(g.Reactors()), "engine", g.Engine().String(), "overload", cfg.Overload.String(), "max_payload", cfg.MaxPayload)
 	return s, nil
 }
 

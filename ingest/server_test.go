@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gyre-io/gyre/bufring"
+	"github.com/gyre-io/gyre/reactor"
 )
 
 // startServer runs a Server with sink on a loopback port and shuts it down
@@ -289,7 +289,7 @@ func TestServerBackpressureBlock(t *testing.T) {
 		outputCap  = 256 << 10
 		sndBuf     = 64 << 10
 	)
-	bufs := bufring.Config{Count: 64, Size: 4096}
+	bufs := reactor.BufferConfig{Count: 64, Size: 4096}
 	maxInput := maxPayload + HeaderSize + 64<<10 // as NewServer sets it
 	rmemMax := tcpMemMax(t, "/proc/sys/net/ipv4/tcp_rmem")
 
@@ -563,7 +563,7 @@ func TestServerShutdownGoaway(t *testing.T) {
 // frames arrive per read; all are accepted intact.
 func TestServerFramesSpanBuffers(t *testing.T) {
 	sink := &recordingSink{}
-	s := startServer(t, ServerConfig{Sink: sink, Reactors: 1, ReceiveBuffers: bufring.Config{Count: 16, Size: 64}})
+	s := startServer(t, ServerConfig{Sink: sink, Reactors: 1, ReceiveBuffers: reactor.BufferConfig{Count: 16, Size: 64}})
 	c := dialClient(t, s.Addr())
 	const n = 2000
 	for i := 1; i <= n; i++ {

@@ -45,19 +45,23 @@ func TestSteadyStateZeroAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector allocates")
 	}
-	s := start(t, reactor.Config{Reactors: 1}, echo{})
-	for _, size := range []int{64, 1024, 16 << 10} {
-		p := newPingClient(t, s, size)
-		allocs := testing.AllocsPerRun(2000, func() {
-			if err := p.roundTrip(); err != nil {
-				t.Fatal(err)
+	for _, e := range engines(t) {
+		t.Run(e.String(), func(t *testing.T) {
+			s := start(t, reactor.Config{Engine: e, Reactors: 1}, echo{})
+			for _, size := range []int{64, 1024, 16 << 10} {
+				p := newPingClient(t, s, size)
+				allocs := testing.AllocsPerRun(2000, func() {
+					if err := p.roundTrip(); err != nil {
+						t.Fatal(err)
+					}
+				})
+				// A stray runtime allocation (timer, GC) may land in the
+				// window: allow well under one per hundred messages.
+				if allocs > 0.01 {
+					t.Errorf("%d-byte echo: %.3f allocations per message, want 0", size, allocs)
+				}
 			}
 		})
-		// A stray runtime allocation (timer, GC) may land in the window:
-		// allow well under one per hundred messages.
-		if allocs > 0.01 {
-			t.Errorf("%d-byte echo: %.3f allocations per message, want 0", size, allocs)
-		}
 	}
 }
 

@@ -6,8 +6,7 @@ import (
 	"runtime"
 	"time"
 
-	"github.com/gyre-io/gyre/bufring"
-	"github.com/gyre-io/gyre/internal/uring"
+	"github.com/gyre-io/gyre/internal/bufring"
 )
 
 // Defaults for Config's zero fields.
@@ -20,22 +19,46 @@ const (
 	DefaultInboxSize      = 4096
 	DefaultFlushTimeout   = 5 * time.Second
 	DefaultLingerTimeout  = 500 * time.Millisecond
+	// DefaultBufferCount receive buffers per reactor: enough for hundreds
+	// of busy connections while the kernel refills; pages are only touched
+	// when used.
+	DefaultBufferCount = bufring.DefaultCount
+	// DefaultBufferSize bytes per receive buffer: one page holds a typical
+	// request.
+	DefaultBufferSize = bufring.DefaultSize
 )
 
+// BufferConfig sizes a reactor's receive buffers (see Config.Buffers).
+// Zero fields take the defaults.
+type BufferConfig struct {
+	// Count is the number of buffers: a power of two, at most 4096.
+	Count int
+	// Size is the size of each buffer in bytes, at least 64, at most 1 MiB.
+	Size int
+}
+
 // Config configures a Group of reactors. The zero value is valid: one
-// reactor per CPU, no pinning, the defaults above.
+// reactor per CPU, no pinning, the engine EngineAuto picks, the defaults
+// above.
 // Fields are read once, at NewGroup.
 type Config struct {
+	// Engine is how the reactors do I/O; the zero value, EngineAuto, picks
+	// io_uring where it may be used and epoll where it may not.
+	Engine Engine
 	// Reactors is the number of reactors; 0 means runtime.NumCPU().
 	Reactors int
 	// CPUs pins reactor i to CPU CPUs[i%len(CPUs)]; nil leaves placement
 	// to the scheduler.
 	CPUs []int
-	// RingEntries is each reactor's submission queue size; its completion
-	// queue is 8 times larger so multishot receives cannot overflow it.
+	// RingEntries is each reactor's io_uring submission queue size; its
+	// completion queue is 8 times larger so multishot receives cannot
+	// overflow it. Read by the io_uring engine only.
 	RingEntries uint32
-	// Buffers sizes each reactor's provided-buffer ring.
-	Buffers bufring.Config
+	// Buffers sizes each reactor's receive buffers: io_uring's
+	// provided-buffer ring (Count buffers of Size bytes, handed to the
+	// kernel); on epoll, Size bytes per read and at most Count buffers
+	// held at once (by OnData and Leases); on net, Size bytes per read.
+	Buffers BufferConfig
 	// MaxInput caps the unconsumed input kept per connection. A connection
 	// over it is closed with ErrInputLimit.
 	MaxInput int
@@ -72,9 +95,7 @@ type Config struct {
 	// program that manages GOMAXPROCS itself sets this.
 	KeepGOMAXPROCS bool
 
-	// ringExtraFlags and ringFault are test hooks (see internal/uring).
-	ringExtraFlags uint32
-	ringFault      uring.Fault
+	hooks engineHooks // tests only (export_test.go)
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -108,6 +129,12 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.Buffers.Count == 0 {
+		c.Buffers.Count = DefaultBufferCount
+	}
+	if c.Buffers.Size == 0 {
+		c.Buffers.Size = DefaultBufferSize
+	}
 	switch {
 	case c.Reactors < 0 || c.Reactors > 1024:
 		return c, fmt.Errorf("reactor: Reactors %d out of range 1..1024", c.Reactors)
@@ -117,6 +144,9 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("reactor: WriteLowWater %d above WriteHighWater %d", c.WriteLowWater, c.WriteHighWater)
 	case c.MaxOutput < c.WriteHighWater:
 		return c, fmt.Errorf("reactor: MaxOutput %d below WriteHighWater %d", c.MaxOutput, c.WriteHighWater)
+	}
+	if err := bufring.Check(bufring.Config(c.Buffers)); err != nil {
+		return c, fmt.Errorf("reactor: Buffers: %w", err)
 	}
 	for _, cpu := range c.CPUs {
 		if cpu < 0 {

@@ -25,19 +25,23 @@ const (
 // wrapping net.ErrClosed, and it is never reused for another connection.
 type Conn struct {
 	r     *Reactor
-	fd    int
+	fd    int      // the socket (-1 on the net engine: see nc)
+	nc    *netConn // the net engine's connection; nil on the others
 	index uint32
 	gen   uint32
 	state connState
 
-	recvArmed bool // a multishot recv is in flight
-	starved   bool // waiting for free buffers to re-arm the recv
+	reading   bool // the engine is receiving (io_uring: a multishot recv is in flight)
+	starved   bool // waiting for a free buffer to start receiving
 	paused    bool // reading stopped by backpressure
 	userPause bool // reading stopped by the handler (PauseReading)
 	sending   bool // a send is in flight
 	inDirty   bool // queued for the end-of-iteration flush
-	cancelled bool // a cancel for the recv is in flight
+	cancelled bool // a cancel for the receive is in flight
 	eof       bool // the peer sent FIN (or the socket failed): nothing more to read
+	readable  bool // epoll: input may be waiting (an edge not yet read to EAGAIN)
+	inReady   bool // epoll: queued on the ready list
+	hup       bool // epoll: the peer's FIN or an error was reported
 
 	// Input kept between OnData calls: acc[accOff:] is unconsumed.
 	acc    []byte
@@ -78,9 +82,15 @@ func (c *Conn) ID() uint64 { return uint64(c.r.id)<<56 | uint64(c.gen)<<32 | uin
 // concurrent use.
 func (c *Conn) Reactor() *Reactor { return c.r }
 
-// Fd returns the socket descriptor, for socket options. Do not read, write
-// or close it: the reactor owns it. Loop-only.
-func (c *Conn) Fd() int { return c.fd }
+// Fd returns the socket descriptor, for socket options. Do not read,
+// write or close it: the reactor (on the net engine, package net) owns
+// it. Loop-only.
+func (c *Conn) Fd() int {
+	if c.nc != nil && c.state != stateClosed {
+		return c.nc.fd
+	}
+	return c.fd
+}
 
 // Context returns the value set with SetContext. Loop-only.
 func (c *Conn) Context() any { return c.ctx }
@@ -95,8 +105,8 @@ func (c *Conn) Closed() bool { return c.closedFlag.Load() }
 // LocalAddr returns the local address (looked up once, then cached).
 // Loop-only.
 func (c *Conn) LocalAddr() net.Addr {
-	if c.local == nil && c.fd >= 0 {
-		c.local = sockName(c.fd, false)
+	if c.local == nil {
+		c.local = c.addr(false)
 	}
 	return c.local
 }
@@ -104,10 +114,22 @@ func (c *Conn) LocalAddr() net.Addr {
 // RemoteAddr returns the peer's address (looked up once, then cached).
 // Loop-only.
 func (c *Conn) RemoteAddr() net.Addr {
-	if c.remote == nil && c.fd >= 0 {
-		c.remote = sockName(c.fd, true)
+	if c.remote == nil {
+		c.remote = c.addr(true)
 	}
 	return c.remote
+}
+
+func (c *Conn) addr(peer bool) net.Addr {
+	switch {
+	case c.nc != nil && peer:
+		return c.nc.conn.RemoteAddr()
+	case c.nc != nil:
+		return c.nc.conn.LocalAddr()
+	case c.fd >= 0:
+		return sockName(c.fd, peer)
+	}
+	return nil
 }
 
 // Write queues p for sending; p may be reused as soon as Write returns.
@@ -191,7 +213,7 @@ func (c *Conn) PauseReading() {
 		return
 	}
 	c.userPause = true
-	c.r.cancelRecv(c)
+	c.r.stopRead(c)
 }
 
 // ResumeReading undoes PauseReading. Input the handler left unconsumed is
@@ -248,7 +270,7 @@ func (c *Conn) Hold() Lease {
 // Lease keeps a received view valid past OnData. See Conn.Hold.
 type Lease struct {
 	r   *Reactor
-	buf int32
+	buf int32 // -1: the accumulated input, which the garbage collector frees
 }
 
 // Release returns the held buffer to the kernel. Call it exactly once;
@@ -257,5 +279,5 @@ func (l Lease) Release() {
 	if l.buf < 0 || l.r == nil {
 		return
 	}
-	l.r.releaseBuffer(uint16(l.buf))
+	l.r.releaseBuffer(l.buf)
 }

@@ -1,8 +1,20 @@
-// Package reactor runs event loops on io_uring: each Reactor is a goroutine
-// locked to one OS thread (optionally pinned to a CPU) with its own ring,
-// its own provided-buffer ring and its own connection table. Handlers run
-// on the reactor; other goroutines reach a connection only through the
-// reactor's inbox (Conn.AsyncWrite, Conn.Post, Conn.Close).
+// Package reactor runs event loops: each Reactor is a goroutine locked to
+// one OS thread (optionally pinned to a CPU) with its own engine, receive
+// buffers and connection table. Handlers run on the reactor; other
+// goroutines reach a connection only through the reactor's inbox
+// (Conn.AsyncWrite, Conn.Post, Conn.Close).
+//
+// # Engines
+//
+// The engine is how a reactor does I/O (Config.Engine): io_uring (Linux
+// 6.1+), edge-triggered epoll (Linux), or package net (every system). The
+// Handler contract below holds on all three. EngineAuto, the default,
+// probes once per process and uses io_uring where it may, epoll where
+// io_uring is refused (a container's seccomp profile, the
+// kernel.io_uring_disabled sysctl, an old kernel, too little locked
+// memory) with one warning naming the cause, and net off Linux. The
+// sections below describe the io_uring engine; the others follow the same
+// rules with read(2)/write(2) or net.Conn in place of the rings.
 //
 // A Group is a set of reactors sharing one Handler; package acceptor feeds
 // it connections. See the package example for a complete server.
@@ -31,8 +43,9 @@
 // # Timers
 //
 // Idle timeouts, read and write deadlines and the Ticker run on a timer
-// heap per reactor, woken by an io_uring TIMEOUT: no goroutine or runtime
-// timer per connection.
+// heap per reactor, woken by an io_uring TIMEOUT (the epoll wait's timeout,
+// a runtime timer per reactor on net): no goroutine or runtime timer per
+// connection.
 //
 // # Shutdown
 //
@@ -43,9 +56,9 @@
 //
 // # Requirements
 //
-// Linux 6.1 or newer with io_uring enabled. Where io_uring cannot be used
-// (kernel.io_uring_disabled, a seccomp profile, an old kernel), NewGroup
-// returns an error that says which and wraps errors.ErrUnsupported.
-// Programs that import gyre must be built with -ldflags=-checklinkname=0
-// (see the README).
+// None beyond Go for EngineAuto and EngineNet. EngineIOUring asked for by
+// name needs Linux 6.1 or newer with io_uring enabled; where it cannot be
+// used, NewGroup returns an error that says why and wraps
+// errors.ErrUnsupported. EngineEpoll needs Linux. Programs that import
+// gyre build with a plain go build.
 package reactor

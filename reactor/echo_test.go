@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gyre-io/gyre/bufring"
 	"github.com/gyre-io/gyre/reactor"
 )
 
@@ -235,9 +234,10 @@ func TestServerCloseFlushesPendingWrites(t *testing.T) {
 }
 
 // TestTinyBufferRing: 8 buffers of 64 bytes shared by 64 busy connections.
-// The ring runs dry constantly; no byte may be lost or reordered.
+// The ring runs dry constantly; no byte may be lost or reordered. The
+// provided-buffer ring is io_uring's.
 func TestTinyBufferRing(t *testing.T) {
-	cfg := reactor.Config{Reactors: 1, Buffers: bufring.Config{Count: 8, Size: 64}}
+	cfg := reactor.Config{Engine: reactor.EngineIOUring, Reactors: 1, Buffers: reactor.BufferConfig{Count: 8, Size: 64}}
 	s := start(t, cfg, echo{})
 	echoConns(t, s, 64, 10, 8<<10)
 	if st := s.g.Stats(); st.BufExhausted == 0 {
@@ -274,4 +274,4 @@ func waitCause(t *testing.T, ch chan error) error {
 
 // bufringSmall makes receives land in many small buffers, so data crosses
 // buffer boundaries often.
-var bufringSmall = bufring.Config{Count: 64, Size: 128}
+var bufringSmall = reactor.BufferConfig{Count: 64, Size: 128}

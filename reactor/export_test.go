@@ -6,11 +6,20 @@ import "github.com/gyre-io/gyre/internal/uring"
 
 // WithRingFlags makes every ring setup request extra flags, to simulate a
 // kernel that refuses io_uring.
-func WithRingFlags(c Config, flags uint32) Config { c.ringExtraFlags = flags; return c }
+func WithRingFlags(c Config, flags uint32) Config { c.hooks.ringExtraFlags = flags; return c }
 
 // WithRingFault installs a fault injector on every reactor ring.
-func WithRingFault(c Config, f uring.Fault) Config { c.ringFault = f; return c }
+func WithRingFault(c Config, f uring.Fault) Config { c.hooks.ringFault = f; return c }
 
-// BufferRegion returns the address of reactor i's receive buffers, to check
-// that shutdown unmapped them.
-func BufferRegion(g *Group, i int) uintptr { return g.reactors[i].bufs.Addr() }
+// WithProbeRefusal makes EngineAuto's io_uring probe fail as the kernel
+// would, bypassing the process-wide decision.
+func WithProbeRefusal(c Config, inj *uring.Injection) Config { c.hooks.probe = inj; return c }
+
+// BufferRegion returns the address of reactor i's io_uring receive
+// buffers, to check that shutdown unmapped them; 0 on other engines.
+func BufferRegion(g *Group, i int) uintptr {
+	if u, ok := g.reactors[i].eng.(*uringEngine); ok && u.bufs != nil {
+		return u.bufs.Addr()
+	}
+	return 0
+}

@@ -359,11 +359,12 @@ func TestShutdownForcesAtDeadline(t *testing.T) {
 	leakcheck.Check(t, before)
 }
 
-// TestRingRefused simulates a kernel that refuses io_uring: the error says
-// so clearly, wraps errors.ErrUnsupported, and nothing leaks.
+// TestRingRefused simulates a kernel that refuses io_uring when io_uring
+// is asked for explicitly: the error says so clearly, wraps
+// errors.ErrUnsupported, and nothing leaks.
 func TestRingRefused(t *testing.T) {
 	before := leakcheck.Take(t)
-	cfg := reactor.WithRingFlags(reactor.Config{Reactors: 2}, 1<<28)
+	cfg := reactor.WithRingFlags(reactor.Config{Engine: reactor.EngineIOUring, Reactors: 2}, 1<<28)
 	g, err := reactor.NewGroup(cfg, echo{})
 	if err == nil {
 		_ = g.Close()
@@ -401,7 +402,7 @@ func TestFaultInjection(t *testing.T) {
 		}
 		return uring.Action{}
 	}
-	cfg := reactor.WithRingFault(reactor.Config{Reactors: 1, Buffers: bufringSmall}, fault)
+	cfg := reactor.WithRingFault(reactor.Config{Engine: reactor.EngineIOUring, Reactors: 1, Buffers: bufringSmall}, fault)
 	s := start(t, cfg, echo{})
 	echoConns(t, s, 8, 5, 20<<10)
 	if recvFaults.Load() == 0 || sendFaults.Load() == 0 {
@@ -833,13 +834,24 @@ func TestEnsureGOMAXPROCS(t *testing.T) {
 }
 
 // A server pinned to one CPU gets GOMAXPROCS 1 from Go; NewGroup raises it
-// so waiting reactors keep their Ps, unless told to keep it.
+// so waiting reactors keep their Ps, unless told to keep it. The net
+// engine's reactors wait in the scheduler, holding no P: it is left alone.
 func TestNewGroupGOMAXPROCS(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
 	t.Setenv("GOMAXPROCS", "") // as when it is not set
+	runtime.GOMAXPROCS(1)
+	g, err := reactor.NewGroup(reactor.Config{Engine: reactor.EngineNet, Reactors: 1}, reactor.BaseHandler{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := runtime.GOMAXPROCS(0)
+	_ = g.Close()
+	if got != 1 {
+		t.Errorf("net engine: GOMAXPROCS %d after NewGroup, want 1 (left alone)", got)
+	}
 	for _, keep := range []bool{true, false} {
 		runtime.GOMAXPROCS(1)
-		g, err := reactor.NewGroup(reactor.Config{Reactors: 1, KeepGOMAXPROCS: keep}, reactor.BaseHandler{})
+		g, err := reactor.NewGroup(reactor.Config{Engine: reactor.EngineEpoll, Reactors: 1, KeepGOMAXPROCS: keep}, reactor.BaseHandler{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -5,18 +5,26 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"runtime"
 	"sync"
 	"time"
 
-	"github.com/gyre-io/gyre/internal/uring"
+	"github.com/gyre-io/gyre/internal/link"
 )
+
+// linkage is the acceptor's wiring, embedded under an unexported name (see
+// package internal/link).
+type linkage = link.Embed
 
 // Group is a set of reactors sharing one Handler: the unit a server runs.
 // Its methods are safe for concurrent use.
 type Group struct {
+	linkage
+
 	cfg      Config
+	engine   Engine
 	reactors []*Reactor
 
 	mu       sync.Mutex
@@ -26,9 +34,10 @@ type Group struct {
 	done     chan struct{}
 }
 
-// NewGroup starts cfg.Reactors reactors running h and returns once every
-// ring is up. If io_uring cannot be used, the error says why and wraps
-// errors.ErrUnsupported; nothing is left running.
+// NewGroup starts cfg.Reactors reactors running h on cfg.Engine and
+// returns once every reactor is up. If the engine cannot be used (io_uring
+// asked for explicitly where it is refused, a Linux engine elsewhere), the
+// error says why and wraps errors.ErrUnsupported; nothing is left running.
 func NewGroup(cfg Config, h Handler) (*Group, error) {
 	if h == nil {
 		return nil, errors.New("reactor: nil Handler")
@@ -37,14 +46,24 @@ func NewGroup(cfg Config, h Handler) (*Group, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !cfg.KeepGOMAXPROCS && os.Getenv("GOMAXPROCS") == "" {
+	eng, err := resolveEngine(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	// The net engine's reactors block in the scheduler, not in a system
+	// call: they keep no P while waiting.
+	if !cfg.KeepGOMAXPROCS && os.Getenv("GOMAXPROCS") == "" && eng != EngineNet {
 		if prev := EnsureGOMAXPROCS(cfg.Reactors); prev != 0 {
 			cfg.Logger.Info("raised GOMAXPROCS so waiting reactors keep their Ps", "from", prev, "to", runtime.GOMAXPROCS(0))
 		}
 	}
-	g := &Group{cfg: cfg, done: make(chan struct{})}
+	g := &Group{cfg: cfg, engine: eng, done: make(chan struct{})}
 	for i := 0; i < cfg.Reactors; i++ {
-		r := newReactor(i, cfg, h)
+		r, err := newReactor(i, cfg, eng, h)
+		if err != nil {
+			g.closeAll()
+			return nil, err
+		}
 		cpu := -1
 		if len(cfg.CPUs) > 0 {
 			cpu = cfg.CPUs[i%len(cfg.CPUs)]
@@ -56,28 +75,64 @@ func NewGroup(cfg Config, h Handler) (*Group, error) {
 		}
 		g.reactors = append(g.reactors, r)
 	}
+	g.linkage = link.New(g.wiring())
 	return g, nil
 }
 
-func newReactor(id int, cfg Config, h Handler) *Reactor {
+func newReactor(id int, cfg Config, e Engine, h Handler) (*Reactor, error) {
 	r := &Reactor{
-		id:     id,
-		cfg:    cfg,
-		h:      h,
-		log:    cfg.Logger,
-		cqes:   make([]uring.CQE, reapBatch),
-		done:   make(chan struct{}),
-		efd:    -1,
-		ringFd: -1,
+		id:   id,
+		cfg:  cfg,
+		h:    h,
+		log:  cfg.Logger,
+		done: make(chan struct{}),
+	}
+	switch e {
+	case EngineNet:
+		r.eng = newNetEngine(r)
+	default:
+		eng, err := newLinuxEngine(r, e)
+		if err != nil {
+			return nil, err
+		}
+		r.eng = eng
 	}
 	r.ph, _ = h.(PressureHandler)
 	r.sh, _ = h.(ShutdownHandler)
 	r.tk, _ = h.(Ticker)
 	r.epoch = time.Now()
 	r.inbox.limit = cfg.InboxSize
-	r.inbox.wake = func() { wakeEventfd(r.efd) }
-	return r
+	r.inbox.wake = r.eng.wake
+	return r, nil
 }
+
+// wiring is what package acceptor needs from the group (see
+// internal/link).
+func (g *Group) wiring() *link.Group {
+	w := &link.Group{Engine: g.engine.String(), AddSource: g.addSource, Sync: g.sync}
+	for _, r := range g.reactors {
+		t := link.Target{
+			RingFD:    -1,
+			HandedOff: r.stats.handoffs.Load,
+			Conns:     r.Conns,
+			HandoffFD: func(fd int) error {
+				return r.inbox.push(task{kind: taskHandoff, fd: fd})
+			},
+			HandoffConn: func(c net.Conn) error {
+				return r.inbox.push(task{kind: taskHandoff, fd: -1, nc: c})
+			},
+		}
+		if u, ok := r.eng.(interface{ handoffFD() int }); ok {
+			t.RingFD = u.handoffFD()
+		}
+		w.Targets = append(w.Targets, t)
+	}
+	return w
+}
+
+// Engine reports the engine the group's reactors run on (never
+// EngineAuto: the one Auto picked).
+func (g *Group) Engine() Engine { return g.engine }
 
 // EnsureGOMAXPROCS raises GOMAXPROCS to at least reactors+2 and returns
 // the previous value, or 0 if it was already high enough. NewGroup calls it
@@ -108,11 +163,11 @@ func EnsureGOMAXPROCS(reactors int) (previous int) {
 // Reactors returns the group's reactors, in ID order.
 func (g *Group) Reactors() []*Reactor { return g.reactors }
 
-// AddSource registers something that feeds the group new connections (an
+// addSource registers something that feeds the group new connections (an
 // acceptor). Shutdown and Close close every source first, so no
 // connection arrives while the reactors drain. If the group is already
 // stopping, s is closed at once and an error is returned.
-func (g *Group) AddSource(s io.Closer) error {
+func (g *Group) addSource(s io.Closer) error {
 	g.mu.Lock()
 	if g.stopping {
 		g.mu.Unlock()
@@ -124,23 +179,18 @@ func (g *Group) AddSource(s io.Closer) error {
 	return nil
 }
 
-// Sync returns once every reactor has run a function posted now. Whatever
-// the caller wrote before Sync is then visible to every handler callback
-// that runs afterwards, with an ordering the race detector can see: socket
-// traffic passes through the kernel, which Go's memory model does not
-// cover. The acceptor calls it before it starts accepting.
-func (g *Group) Sync() error {
+// sync returns once every reactor has run a task queued now. Whatever the
+// caller wrote before is then visible to every handler callback that runs
+// afterwards, with an ordering the race detector can see: socket traffic
+// passes through the kernel, which Go's memory model does not cover. The
+// acceptor calls it before it starts accepting. Its task is never refused
+// for space, and a stopped reactor runs it as it drops it.
+func (g *Group) sync() error {
 	done := make(chan struct{}, len(g.reactors))
+	signal := func() { done <- struct{}{} }
 	for _, r := range g.reactors {
-		for {
-			err := r.Post(func() { done <- struct{}{} })
-			if err == nil {
-				break
-			}
-			if err != ErrInboxFull {
-				return err
-			}
-			time.Sleep(100 * time.Microsecond)
+		if err := r.inbox.push(task{kind: taskSync, fn: signal}); err != nil {
+			return err
 		}
 	}
 	for range g.reactors {

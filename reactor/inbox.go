@@ -1,6 +1,7 @@
 package reactor
 
 import (
+	"net"
 	"sync"
 	"sync/atomic"
 )
@@ -12,9 +13,19 @@ const (
 	taskClose
 	taskConnFunc
 	taskFunc
-	taskDrain // Shutdown: begin graceful close of every connection
-	taskForce // Shutdown deadline: close everything now
+	taskDrain   // Shutdown: begin graceful close of every connection
+	taskForce   // Shutdown deadline: close everything now
+	taskHandoff // the acceptor hands over a socket (epoll and net engines)
+	taskSync    // Group.sync: a function every reactor runs, never refused
 )
+
+// control reports whether a task is exempt from the inbox bound: the
+// runtime's own requests, whose refusal would lose a socket or stall a
+// shutdown. They are bounded by their senders (one per reactor per
+// Shutdown, one per accepted socket).
+func (k taskKind) control() bool {
+	return k == taskDrain || k == taskForce || k == taskHandoff || k == taskSync
+}
 
 // task is one cross-goroutine request. gen pins it to the connection it
 // was made for: a task for a connection that has since closed is dropped.
@@ -25,6 +36,17 @@ type task struct {
 	data []byte
 	cfn  func(*Conn)
 	fn   func()
+	fd   int      // taskHandoff: the socket (epoll), or -1
+	nc   net.Conn // taskHandoff: the connection (net engine)
+}
+
+// closeHandoff closes a socket handed over but never opened.
+func closeHandoff(t task) {
+	if t.nc != nil {
+		_ = t.nc.Close()
+	} else if t.fd >= 0 {
+		closeFd(t.fd)
+	}
 }
 
 // inbox is the bounded queue through which other goroutines reach a
@@ -42,7 +64,7 @@ type inbox struct {
 	full   atomic.Uint64
 }
 
-// push queues t. Control tasks (drain, force) are never refused for space.
+// push queues t. Control tasks are never refused for space.
 func (in *inbox) push(t task) error {
 	in.mu.Lock()
 	if in.closed {
@@ -52,7 +74,7 @@ func (in *inbox) push(t task) error {
 		}
 		return ErrServerClosed
 	}
-	if len(in.q) >= in.limit && t.kind != taskDrain && t.kind != taskForce {
+	if len(in.q) >= in.limit && !t.kind.control() {
 		in.mu.Unlock()
 		in.full.Add(1)
 		return ErrInboxFull

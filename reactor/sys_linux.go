@@ -1,22 +1,18 @@
-//go:build linux
-
 package reactor
 
 import (
 	"net"
 	"os"
 
-	"github.com/gyre-io/gyre/internal/uring"
+	"github.com/gyre-io/gyre/internal/sys"
 	"golang.org/x/sys/unix"
 )
 
-const (
-	pollIn   = unix.POLLIN
-	shutRDWR = unix.SHUT_RDWR
-	shutWR   = unix.SHUT_WR
-)
+// linuxEngines: io_uring and epoll exist here.
+const linuxEngines = true
 
-func gettid() int { return unix.Gettid() }
+// threadID identifies the calling OS thread (see Reactor.onLoop).
+func threadID() int64 { return int64(unix.Gettid()) }
 
 func pinCPU(cpu int) error {
 	var set unix.CPUSet
@@ -27,25 +23,12 @@ func pinCPU(cpu int) error {
 	return nil
 }
 
-func newEventfd() (int, error) {
-	fd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
-	if err != nil {
-		return -1, os.NewSyscallError("eventfd", err)
-	}
-	return fd, nil
-}
-
-func wakeEventfd(fd int) {
-	var one = [8]byte{1}
-	_, _ = unix.Write(fd, one[:])
-}
-
-func drainEventfd(fd int) {
-	var buf [8]byte
-	_, _ = unix.Read(fd, buf[:])
-}
-
-func closeFd(fd int) { _ = unix.Close(fd) }
+var (
+	newEventfd   = sys.NewEventfd
+	wakeEventfd  = sys.WakeEventfd
+	drainEventfd = sys.DrainEventfd
+	closeFd      = sys.CloseFd
+)
 
 func sockName(fd int, peer bool) net.Addr {
 	var sa unix.Sockaddr
@@ -74,12 +57,3 @@ func sockName(fd int, peer bool) net.Addr {
 	}
 	return nil
 }
-
-func overflowCount(r *Reactor) uint64 {
-	if r.ring == nil {
-		return 0
-	}
-	return r.ring.Overflows()
-}
-
-var _ = uring.Pack

@@ -1,9 +1,9 @@
 // Command gyre-echo is the example server used for comparisons: the same
-// workload on gyre's io_uring reactors (-backend uring) or on a
-// goroutine-per-connection net server (-backend net), with the same code
-// around both.
+// workload on gyre's reactors (-backend gyre, on the engine -engine names)
+// or on a goroutine-per-connection net server (-backend net), with the
+// same code around both.
 //
-//	gyre-echo -addr 127.0.0.1:7400 -mode echo|http -backend uring|net -reactors N
+//	gyre-echo -addr 127.0.0.1:7400 -mode echo|http -backend gyre|net -engine auto|io_uring|epoll|net -reactors N
 //
 // -mode echo sends every byte back; -mode http answers each request (no
 // body) with a fixed "HTTP/1.1 200" response whose body is "Hello, World!".
@@ -38,16 +38,22 @@ func run(args []string, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:7400", "TCP address to listen on")
 	mode := fs.String("mode", "echo", "echo: send bytes back; http: fixed HTTP/1.1 200 per request")
-	backend := fs.String("backend", "uring", "uring: gyre reactors; net: goroutine per connection (baseline)")
-	reactors := fs.Int("reactors", 1, "number of reactors (uring backend)")
+	backend := fs.String("backend", "gyre", "gyre: gyre reactors (\"uring\" is accepted too); net: goroutine per connection (baseline)")
+	engineName := fs.String("engine", "auto", "gyre backend: the reactors' engine: auto, io_uring, epoll or net")
+	reactors := fs.Int("reactors", 1, "number of reactors (gyre backend)")
 	grace := fs.Duration("grace", 5*time.Second, "shutdown grace period on SIGINT/SIGTERM")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to this file until exit")
-	keepProcs := fs.Bool("keep-gomaxprocs", false, "uring: leave GOMAXPROCS as Go set it (reactor.Config.KeepGOMAXPROCS; for A/B runs)")
+	keepProcs := fs.Bool("keep-gomaxprocs", false, "gyre backend: leave GOMAXPROCS as Go set it (reactor.Config.KeepGOMAXPROCS; for A/B runs)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if *mode != "echo" && *mode != "http" {
 		fmt.Fprintf(stderr, "gyre-echo: -mode must be echo or http, not %q\n", *mode)
+		return 2
+	}
+	engine, err := reactor.ParseEngine(*engineName)
+	if err != nil {
+		fmt.Fprintf(stderr, "gyre-echo: -engine: %v\n", err)
 		return 2
 	}
 	if *reactors < 1 || *reactors > 1024 {
@@ -70,14 +76,13 @@ func run(args []string, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	var err error
 	switch *backend {
-	case "uring":
-		err = serveUring(ctx, log, *addr, *mode, *reactors, *grace, *keepProcs)
+	case "gyre", "uring":
+		err = serveGyre(ctx, log, *addr, *mode, reactor.Config{Engine: engine, Reactors: *reactors, Logger: log, KeepGOMAXPROCS: *keepProcs}, *grace)
 	case "net":
 		err = serveNet(ctx, log, *addr, *mode, *grace)
 	default:
-		fmt.Fprintf(stderr, "gyre-echo: -backend must be uring or net, not %q\n", *backend)
+		fmt.Fprintf(stderr, "gyre-echo: -backend must be gyre or net, not %q\n", *backend)
 		return 2
 	}
 	if err != nil {
@@ -111,12 +116,12 @@ func (httpHandler) OnData(c *reactor.Conn, b []byte) int {
 	return consumed
 }
 
-func serveUring(ctx context.Context, log *slog.Logger, addr, mode string, reactors int, grace time.Duration, keepProcs bool) error {
+func serveGyre(ctx context.Context, log *slog.Logger, addr, mode string, cfg reactor.Config, grace time.Duration) error {
 	var h reactor.Handler = echoHandler{}
 	if mode == "http" {
 		h = httpHandler{}
 	}
-	g, err := reactor.NewGroup(reactor.Config{Reactors: reactors, Logger: log, KeepGOMAXPROCS: keepProcs}, h)
+	g, err := reactor.NewGroup(cfg, h)
 	if err != nil {
 		return err
 	}
@@ -125,7 +130,7 @@ func serveUring(ctx context.Context, log *slog.Logger, addr, mode string, reacto
 		_ = g.Close()
 		return err
 	}
-	log.Info("listening", "addr", a.Addrs()[0].String(), "backend", "uring", "mode", mode, "reactors", reactors)
+	log.Info("listening", "addr", a.Addrs()[0].String(), "backend", "gyre", "engine", g.Engine().String(), "mode", mode, "reactors", cfg.Reactors)
 	select {
 	case <-ctx.Done():
 	case <-g.Done():

@@ -32,6 +32,7 @@ import (
 
 	"github.com/gyre-io/gyre/ingest"
 	"github.com/gyre-io/gyre/quicbridge"
+	"github.com/gyre-io/gyre/reactor"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -52,6 +53,7 @@ const (
 // fill it (flags win).
 type config struct {
 	TCP           string        `json:"tcp"`
+	Engine        string        `json:"engine"`
 	Reactors      int           `json:"reactors"`
 	Sink          string        `json:"sink"`
 	DataDir       string        `json:"data_dir"`
@@ -89,6 +91,7 @@ type config struct {
 func defaults() config {
 	return config{
 		TCP:           "127.0.0.1:7400",
+		Engine:        "auto",
 		Reactors:      runtime.NumCPU(),
 		Sink:          "file",
 		DataDir:       "./data",
@@ -157,6 +160,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.SetOutput(stderr)
 	configFile := fs.String("config", "", "JSON config file (keys as the flags, with _ for -); flags override it")
 	fs.StringVar(&cfg.TCP, "tcp", cfg.TCP, "TCP listen address")
+	fs.StringVar(&cfg.Engine, "engine", cfg.Engine, "the reactors' I/O engine: auto (io_uring where the kernel and seccomp allow it, else epoll, with a warning), io_uring, epoll or net")
 	fs.IntVar(&cfg.Reactors, "reactors", cfg.Reactors, "number of reactors (one dispatcher shard each)")
 	fs.StringVar(&cfg.Sink, "sink", cfg.Sink, "where messages go: file (fsynced log in --data-dir) or discard (count and drop; benchmarks)")
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory of the file sink's log")
@@ -211,7 +215,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 func applyIfSet(set map[string]bool, dst *config, flags config) {
 	pairs := map[string]func(){
 		"tcp": func() { dst.TCP = flags.TCP }, "reactors": func() { dst.Reactors = flags.Reactors },
-		"sink": func() { dst.Sink = flags.Sink }, "data-dir": func() { dst.DataDir = flags.DataDir },
+		"engine": func() { dst.Engine = flags.Engine },
+		"sink":   func() { dst.Sink = flags.Sink }, "data-dir": func() { dst.DataDir = flags.DataDir },
 		"max-payload": func() { dst.MaxPayload = flags.MaxPayload }, "queue-messages": func() { dst.QueueMessages = flags.QueueMessages },
 		"queue-bytes": func() { dst.QueueBytes = flags.QueueBytes }, "overload": func() { dst.Overload = flags.Overload },
 		"ack-delay": func() { dst.AckDelay = flags.AckDelay }, "idle-timeout": func() { dst.IdleTimeout = flags.IdleTimeout },
@@ -285,6 +290,9 @@ func validate(cfg config) error {
 		}
 	} else if cfg.Pprof {
 		return badConfig("--pprof needs --metrics (it serves on the metrics server)")
+	}
+	if _, err := reactor.ParseEngine(cfg.Engine); err != nil {
+		return badConfig("--engine %q: want auto, io_uring, epoll or net", cfg.Engine)
 	}
 	switch {
 	case cfg.Reactors < 1 || cfg.Reactors > 1024:
@@ -463,8 +471,10 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		sink = fs
 	}
 	overload, _ := ingest.ParseOverload(cfg.Overload)
+	engine, _ := reactor.ParseEngine(cfg.Engine) // validated
 	srv, err := ingest.NewServer(ingest.ServerConfig{
 		Addr:          cfg.TCP,
+		Engine:        engine,
 		Reactors:      cfg.Reactors,
 		MaxPayload:    cfg.MaxPayload,
 		QueueMessages: cfg.QueueMessages,

@@ -42,7 +42,7 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		goTool = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
 	}
-	build := exec.Command(goTool, "build", "-ldflags=-checklinkname=0", "-o", ingestdBin, ".")
+	build := exec.Command(goTool, "build", "-o", ingestdBin, ".")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintf(os.Stderr, "building ingestd: %v\n", err)

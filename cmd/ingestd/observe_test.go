@@ -205,3 +205,27 @@ func TestReadSubcommand(t *testing.T) {
 		t.Errorf("read --bogus: status %d, stderr %q", code, errOut)
 	}
 }
+
+// TestEngineFlag: --engine picks the reactors' engine; the start-up log
+// and the gyre_engine_info metric name it, traffic is acknowledged on it,
+// and an unknown engine is a usage error that lists the choices.
+func TestEngineFlag(t *testing.T) {
+	for _, engine := range []string{"epoll", "net"} {
+		t.Run(engine, func(t *testing.T) {
+			d := startServe(t, t.TempDir(), "--engine", engine)
+			if log := d.stderr.String(); !strings.Contains(log, "engine="+engine) {
+				t.Errorf("start-up log does not name engine %s:\n%s", engine, log)
+			}
+			_, text := httpGet(t, d.metrics, "/metrics")
+			if v, ok := metricValue(text, `gyre_engine_info{engine="`+engine+`"}`); !ok || v != 1 {
+				t.Errorf("gyre_engine_info{engine=%q} = %v (present %v), want 1", engine, v, ok)
+			}
+			sendAndAck(t, d.tcp, 1, 50)
+			d.stop(10 * time.Second)
+		})
+	}
+	code, _, out := runCmd(t, "--engine", "kqueue", "--sink", "discard")
+	if code != 2 || !strings.Contains(out, "--engine") || !strings.Contains(out, "epoll") {
+		t.Errorf("--engine kqueue: exit %d, output %q; want exit 2 naming the flag and the choices", code, out)
+	}
+}

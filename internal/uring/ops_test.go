@@ -16,7 +16,7 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/gyre-io/gyre/bufring"
+	"github.com/gyre-io/gyre/internal/bufring"
 	"github.com/gyre-io/gyre/internal/uring"
 	"golang.org/x/sys/unix"
 )

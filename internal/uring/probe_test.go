@@ -9,7 +9,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/gyre-io/gyre/bufring"
+	"github.com/gyre-io/gyre/internal/bufring"
 	"github.com/gyre-io/gyre/internal/uring"
 	"golang.org/x/sys/unix"
 )

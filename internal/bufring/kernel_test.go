@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gyre-io/gyre/bufring"
+	"github.com/gyre-io/gyre/internal/bufring"
 	"github.com/gyre-io/gyre/internal/uring"
 	"golang.org/x/sys/unix"
 )

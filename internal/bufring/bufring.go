@@ -50,6 +50,12 @@ type Config struct {
 	Size int
 }
 
+// Check reports whether cfg (with defaults for zero fields) is valid.
+func Check(cfg Config) error {
+	_, err := cfg.withDefaults()
+	return err
+}
+
 func (c Config) withDefaults() (Config, error) {
 	if c.Count == 0 {
 		c.Count = DefaultCount

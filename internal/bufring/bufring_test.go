@@ -14,7 +14,7 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/gyre-io/gyre/bufring"
+	"github.com/gyre-io/gyre/internal/bufring"
 	"github.com/gyre-io/gyre/internal/uring"
 	"go.uber.org/goleak"
 )
