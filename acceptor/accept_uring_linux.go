@@ -131,8 +131,7 @@ func (l *uringLoop) complete(e *uring.CQE) {
 		if e.Res >= 0 {
 			l.handoff(int(e.Res), i)
 			l.a.backoff = 0
-		} else if !(l.closing && e.Res == -int32(syscall.ECANCELED)) {
-			err := syscall.Errno(-e.Res)
+		} else if err := e.Errno(); !(l.closing && err == syscall.ECANCELED) {
 			if l.a.acceptFailed(l.lns[i].addr, err) && !l.armed[i] {
 				l.waiting[i] = true
 				if !l.timerOn {

@@ -23,9 +23,14 @@ const (
 	// of busy connections while the kernel refills; pages are only touched
 	// when used.
 	DefaultBufferCount = bufring.DefaultCount
-	// DefaultBufferSize bytes per receive buffer: one page holds a typical
-	// request.
+	// DefaultBufferSize bytes per receive buffer on io_uring and net: one
+	// page holds a typical request. Every busy connection holds one while
+	// the kernel fills it (io_uring) or a read is pending (net).
 	DefaultBufferSize = bufring.DefaultSize
+	// DefaultEpollReadSize bytes per read on epoll when Buffers.Size is
+	// zero: only the reading reactor holds the buffer, so a large one costs
+	// one allocation per reactor and saves reads of large messages.
+	DefaultEpollReadSize = 64 << 10
 )
 
 // BufferConfig sizes a reactor's receive buffers (see Config.Buffers).
@@ -56,8 +61,9 @@ type Config struct {
 	RingEntries uint32
 	// Buffers sizes each reactor's receive buffers: io_uring's
 	// provided-buffer ring (Count buffers of Size bytes, handed to the
-	// kernel); on epoll, Size bytes per read and at most Count buffers
-	// held at once (by OnData and Leases); on net, Size bytes per read.
+	// kernel); on epoll, Size bytes per read (DefaultEpollReadSize if 0)
+	// and at most Count buffers held at once (by OnData and Leases); on
+	// net, Size bytes per pending read.
 	Buffers BufferConfig
 	// MaxInput caps the unconsumed input kept per connection. A connection
 	// over it is closed with ErrInputLimit.
@@ -131,9 +137,6 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Buffers.Count == 0 {
 		c.Buffers.Count = DefaultBufferCount
-	}
-	if c.Buffers.Size == 0 {
-		c.Buffers.Size = DefaultBufferSize
 	}
 	switch {
 	case c.Reactors < 0 || c.Reactors > 1024:

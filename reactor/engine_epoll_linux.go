@@ -1,6 +1,7 @@
 package reactor
 
 import (
+	"cmp"
 	"io"
 	"os"
 	"time"
@@ -39,7 +40,7 @@ type epollEngine struct {
 
 func newEpollEngine(r *Reactor) *epollEngine {
 	return &epollEngine{r: r, epfd: -1, efd: -1, events: make([]unix.EpollEvent, epollBatch),
-		pool: bufPool{size: r.cfg.Buffers.Size, limit: r.cfg.Buffers.Count}}
+		pool: bufPool{size: cmp.Or(r.cfg.Buffers.Size, DefaultEpollReadSize), limit: r.cfg.Buffers.Count}}
 }
 
 func (e *epollEngine) kind() Engine { return EngineEpoll }

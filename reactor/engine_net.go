@@ -1,6 +1,7 @@
 package reactor
 
 import (
+	"cmp"
 	"errors"
 	"io"
 	"net"
@@ -61,7 +62,7 @@ type netEvent struct {
 var longAgo = time.Unix(1, 0)
 
 func newNetEngine(r *Reactor) *netEngine {
-	return &netEngine{r: r, wakeC: make(chan struct{}, 1), pool: bufPool{size: r.cfg.Buffers.Size}}
+	return &netEngine{r: r, wakeC: make(chan struct{}, 1), pool: bufPool{size: cmp.Or(r.cfg.Buffers.Size, DefaultBufferSize)}}
 }
 
 func newNetConn(c net.Conn) *netConn {

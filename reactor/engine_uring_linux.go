@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"syscall"
 	"time"
 	"unsafe"
 
@@ -205,7 +204,7 @@ func (e *uringEngine) onRecv(cqe *uring.CQE, gen, idx uint32) {
 	if !cqe.More() {
 		c.reading = false
 	}
-	switch res := cqe.Res; {
+	switch res, errno := cqe.Res, cqe.Errno(); {
 	case res > 0:
 		id, ok := cqe.Buffer()
 		if !ok {
@@ -219,14 +218,14 @@ func (e *uringEngine) onRecv(cqe *uring.CQE, gen, idx uint32) {
 			e.bufs.Release(id)
 		}
 		e.r.readEnded(c, io.EOF)
-	case res == -int32(unix.ENOBUFS):
+	case errno == unix.ENOBUFS:
 		e.bufs.NoteExhausted()
-	case res == -int32(unix.ECANCELED):
+	case errno == unix.ECANCELED:
 		// We cancelled it: paused or closing.
-	case res == -int32(unix.EAGAIN), res == -int32(unix.EINTR):
+	case errno == unix.EAGAIN, errno == unix.EINTR:
 		// Nothing was received: arm again.
 	default:
-		e.r.readEnded(c, errnoErr("recv", res))
+		e.r.readEnded(c, os.NewSyscallError("recv", errno))
 	}
 	e.r.afterRead(c)
 }
@@ -240,14 +239,14 @@ func (e *uringEngine) onSend(cqe *uring.CQE, gen, idx uint32) {
 	if c == nil {
 		return
 	}
-	switch res := cqe.Res; {
-	case (res == -int32(unix.EAGAIN) || res == -int32(unix.EINTR)) && c.state != stateAborted:
+	switch errno := cqe.Errno(); {
+	case (errno == unix.EAGAIN || errno == unix.EINTR) && c.state != stateAborted:
 		// Nothing was sent: try the same bytes again.
 		e.send(c)
-	case res < 0:
-		e.r.sendFailed(c, errnoErr("send", res))
+	case errno != 0:
+		e.r.sendFailed(c, os.NewSyscallError("send", errno))
 	default:
-		e.r.sendDone(c, int(res))
+		e.r.sendDone(c, int(cqe.Res))
 	}
 }
 
@@ -285,9 +284,3 @@ func (e *uringEngine) wake() { wakeEventfd(e.efd) }
 // handoffFD is the descriptor the acceptor's ring posts accepted sockets
 // to with MSG_RING. Fixed after setup.
 func (e *uringEngine) handoffFD() int { return e.ringFd }
-
-// errnoErr turns a negative completion result into the error package net
-// would return: an *os.SyscallError named after the operation.
-func errnoErr(op string, res int32) error {
-	return os.NewSyscallError(op, syscall.Errno(-res))
-}

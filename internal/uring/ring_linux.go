@@ -570,6 +570,15 @@ type CQE struct {
 // More reports whether a multishot request stays armed after this completion.
 func (c *CQE) More() bool { return c.Flags&cqeFMore != 0 }
 
+// Errno is the error of a failed request (a negative Res), 0 if it did not
+// fail: callers compare it with syscall.Errno values, not raw numbers.
+func (c *CQE) Errno() syscall.Errno {
+	if c.Res >= 0 {
+		return 0
+	}
+	return syscall.Errno(-c.Res)
+}
+
 // Buffer returns the provided-buffer ID the kernel picked, if any.
 func (c *CQE) Buffer() (id uint16, ok bool) {
 	if c.Flags&cqeFBuffer == 0 {
