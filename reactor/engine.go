@@ -71,8 +71,8 @@ func ParseEngine(s string) (Engine, error) {
 	return EngineAuto, fmt.Errorf("reactor: unknown engine %q (want auto, io_uring, epoll or net)", s)
 }
 
-// EnvEngine is the environment variable that overrides EngineAuto's choice.
-const EnvEngine = "GYRE_ENGINE"
+// envEngine is the environment variable that overrides EngineAuto's choice.
+const envEngine = "GYRE_ENGINE"
 
 // engine is one way of doing a reactor's I/O. The reactor's loop (loop.go)
 // owns connections, timers, the inbox and handler calls; an engine only
@@ -139,13 +139,13 @@ var autoChoice = sync.OnceValue(func() engineChoice { return chooseAuto(nil) })
 // chooseAuto probes this system. inject (tests) makes the io_uring probe
 // fail as the kernel would.
 func chooseAuto(inject *probeFault) engineChoice {
-	if v := os.Getenv(EnvEngine); v != "" && inject == nil {
+	if v := os.Getenv(envEngine); v != "" && inject == nil {
 		e, err := ParseEngine(v)
 		if err == nil && e != EngineAuto {
 			return engineChoice{engine: e}
 		}
 		if err != nil {
-			return engineChoice{engine: EngineAuto, cause: fmt.Errorf("%s=%q: %w", EnvEngine, v, err)}
+			return engineChoice{engine: EngineAuto, cause: fmt.Errorf("%s=%q: %w", envEngine, v, err)}
 		}
 	}
 	if !linuxEngines {
@@ -182,7 +182,7 @@ func resolveEngine(cfg *Config) (Engine, error) {
 	warn := func() {
 		cfg.Logger.Warn("io_uring refused; serving on "+ch.engine.String()+" instead",
 			"engine", ch.engine.String(), "cause", ch.cause.Error(),
-			"fix", "allow io_uring (see the cause), or set "+EnvEngine+"="+ch.engine.String()+" to silence this")
+			"fix", "allow io_uring (see the cause), or set "+envEngine+"="+ch.engine.String()+" to silence this")
 	}
 	switch {
 	case ch.cause == nil:
