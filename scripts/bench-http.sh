@@ -1,9 +1,25 @@
 #!/usr/bin/env bash
-# bench-http.sh: gyre (io_uring reactors) vs the net baseline, both in
-# bin/gyre-echo -mode http, under wrk on pinned cores.
+# bench-http.sh: gyre's reactors (on the io_uring engine, and on the epoll
+# engine) vs the net baseline, all in bin/gyre-echo -mode http, and
+# optionally the C liburing reference server, under wrk on pinned cores.
 #
 #   make bench-http                       # builds, then runs this script
 #   CONNS="64" RUNS=5 DURATION=10s ./scripts/bench-http.sh
+#   BACKENDS="uring epoll c net" ./scripts/bench-http.sh   # every backend, each /net
+#
+# Backends (BACKENDS, in run order; net is required: every ratio is to it):
+#   uring  bin/gyre-echo -backend gyre -engine io_uring -reactors REACTORS
+#   epoll  bin/gyre-echo -backend gyre -engine epoll -reactors REACTORS
+#   net    bin/gyre-echo -backend net (goroutine per connection)
+#   c      the C liburing reference, C_SRC built with gcc against liburing
+#          (apt-get installs liburing-dev when its header is missing), run
+#          as `uring_http PORT 1`: one thread, one ring, multishot accept and
+#          recv into a provided-buffer ring, SINGLE_ISSUER|DEFER_TASKRUN.
+#          Its thread pins itself to CPU 0, so it needs CPU_SERVER=0. The
+#          file is outside this repository (a limit reference, not part of
+#          the project): without it, leave c out.
+# The gyre backends must log the engine they were asked for on their
+# "listening" line (engine=...); the run stops if one does not.
 #
 # For every connection count, the backends run alternately (uring, net,
 # uring, net, ...), each run on a freshly started server: warm-up wrk run,
@@ -12,6 +28,8 @@
 # after the measured run, which gives requests per server CPU-second.
 #
 # Environment (defaults in brackets):
+#   BACKENDS    backends, in run order (see above)       ["uring net"]
+#   C_SRC       the C reference's source (backend c)     [../shared/reference/uring_http.c]
 #   CONNS       connection counts                        ["16 64 512"]
 #   DURATION    measured wrk run per backend and count   [5s]
 #   WARMUP      warm-up wrk run before each measured run [1s]
@@ -19,7 +37,7 @@
 #   CPU_SERVER  core the server is pinned to             [0]
 #   CPU_LOAD    core wrk is pinned to                    [1]
 #   PORT        127.0.0.1 port for the server            [7480]
-#   REACTORS    -reactors for the uring backend          [1]
+#   REACTORS    -reactors for the uring and epoll backends [1]
 #   RESULTS_DIR where the per-run TSV and summary go     [bench/results]
 #   START_TIMEOUT seconds to wait for the server to listen [10]
 #   QUIET_BUSY  before each run, wait until both cores are below this busy
@@ -61,7 +79,8 @@ NOISE_BUDGET=${NOISE_BUDGET:-90}
 BIN=bin/gyre-echo
 HOST=127.0.0.1
 URL="http://$HOST:$PORT/"
-BACKENDS=(uring net)
+read -r -a BACKENDS <<<"${BACKENDS:-uring net}"
+C_SRC=${C_SRC:-../shared/reference/uring_http.c}
 
 die() {
 	echo "bench-http: FAIL: $*" >&2
@@ -90,59 +109,113 @@ stats() {
 			print m, a[1], a[NR] }'
 }
 
+# COLS: the backends in table order: as BACKENDS (or the TSV) lists them,
+# net last; every other column has its ratio to net.
+COLS=()
+set_cols() {
+	local b
+	COLS=()
+	for b in "$@"; do
+		[[ $b == net ]] || COLS+=("$b")
+	done
+	COLS+=(net)
+}
+
 # contended_row: how many kept runs were contended, and how many were
-# repeated because of it.
+# repeated because of it, per backend.
 contended_row() {
-	awk -F'\t' -v c="$conns" -v kept="$C_KEPT" -v cont="$C_CONT" '
+	awk -F'\t' -v c="$conns" -v kept="$C_KEPT" -v cont="$C_CONT" -v cols="${COLS[*]}" '
 		NR > 1 && $1 == c {
 			if ($kept == "yes") { runs[$2]++; if ($cont == "yes") bad[$2]++ }
 			else redone[$2]++
 		}
 		END {
-			printf "| contended runs kept / repeated | %d of %d / %d | %d of %d / %d | |\n",
-				bad["uring"], runs["uring"], redone["uring"], bad["net"], runs["net"], redone["net"]
+			nb = split(cols, B, " ")
+			printf "| contended runs kept / repeated |"
+			for (i = 1; i <= nb; i++) printf " %d of %d / %d |", bad[B[i]], runs[B[i]], redone[B[i]]
+			for (i = 1; i < nb; i++) printf " |"
+			printf "\n"
 		}' "$TSV"
 }
 
-# pair_row LABEL COLUMN: median (min–max) of uring/net for each run number
-# (the runs of one number ran back to back).
+# pair_row LABEL COLUMN: for every backend but net, the median (min–max)
+# of backend/net for each run number (the runs of one number ran back to
+# back).
 pair_row() {
-	awk -F'\t' -v c="$conns" -v k="$2" -v kept="$C_KEPT" -v label="$1" "$with_derived"'
+	awk -F'\t' -v c="$conns" -v k="$2" -v kept="$C_KEPT" -v label="$1" -v cols="${COLS[*]}" "$with_derived"'
 		NR > 1 && $1 == c && $kept == "yes" { v[$2, $3] = $k; runs[$3] = 1 }
 		END {
-			n = 0
-			for (r in runs)
-				if ((("uring", r) in v) && (("net", r) in v) && v["net", r] > 0)
-					a[++n] = v["uring", r] / v["net", r]
-			if (n == 0) { printf "| %s | | | n/a |\n", label; exit }
-			for (i = 2; i <= n; i++)
-				for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
-			m = (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-			printf "| %s | | | %.2fx (%.2f–%.2f) |\n", label, m, a[1], a[n]
+			nb = split(cols, B, " ")
+			printf "| %s |", label
+			for (i = 1; i <= nb; i++) printf " |"
+			for (b = 1; b < nb; b++) {
+				n = 0
+				split("", a)
+				for (r in runs)
+					if (((B[b], r) in v) && (("net", r) in v) && v["net", r] > 0)
+						a[++n] = v[B[b], r] / v["net", r]
+				if (n == 0) { printf " n/a |"; continue }
+				for (i = 2; i <= n; i++)
+					for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+				m = (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+				printf " %.2fx (%.2f–%.2f) |", m, a[1], a[n]
+			}
+			printf "\n"
 		}' "$TSV"
 }
 
-# row LABEL COLUMN PRINTF-FORMAT RATIO(yes|no)
+# row LABEL COLUMN PRINTF-FORMAT RATIO(yes|no): median (min–max) per
+# backend, then (RATIO yes) each backend's median over net's.
 row() {
-	local label=$1 col=$2 fmt=$3 ratio=$4 u n
-	u=$(stats "$conns" uring "$col")
-	n=$(stats "$conns" net "$col")
-	awk -v label="$label" -v fmt="$fmt" -v ratio="$ratio" -v u="$u" -v n="$n" 'BEGIN {
-		split(u, U, " "); split(n, N, " ")
-		cell_u = sprintf(fmt " (" fmt "–" fmt ")", U[1], U[2], U[3])
-		cell_n = sprintf(fmt " (" fmt "–" fmt ")", N[1], N[2], N[3])
-		r = (ratio == "yes" && N[1] > 0) ? sprintf("**%.2fx**", U[1] / N[1]) : ""
-		printf "| %s | %s | %s | %s |\n", label, cell_u, cell_n, r
+	local label=$1 col=$2 fmt=$3 ratio=$4 b all=""
+	for b in "${COLS[@]}"; do
+		all+="$(stats "$conns" "$b" "$col");"
+	done
+	awk -v label="$label" -v fmt="$fmt" -v ratio="$ratio" -v all="$all" 'BEGIN {
+		nb = split(all, S, ";") - 1 # the trailing ";" leaves an empty last field
+		printf "| %s |", label
+		for (i = 1; i <= nb; i++) {
+			split(S[i], V, " ")
+			printf " %s |", sprintf(fmt " (" fmt "–" fmt ")", V[1], V[2], V[3])
+		}
+		split(S[nb], N, " ")
+		for (i = 1; i < nb; i++) {
+			split(S[i], V, " ")
+			r = (ratio == "yes" && N[1] > 0) ? sprintf("**%.2fx**", V[1] / N[1]) : ""
+			printf " %s |", r
+		}
+		printf "\n"
 	}'
 }
 
 # tables: the markdown tables for every connection count in TSV.
 tables() {
-	local conns runs
-	runs=$(awk -F'\t' -v kept="$C_KEPT" 'NR > 1 && $kept == "yes" && $2 == "uring" { n[$1]++ }
+	local conns runs b head align ratios=() others=()
+	runs=$(awk -F'\t' -v kept="$C_KEPT" -v first="${COLS[0]}" 'NR > 1 && $kept == "yes" && $2 == first { n[$1]++ }
 		END { for (c in n) if (n[c] > m) m = n[c]; print m + 0 }' "$TSV")
-	echo "Median (min–max) of $runs runs per backend; uring/net is the ratio of the medians, and"
-	echo "\"per run pair\" the median (min–max) of the ratios of the uring and net runs that ran"
+	head="| metric |"
+	align="|---|"
+	for b in "${COLS[@]}"; do
+		head+=" $b |"
+		align+="---:|"
+	done
+	for b in "${COLS[@]}"; do
+		[[ $b == net ]] && continue
+		head+=" $b/net |"
+		align+="---:|"
+		ratios+=("$b/net")
+		others+=("$b")
+	done
+	if ((${#ratios[@]} == 1)); then
+		echo "Median (min–max) of $runs runs per backend; ${ratios[0]} is the ratio of the medians, and"
+		echo "\"per run pair\" the median (min–max) of the ratios of the ${others[0]} and net runs that ran"
+	else
+		local list
+		list=$(printf '%s, ' "${ratios[@]:0:${#ratios[@]}-1}")
+		list="${list%, } and ${ratios[-1]}"
+		echo "Median (min–max) of $runs runs per backend; $list are the ratios of the medians to net's, and"
+		echo "\"per run pair\" the median (min–max) of the ratios of each backend's runs and the net runs that ran"
+	fi
 	echo "back to back. \"Server CPU-s\" is the server process's utime+stime; \"server core busy"
 	echo "s\" is the server core's busy time (wall minus idle in /proc/stat), which also holds"
 	echo "work the kernel does on that core for nobody's account (interrupts, idle entry and exit)."
@@ -153,8 +226,8 @@ tables() {
 		echo
 		echo "### $conns connections"
 		echo
-		echo "| metric | uring | net | uring/net |"
-		echo "|---|---:|---:|---:|"
+		echo "$head"
+		echo "$align"
 		row "requests/s" "$C_REQ" "%.0f" yes
 		pair_row "requests/s, per run pair" "$C_REQ"
 		row "p50 latency (ms)" "$C_P50" "%.3f" no
@@ -176,6 +249,8 @@ if [[ -n ${SUMMARIZE:-} ]]; then
 	[[ -r $SUMMARIZE ]] || die "SUMMARIZE: cannot read '$SUMMARIZE'"
 	head -n 1 "$SUMMARIZE" | grep -q $'^conns\tbackend\trun\tattempt\tkept' || die "SUMMARIZE: $SUMMARIZE is not a bench-http TSV"
 	TSV=$SUMMARIZE
+	mapfile -t tsv_backends < <(awk -F'\t' 'NR > 1 && !seen[$2]++ { print $2 }' "$TSV")
+	set_cols "${tsv_backends[@]}"
 	tables
 	exit 0
 fi
@@ -194,6 +269,22 @@ if ! [[ $PORT =~ ^[0-9]+$ ]] || ((PORT < 1 || PORT > 65535)); then
 	die "PORT must be 1-65535, not '$PORT'"
 fi
 [[ $REACTORS =~ ^[1-9][0-9]*$ ]] || die "REACTORS must be a positive integer, not '$REACTORS'"
+((${#BACKENDS[@]} > 0)) || die "BACKENDS is empty"
+declare -A seen_backend=()
+for b in "${BACKENDS[@]}"; do
+	case $b in
+	uring | epoll | net | c) ;;
+	*) die "BACKENDS: unknown backend '$b' (want uring, epoll, net, c)" ;;
+	esac
+	[[ -z ${seen_backend[$b]:-} ]] || die "BACKENDS names $b twice"
+	seen_backend[$b]=1
+done
+[[ -n ${seen_backend[net]:-} ]] || die "BACKENDS must include net: every ratio is to it"
+if [[ -n ${seen_backend[c]:-} ]]; then
+	[[ $CPU_SERVER == 0 ]] || die "backend c: the C reference pins its thread to CPU 0 itself; run with CPU_SERVER=0 (and a CPU_LOAD other than 0) or leave c out"
+	[[ -r $C_SRC ]] || die "backend c: no C reference at $C_SRC (set C_SRC, or leave c out of BACKENDS)"
+fi
+set_cols "${BACKENDS[@]}"
 [[ $START_TIMEOUT =~ ^[1-9][0-9]*$ ]] || die "START_TIMEOUT must be whole seconds"
 for var in QUIET_BUSY QUIET_TIMEOUT CONTENDED_PCT RETRIES NOISE_BUDGET; do
 	[[ ${!var} =~ ^[0-9]+$ ]] || die "$var must be a whole number, not '${!var}'"
@@ -216,16 +307,35 @@ if [[ $(id -u) -ne 0 ]]; then
 	SUDO=(sudo)
 fi
 
-# Install wrk when missing; refresh the package lists only if the plain
-# install fails (stale or empty lists).
+# apt_install PACKAGE: installs it with apt-get; refreshes the package
+# lists only if the plain install fails (stale or empty lists).
+apt_install() {
+	command -v apt-get >/dev/null || die "$1 is needed and there is no apt-get to install it; install it by hand"
+	export DEBIAN_FRONTEND=noninteractive
+	if ! "${SUDO[@]}" apt-get install -y "$1" >&2; then
+		"${SUDO[@]}" apt-get update >&2 || die "apt-get update failed"
+		"${SUDO[@]}" apt-get install -y "$1" >&2 || die "apt-get install -y $1 failed"
+	fi
+}
+
 if ! command -v wrk >/dev/null; then
 	log "wrk not found, installing it with apt-get"
-	export DEBIAN_FRONTEND=noninteractive
-	if ! "${SUDO[@]}" apt-get install -y wrk; then
-		"${SUDO[@]}" apt-get update || die "apt-get update failed"
-		"${SUDO[@]}" apt-get install -y wrk || die "apt-get install -y wrk failed"
-	fi
+	apt_install wrk
 	command -v wrk >/dev/null || die "wrk still not in PATH after installing it"
+fi
+
+# The C reference: gcc and liburing's header and library.
+liburing_ok() { echo '#include <liburing.h>' | gcc -x c -E - >/dev/null 2>&1; }
+if [[ -n ${seen_backend[c]:-} ]]; then
+	if ! command -v gcc >/dev/null; then
+		log "gcc not found (backend c), installing it with apt-get"
+		apt_install gcc
+	fi
+	if ! liburing_ok; then
+		log "liburing.h not found (backend c), installing liburing-dev with apt-get"
+		apt_install liburing-dev
+		liburing_ok || die "liburing.h still not found after installing liburing-dev"
+	fi
 fi
 
 CLK_TCK=$(getconf CLK_TCK)
@@ -248,6 +358,17 @@ mkdir -p "$RAW"
 SERVER_BIN="$RAW/gyre-echo"
 cp "$BIN" "$SERVER_BIN"
 BIN_SUM=$(sha256sum "$SERVER_BIN" | cut -c1-12)
+
+# Backend c: build the C reference into RAW, as its README says.
+C_BIN=""
+C_DESC=""
+if [[ -n ${seen_backend[c]:-} ]]; then
+	C_BIN="$RAW/uring_http"
+	log "building the C reference: gcc -O2 -o $C_BIN $C_SRC -luring -lpthread"
+	gcc -O2 -o "$C_BIN" "$C_SRC" -luring -lpthread >&2 || die "building $C_SRC failed"
+	C_DESC="$C_SRC sha256 $(sha256sum "$C_SRC" | cut -c1-12), gcc $(gcc -dumpfullversion 2>/dev/null || gcc -dumpversion),"
+	C_DESC+=" liburing $(dpkg-query -W -f='${Version}' liburing-dev 2>/dev/null || echo '?')"
+fi
 
 # ---------------------------------------------------------------- server
 
@@ -279,6 +400,7 @@ cleanup() {
 	fi
 	stop_server
 	[[ -z ${SERVER_BIN:-} ]] || rm -f "$SERVER_BIN"
+	[[ -z ${C_BIN:-} ]] || rm -f "$C_BIN"
 	if ((rc != 0)); then
 		echo "bench-http: exit status $rc; partial results: $TSV, raw outputs: $RAW" >&2
 	fi
@@ -290,13 +412,30 @@ trap 'echo "bench-http: terminated" >&2; exit 143' TERM
 SERVER_CMD=()
 SERVER_LOG=/dev/null
 
+# server_args BACKEND: sets SERVER_CMD (unpinned) and ENGINE, the engine
+# a gyre backend must name on its listening line ("" for the others).
+ENGINE=""
+server_args() {
+	ENGINE=""
+	case $1 in
+	uring) ENGINE=io_uring ;;
+	epoll) ENGINE=epoll ;;
+	esac
+	case $1 in
+	uring | epoll) SERVER_CMD=("$SERVER_BIN" -addr "$HOST:$PORT" -mode http -backend gyre -engine "$ENGINE" -reactors "$REACTORS" -grace 1s) ;;
+	net) SERVER_CMD=("$SERVER_BIN" -addr "$HOST:$PORT" -mode http -backend net -grace 1s) ;;
+	c) SERVER_CMD=("$C_BIN" "$PORT" 1) ;;
+	esac
+}
+
 # start_server BACKEND LOGFILE: starts the server pinned to CPU_SERVER and
-# waits until it logs "listening" and the port accepts connections.
+# waits until it logs "listening" (gyre-echo; the C reference logs
+# nothing) and the port accepts connections. A gyre backend must name the
+# engine it was asked for.
 start_server() {
-	local backend=$1 slog=$2 deadline
-	SERVER_CMD=(taskset -c "$CPU_SERVER" "$SERVER_BIN" -addr "$HOST:$PORT" -mode http -backend "$backend")
-	[[ $backend == uring ]] && SERVER_CMD+=(-reactors "$REACTORS")
-	SERVER_CMD+=(-grace 1s)
+	local backend=$1 slog=$2 deadline logged
+	server_args "$backend"
+	SERVER_CMD=(taskset -c "$CPU_SERVER" "${SERVER_CMD[@]}")
 	port_open && die "$HOST:$PORT is already taken before starting the $backend server"
 	SERVER_LOG=$slog
 	: >"$slog"
@@ -308,7 +447,7 @@ start_server() {
 			cat "$slog" >&2
 			die "$backend server exited before listening on $HOST:$PORT (log above: $slog)"
 		fi
-		if grep -q 'msg=listening' "$slog" && port_open; then
+		if { [[ $backend == c ]] || grep -q 'msg=listening' "$slog"; } && port_open; then
 			break
 		fi
 		if ((SECONDS >= deadline)); then
@@ -317,6 +456,13 @@ start_server() {
 		fi
 		sleep 0.05
 	done
+	if [[ -n $ENGINE ]]; then
+		logged=$(grep -m1 'msg=listening' "$slog" | grep -o 'engine=[^ ]*' || true)
+		if [[ ${logged#engine=} != "$ENGINE" ]]; then
+			cat "$slog" >&2
+			die "$backend server: asked for the $ENGINE engine, its listening line says '${logged:-no engine}' (log: $slog)"
+		fi
+	fi
 }
 
 # proc_stat_fields FILE: reads /proc/PID/stat into STAT_F without forking
@@ -516,7 +662,7 @@ go_version=$(go version "$SERVER_BIN" 2>/dev/null | awk '{print $2}' || true)
 cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 git_rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 git_dirty=$(git status --porcelain 2>/dev/null | wc -l)
-invocation="CONNS=\"$CONNS\" DURATION=$DURATION WARMUP=$WARMUP RUNS=$RUNS CPU_SERVER=$CPU_SERVER CPU_LOAD=$CPU_LOAD PORT=$PORT REACTORS=$REACTORS"
+invocation="BACKENDS=\"${BACKENDS[*]}\" CONNS=\"$CONNS\" DURATION=$DURATION WARMUP=$WARMUP RUNS=$RUNS CPU_SERVER=$CPU_SERVER CPU_LOAD=$CPU_LOAD PORT=$PORT REACTORS=$REACTORS"
 invocation+=" QUIET_BUSY=$QUIET_BUSY QUIET_TIMEOUT=$QUIET_TIMEOUT CONTENDED_PCT=$CONTENDED_PCT RETRIES=$RETRIES NOISE_BUDGET=$NOISE_BUDGET"
 invocation+=" ./scripts/bench-http.sh"
 
@@ -526,8 +672,15 @@ env_block() {
 	echo "- Go: $go_version ($BIN sha256 $BIN_SUM, run from a copy), wrk: $(wrk -v 2>&1 | awk 'NR == 1 { print $2 }')"
 	echo "- tree: $git_rev, $git_dirty uncommitted paths at run time"
 	echo "- command: \`$invocation\`"
-	echo "- server: \`taskset -c $CPU_SERVER $BIN -addr $HOST:$PORT -mode http -backend uring -reactors $REACTORS\`" \
-		"/ \`taskset -c $CPU_SERVER $BIN -addr $HOST:$PORT -mode http -backend net\` (plus \`-grace 1s\`)"
+	local b cmd
+	for b in "${COLS[@]}"; do
+		server_args "$b"
+		cmd="taskset -c $CPU_SERVER ${SERVER_CMD[*]}"
+		cmd=${cmd//$SERVER_BIN/$BIN}
+		[[ -z $C_BIN ]] || cmd=${cmd//$C_BIN/uring_http}
+		echo "- server $b: \`$cmd\`"
+	done
+	[[ -z $C_DESC ]] || echo "- C reference (c): $C_DESC"
 	echo "- load: \`taskset -c $CPU_LOAD wrk -t1 -cN -d$DURATION --latency $URL\`, after a $WARMUP warm-up with the same N"
 	echo "- started: $STAMP, load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 }

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# bench.sh: gyre (io_uring) vs the net package vs gnet v2, measured by the
-# harness in bench/ (bench/cmd/gyre-bench): HTTP under wrk, pipelined echo,
-# accept storm, idle connections, latency under load, ingest over TCP.
+# bench.sh: gyre (its io_uring engine, and its epoll engine as the server
+# "gyre-epoll") vs the net package vs gnet v2, measured by the harness in
+# bench/ (bench/cmd/gyre-bench): HTTP under wrk, pipelined echo, accept
+# storm, idle connections, latency under load, ingest over TCP. gyre-epoll
+# runs in the HTTP, echo and idle cells.
 #
 #   make bench                 # ./scripts/bench.sh quick   (< 10 minutes on 2 cores)
 #   make bench-full            # ./scripts/bench.sh full
 #   ./scripts/bench.sh quick -runs 5 -workloads http,echo   # more flags: gyre-bench run -h
+#   ./scripts/bench.sh quick -cells 'http-*,idle-*'         # some cells only
+#   ./scripts/bench.sh quick -engine epoll -servers gyre,gnet,net   # gyre's engine (default io_uring)
 #
 # It installs what it needs and is missing (wrk and taskset with apt-get),
 # builds the root binaries (make build) and the bench module's binaries
@@ -78,8 +82,6 @@ done
 
 # ---------------------------------------------------------------- build
 
-# giouring reaches syscall.munmap through go:linkname: every link needs it.
-export GOFLAGS=-ldflags=-checklinkname=0
 log "building the root binaries (make build) and the bench module's (bench/bin)"
 make --no-print-directory build >&2 || die "make build failed"
 (cd bench && go build -o bin/ ./cmd/gyre-bench ./cmd/gnet-echo ./cmd/ingest-net) >&2 ||

@@ -1,7 +1,10 @@
 // Command gyre-bench is gyre's benchmark harness: it compares gyre
-// (gyre-echo -backend uring, ingestd), the net package (gyre-echo -backend
-// net, ingest-net) and gnet v2 (gnet-echo) on the same machine, in the
-// same run, with the server pinned to one CPU and the load to another.
+// (gyre-echo -backend gyre -engine io_uring, or the engine -engine names;
+// ingestd), gyre on its epoll engine (gyre-echo -backend gyre -engine
+// epoll: the server "gyre-epoll", in the HTTP, echo and idle cells), the
+// net package (gyre-echo -backend net, ingest-net) and gnet v2 (gnet-echo)
+// on the same machine, in the same run, with the server pinned to one CPU
+// and the load to another.
 //
 //	gyre-bench run -matrix quick|full [flags]   the harness (make bench / make bench-full)
 //	gyre-bench report DIR                       re-render summary.md and charts from DIR/results.json
@@ -79,58 +82,9 @@ func list(s string) []string {
 }
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("gyre-bench run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var cfg harness.Config
-	fs.StringVar(&cfg.Matrix, "matrix", "quick", "quick (make bench, < 10 min on 2 cores) or full (make bench-full)")
-	workloads := fs.String("workloads", strings.Join(harness.AllWorkloads, ","), "comma-separated subset of the workloads")
-	servers := fs.String("servers", "gyre,gnet,net", "comma-separated servers (net is required: the baseline of every ratio)")
-	fs.IntVar(&cfg.Runs, "runs", 0, "measured runs per server and cell (default: quick 3, full 5)")
-	fs.DurationVar(&cfg.Duration, "duration", 0, "measured load per run, whole seconds (default: quick 3s, full 5s)")
-	fs.DurationVar(&cfg.Warmup, "warmup", time.Second, "warm-up load before each measured run, whole seconds")
-	fs.IntVar(&cfg.CPUServer, "cpu-server", 0, "CPU the servers are pinned to")
-	fs.IntVar(&cfg.CPULoad, "cpu-load", 1, "CPU the load clients (and this harness) are pinned to")
-	fs.IntVar(&cfg.Port, "port", 7600, "first 127.0.0.1 port of the range the servers listen on")
-	fs.IntVar(&cfg.PortSpan, "port-span", 200, "size of that port range (each server start takes the next port)")
-	fs.StringVar(&cfg.RootBin, "root-bin", "../bin", "directory with gyre-echo, ingestd, ingest-load (make build)")
-	fs.StringVar(&cfg.BenchBin, "bench-bin", "bin", "directory with gnet-echo, ingest-net (bench module)")
-	fs.StringVar(&cfg.OutDir, "out", "results", "results directory (a subdirectory per run; logs under tmp/)")
-	src := fs.String("src", "127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5", "loopback source addresses the load clients spread connections over (each has its own ~28k ephemeral ports)")
-	fs.Float64Var(&cfg.QuietBusy, "quiet-busy", 10, "before each run, wait until both CPUs are below this busy percentage")
-	fs.DurationVar(&cfg.QuietTimeout, "quiet-timeout", 20*time.Second, "longest wait for quiet CPUs before a run")
-	fs.Float64Var(&cfg.ContendedPct, "contended-pct", 8, "a run is contended when a CPU spent more than this percentage of it on other work")
-	fs.IntVar(&cfg.Retries, "retries", 2, "repeat a contended run up to this many times")
-	fs.DurationVar(&cfg.NoiseBudget, "noise-budget", 0, "total time for waiting out other load and repeating runs or cells (default: quick 150s, full 15m)")
-	fs.Float64Var(&cfg.SpreadMax, "spread-max", 0.25, "noise gate: the largest spread of a gated figure (marked † in the table) over the runs of gyre or of net (gnet's is shown and marked (noisy) when over it, not gated; latency-under-load cells have no gated figure), (max-min)/median, from 5 runs without the server's lowest and highest run (one outlying run passes, two groups of runs do not); a cell over it is measured again and judged on both passes pooled, then the harness fails")
-	fs.BoolVar(&cfg.AllowNoisy, "allow-noisy", false, "write tables and charts even when cells stayed noisy (they are marked NOISY; the exit status is still 1)")
-	fs.DurationVar(&cfg.IdleSettle, "idle-settle", 2*time.Second, "idle workload: wait after the connections are open before sampling RSS")
-	fs.IntVar(&cfg.IdlePerHolder, "idle-per-holder", 10000, "idle workload: connections per holder process")
-	fs.DurationVar(&cfg.StartTimeout, "start-timeout", 10*time.Second, "longest wait for a server to listen")
-	fs.IntVar(&cfg.ServerGoMaxProcs, "server-gomaxprocs", 0, "GOMAXPROCS for the servers (0: Go's default, 1 on one pinned CPU)")
-	progress := fs.String("progress", "auto", "progress bar on stderr: auto (when stderr is a terminal), on, off")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "gyre-bench run: unexpected arguments %q\n", fs.Args())
-		return 2
-	}
-	cfg.Workloads, cfg.Servers, cfg.SrcIPs = list(*workloads), list(*servers), list(*src)
-	full := cfg.Matrix == "full"
-	if cfg.Runs == 0 {
-		cfg.Runs = map[bool]int{false: 3, true: 5}[full]
-	}
-	if cfg.Duration == 0 {
-		cfg.Duration = map[bool]time.Duration{false: 3 * time.Second, true: 5 * time.Second}[full]
-	}
-	if cfg.NoiseBudget == 0 {
-		cfg.NoiseBudget = map[bool]time.Duration{false: 150 * time.Second, true: 15 * time.Minute}[full]
-	}
-	switch *progress {
-	case "on":
-		cfg.Progress = true
-	case "auto":
-		cfg.Progress = isTerminal(stderr)
+	cfg, code := runConfig(args, stderr)
+	if code != 0 {
+		return code
 	}
 	self, err := os.Executable()
 	if err != nil {
@@ -138,7 +92,6 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	cfg.Self = self
-	cfg.Args = append([]string{"gyre-bench", "run"}, args...)
 	// Servers and clients inherit it; Go programs raise it again themselves.
 	if _, err := load.RaiseFileLimit(); err != nil {
 		fmt.Fprintf(stderr, "gyre-bench: warning: raising RLIMIT_NOFILE: %v\n", err)
@@ -166,6 +119,74 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	_, _ = stdout.Write(b)
 	fmt.Fprintf(stderr, "gyre-bench: results, table and charts in %s\n", dir)
 	return 0
+}
+
+// runConfig parses the flags of `gyre-bench run` and fills in the
+// matrix's defaults; a non-zero code is the exit status of a usage error.
+func runConfig(args []string, stderr io.Writer) (harness.Config, int) {
+	fs := flag.NewFlagSet("gyre-bench run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg harness.Config
+	fs.StringVar(&cfg.Matrix, "matrix", "quick", "quick (make bench, < 10 min on 2 cores) or full (make bench-full)")
+	workloads := fs.String("workloads", strings.Join(harness.AllWorkloads, ","), "comma-separated subset of the workloads")
+	servers := fs.String("servers", strings.Join(harness.AllServers, ","), "comma-separated servers (net is required: the baseline of every ratio); gyre-epoll joins the http, echo and idle cells only")
+	fs.StringVar(&cfg.Engine, "engine", harness.EngineIOUring, "engine of the gyre server (gyre-echo -engine, and ingestd --engine if it has the flag): io_uring, epoll, net or auto; a server that logs another engine than the one asked for fails the run (auto excepted: the one it settled on is recorded)")
+	cells := fs.String("cells", "", "comma-separated cell IDs or globs (e.g. http-c64,echo-*,idle-*) to run only those, plus the peak cells the latency cells need; empty: every cell of -workloads")
+	fs.IntVar(&cfg.Runs, "runs", 0, "measured runs per server and cell (default: quick 3, full 5)")
+	fs.DurationVar(&cfg.Duration, "duration", 0, "measured load per run, whole seconds (default: quick 3s, full 5s)")
+	fs.DurationVar(&cfg.Warmup, "warmup", time.Second, "warm-up load before each measured run, whole seconds")
+	fs.IntVar(&cfg.CPUServer, "cpu-server", 0, "CPU the servers are pinned to")
+	fs.IntVar(&cfg.CPULoad, "cpu-load", 1, "CPU the load clients (and this harness) are pinned to")
+	fs.IntVar(&cfg.Port, "port", 7600, "first 127.0.0.1 port of the range the servers listen on")
+	fs.IntVar(&cfg.PortSpan, "port-span", 200, "size of that port range (each server start takes the next port)")
+	fs.StringVar(&cfg.RootBin, "root-bin", "../bin", "directory with gyre-echo, ingestd, ingest-load (make build)")
+	fs.StringVar(&cfg.BenchBin, "bench-bin", "bin", "directory with gnet-echo, ingest-net (bench module)")
+	fs.StringVar(&cfg.OutDir, "out", "results", "results directory (a subdirectory per run; logs under tmp/)")
+	src := fs.String("src", "127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5", "loopback source addresses the load clients spread connections over (each has its own ~28k ephemeral ports)")
+	fs.Float64Var(&cfg.QuietBusy, "quiet-busy", 10, "before each run, wait until both CPUs are below this busy percentage")
+	fs.DurationVar(&cfg.QuietTimeout, "quiet-timeout", 20*time.Second, "longest wait for quiet CPUs before a run")
+	fs.Float64Var(&cfg.ContendedPct, "contended-pct", 8, "a run is contended when a CPU spent more than this percentage of it on other work")
+	fs.IntVar(&cfg.Retries, "retries", 2, "repeat a contended run up to this many times")
+	fs.DurationVar(&cfg.NoiseBudget, "noise-budget", 0, "total time for waiting out other load and repeating runs or cells (default: quick 150s, full 15m)")
+	fs.Float64Var(&cfg.SpreadMax, "spread-max", 0.25, "noise gate: the largest spread of a gated figure (marked † in the table) over the runs of gyre, of gyre-epoll or of net (gnet's is shown and marked (noisy) when over it, not gated; latency-under-load cells have no gated figure), (max-min)/median, from 5 runs without the server's lowest and highest run (one outlying run passes, two groups of runs do not); a cell over it is measured again and judged on both passes pooled, then the harness fails")
+	fs.BoolVar(&cfg.AllowNoisy, "allow-noisy", false, "write tables and charts even when cells stayed noisy (they are marked NOISY; the exit status is still 1)")
+	fs.DurationVar(&cfg.IdleSettle, "idle-settle", 2*time.Second, "idle workload: wait after the connections are open before sampling RSS")
+	fs.IntVar(&cfg.IdlePerHolder, "idle-per-holder", 10000, "idle workload: connections per holder process")
+	fs.DurationVar(&cfg.StartTimeout, "start-timeout", 10*time.Second, "longest wait for a server to listen")
+	fs.IntVar(&cfg.ServerGoMaxProcs, "server-gomaxprocs", 0, "GOMAXPROCS for the servers (0: Go's default, 1 on one pinned CPU)")
+	progress := fs.String("progress", "auto", "progress bar on stderr: auto (when stderr is a terminal), on, off")
+	if err := fs.Parse(args); err != nil {
+		return cfg, 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "gyre-bench run: unexpected arguments %q\n", fs.Args())
+		return cfg, 2
+	}
+	engine, err := harness.ParseEngine(cfg.Engine)
+	if err != nil {
+		fmt.Fprintf(stderr, "gyre-bench run: -engine: %v\n", err)
+		return cfg, 2
+	}
+	cfg.Engine = engine
+	cfg.Workloads, cfg.Servers, cfg.SrcIPs, cfg.Cells = list(*workloads), list(*servers), list(*src), list(*cells)
+	full := cfg.Matrix == "full"
+	if cfg.Runs == 0 {
+		cfg.Runs = map[bool]int{false: 3, true: 5}[full]
+	}
+	if cfg.Duration == 0 {
+		cfg.Duration = map[bool]time.Duration{false: 3 * time.Second, true: 5 * time.Second}[full]
+	}
+	if cfg.NoiseBudget == 0 {
+		cfg.NoiseBudget = map[bool]time.Duration{false: 150 * time.Second, true: 15 * time.Minute}[full]
+	}
+	switch *progress {
+	case "on":
+		cfg.Progress = true
+	case "auto":
+		cfg.Progress = isTerminal(stderr)
+	}
+	cfg.Args = append([]string{"gyre-bench", "run"}, args...)
+	return cfg, 0
 }
 
 // pinSelf pins every thread of this process to cpu (new threads inherit

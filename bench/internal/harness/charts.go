@@ -16,13 +16,14 @@ import (
 )
 
 var serverColor = map[string]color.RGBA{
-	SGyre: {R: 0x1f, G: 0x77, B: 0xb4, A: 0xff}, // blue
-	SGnet: {R: 0xff, G: 0x7f, B: 0x0e, A: 0xff}, // orange
-	SNet:  {R: 0x55, G: 0x55, B: 0x55, A: 0xff}, // grey
+	SGyre:      {R: 0x1f, G: 0x77, B: 0xb4, A: 0xff}, // blue
+	SGyreEpoll: {R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff}, // green
+	SGnet:      {R: 0xff, G: 0x7f, B: 0x0e, A: 0xff}, // orange
+	SNet:       {R: 0x55, G: 0x55, B: 0x55, A: 0xff}, // grey
 }
 
 var serverGlyph = map[string]draw.GlyphDrawer{
-	SGyre: draw.CircleGlyph{}, SGnet: draw.TriangleGlyph{}, SNet: draw.SquareGlyph{},
+	SGyre: draw.CircleGlyph{}, SGyreEpoll: draw.RingGlyph{}, SGnet: draw.TriangleGlyph{}, SNet: draw.SquareGlyph{},
 }
 
 // chartSpec is one throughput-style chart: a metric by cell.
@@ -58,7 +59,7 @@ func WriteCharts(res *Results, dir string) ([]chartFile, error) {
 				sg.file += "-" + slug(g)
 				sg.title += ", " + g
 			}
-			p, err := metricChart(sg, groups[g])
+			p, err := metricChart(res.Env, sg, groups[g])
 			if err != nil {
 				return nil, fmt.Errorf("chart %s: %w", sg.file, err)
 			}
@@ -76,7 +77,7 @@ func WriteCharts(res *Results, dir string) ([]chartFile, error) {
 			if g == ShapeSlow {
 				title = fmt.Sprintf("%s latency, steady, 10%% slow clients", map[string]string{WLatency: "Echo", WIngestLatency: "Ingest ack"}[wl])
 			}
-			p, err := latencyChart(title, groups[g])
+			p, err := latencyChart(res.Env, title, groups[g])
 			if err != nil {
 				return nil, fmt.Errorf("chart %s: %w", file, err)
 			}
@@ -127,7 +128,7 @@ func (r *seriesRange) add(x float64, s stats.Summary) {
 
 // addRangeSeries draws one server's medians joined by a line, with
 // min–max error bars, and adds it to the legend.
-func addRangeSeries(p *plot.Plot, workload, srv string, r seriesRange) error {
+func addRangeSeries(p *plot.Plot, e Env, workload, srv string, r seriesRange) error {
 	pts, errs := r.pts, r.errs
 	line, points, err := plotter.NewLinePoints(pts)
 	if err != nil {
@@ -148,7 +149,7 @@ func addRangeSeries(p *plot.Plot, workload, srv string, r seriesRange) error {
 	}
 	eb.Color, eb.CapWidth = col, vg.Points(6)
 	p.Add(line, points, eb)
-	p.Legend.Add(serverName(workload, srv), line, points)
+	p.Legend.Add(serverName(e, workload, srv), line, points)
 	return nil
 }
 
@@ -196,7 +197,7 @@ func slug(s string) string {
 
 // metricChart: x = the cells (categories), one line per server with
 // min–max error bars, y from 0 (or log).
-func metricChart(sp chartSpec, cells []*Cell) (*plot.Plot, error) {
+func metricChart(e Env, sp chartSpec, cells []*Cell) (*plot.Plot, error) {
 	p := plot.New()
 	p.Title.Text = sp.title
 	p.Y.Label.Text = sp.ylabel
@@ -222,7 +223,7 @@ func metricChart(sp chartSpec, cells []*Cell) (*plot.Plot, error) {
 			continue
 		}
 		lo, hi = min(lo, r.lo), max(hi, r.hi)
-		if err := addRangeSeries(p, cells[0].Workload, s, r); err != nil {
+		if err := addRangeSeries(p, e, cells[0].Workload, s, r); err != nil {
 			return nil, err
 		}
 	}
@@ -245,9 +246,9 @@ var percentileDash = map[string][]vg.Length{
 // latencyChart: x = load (categories), log y, one line per server and
 // percentile (p50 solid, p99 dashed, p99.9 dotted). With one load level,
 // x = the percentiles instead, one line per server with min–max bars.
-func latencyChart(title string, cells []*Cell) (*plot.Plot, error) {
+func latencyChart(e Env, title string, cells []*Cell) (*plot.Plot, error) {
 	if len(cells) == 1 {
-		return percentileChart(title, cells[0])
+		return percentileChart(e, title, cells[0])
 	}
 	p := plot.New()
 	p.Title.Text = title
@@ -289,7 +290,7 @@ func latencyChart(title string, cells []*Cell) (*plot.Plot, error) {
 			}
 			points.Color, points.Shape, points.Radius = col, serverGlyph[s], vg.Points(3)
 			p.Add(line, points)
-			p.Legend.Add(fmt.Sprintf("%s %s", shortServer(cells[0].Workload, s), pc.name), line, points)
+			p.Legend.Add(fmt.Sprintf("%s %s", s, pc.name), line, points)
 		}
 	}
 	if hi == 0 {
@@ -300,12 +301,8 @@ func latencyChart(title string, cells []*Cell) (*plot.Plot, error) {
 	return p, nil
 }
 
-func shortServer(workload, s string) string {
-	return strings.SplitN(serverName(workload, s), " ", 2)[0]
-}
-
 // percentileChart draws the latency percentiles of one cell.
-func percentileChart(title string, c *Cell) (*plot.Plot, error) {
+func percentileChart(e Env, title string, c *Cell) (*plot.Plot, error) {
 	p := plot.New()
 	p.Title.Text = fmt.Sprintf("%s, %s of the slowest server's peak (%.0f msg/s)", title, c.X, c.Params.Rate)
 	p.Y.Label.Text = "latency, µs (log)"
@@ -333,7 +330,7 @@ func percentileChart(title string, c *Cell) (*plot.Plot, error) {
 			continue
 		}
 		lo, hi = min(lo, r.lo), max(hi, r.hi)
-		if err := addRangeSeries(p, c.Workload, s, r); err != nil {
+		if err := addRangeSeries(p, e, c.Workload, s, r); err != nil {
 			return nil, err
 		}
 	}

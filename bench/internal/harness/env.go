@@ -2,6 +2,7 @@ package harness
 
 import (
 	"debug/buildinfo"
+	"fmt"
 	"os"
 	"os/exec"
 	"runtime"
@@ -44,6 +45,10 @@ type Env struct {
 	Binaries      map[string]BinInfo `json:"binaries"`
 	Started       string             `json:"started"`
 	LoadAvgBefore string             `json:"loadavg_before"`
+	// Engines: the engine of each of gyre's servers, keyed "gyre",
+	// "gyre-epoll" (gyre-echo) and "ingestd" (the gyre server of the
+	// ingest cells); none in results from before gyre had engines.
+	Engines map[string]ServerEngine `json:"engines,omitempty"`
 }
 
 func firstLine(path string) string {
@@ -92,6 +97,7 @@ func captureEnv(h *H) Env {
 		Started:       time.Now().UTC().Format(time.RFC3339),
 		LoadAvgBefore: firstLine("/proc/loadavg"),
 	}
+	e.Engines = askedEngines(h)
 	if h.cfg.ServerGoMaxProcs > 0 {
 		e.ServerGOMAX = strconv.Itoa(h.cfg.ServerGoMaxProcs) + " (-server-gomaxprocs)"
 	}
@@ -115,6 +121,130 @@ func captureEnv(h *H) Env {
 		e.Binaries[name] = binInfo(p)
 	}
 	return e
+}
+
+// ServerEngine is the engine one of gyre's servers ran on.
+type ServerEngine struct {
+	// Asked is the engine the harness asked for (-engine, --engine);
+	// "auto (no --engine flag)" for an ingestd without the flag.
+	Asked string `json:"asked"`
+	// Logged is the engine the server named in its start-up line
+	// ("engine=..."), over all its runs: "io_uring", or, should they
+	// differ (auto falling back on some runs), "io_uring (5 runs), epoll
+	// (1 run)"; "" when no run of it logged one (or, in env.json, before
+	// any ran).
+	Logged string `json:"logged,omitempty"`
+}
+
+// engineKey is the Env.Engines key of a server in a workload: the
+// server's name, "ingestd" for gyre's ingest server, "" for the servers
+// that are not gyre's.
+func engineKey(workload, srv string) string {
+	switch {
+	case srv == SGyre && (workload == WIngest || workload == WIngestLatency):
+		return "ingestd"
+	case srv == SGyre || srv == SGyreEpoll:
+		return srv
+	}
+	return ""
+}
+
+// askedEngine is the engine the harness asks a server for: "" for the
+// servers that are not gyre's, and for an ingestd without --engine.
+func (h *H) askedEngine(workload, srv string) string {
+	switch engineKey(workload, srv) {
+	case "ingestd":
+		if !h.ingestdHasEngine {
+			return ""
+		}
+		return h.gyreEngine()
+	case SGyre:
+		return h.gyreEngine()
+	case SGyreEpoll:
+		return EngineEpoll
+	}
+	return ""
+}
+
+// gyreEngine is the engine of the "gyre" server (-engine).
+func (h *H) gyreEngine() string {
+	if h.cfg.Engine == "" {
+		return EngineIOUring
+	}
+	return h.cfg.Engine
+}
+
+// askedEngines lists the gyre servers the planned cells run, with the
+// engine each is asked for.
+func askedEngines(h *H) map[string]ServerEngine {
+	out := map[string]ServerEngine{}
+	for _, c := range h.cells {
+		for _, srv := range c.Servers {
+			k := engineKey(c.Workload, srv)
+			if k == "" {
+				continue
+			}
+			asked := h.askedEngine(c.Workload, srv)
+			if asked == "" {
+				asked = EngineAuto + " (no --engine flag)"
+			}
+			out[k] = ServerEngine{Asked: asked}
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// loggedEngines fills in the engines the servers logged over their runs.
+func loggedEngines(runs []*Run, asked map[string]ServerEngine) map[string]ServerEngine {
+	counts := map[string]map[string]int{}
+	var order []string // engines in the order first logged, per server
+	for _, r := range runs {
+		k := engineKey(r.Workload, r.Server)
+		if k == "" || r.Engine == "" {
+			continue
+		}
+		if counts[k] == nil {
+			counts[k] = map[string]int{}
+		}
+		if counts[k][r.Engine] == 0 {
+			order = append(order, k+"\x00"+r.Engine)
+		}
+		counts[k][r.Engine]++
+	}
+	if len(counts) == 0 {
+		return asked
+	}
+	out := map[string]ServerEngine{}
+	for k, v := range asked {
+		out[k] = v
+	}
+	for k, n := range counts {
+		se := out[k]
+		if len(n) == 1 {
+			for e := range n {
+				se.Logged = e
+			}
+		} else {
+			var parts []string
+			for _, ke := range order {
+				key, e, _ := strings.Cut(ke, "\x00")
+				if key != k {
+					continue
+				}
+				unit := "runs"
+				if n[e] == 1 {
+					unit = "run"
+				}
+				parts = append(parts, fmt.Sprintf("%s (%d %s)", e, n[e], unit))
+			}
+			se.Logged = strings.Join(parts, ", ")
+		}
+		out[k] = se
+	}
+	return out
 }
 
 func limitText(n int64) string {

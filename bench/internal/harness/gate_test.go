@@ -69,7 +69,7 @@ func TestNoisyError(t *testing.T) {
 	}
 	// The error states the whole gate: the limit, the trimming, what it
 	// tolerates and what it does not, and the pooled second pass.
-	for _, want := range []string{"at most 25% for gyre and for net", "every ratio is to net", "no contended run",
+	for _, want := range []string{"at most 25% for gyre, gyre-epoll and net", "every ratio is to net", "no contended run",
 		"gnet's gated figures are shown with their spread, marked (noisy) when over 25%, but do not fail a cell",
 		"latency-under-load cells have no gated figure", "only a contended run fails them", "from 5 runs without its lowest and its highest run",
 		"one outlying run per server", "two groups of two or more", "more than 25% of the median apart", "both passes pooled"} {
@@ -143,9 +143,9 @@ func TestIdleShortInTable(t *testing.T) {
 func TestWriteEnvRecordsBuildAndFewRuns(t *testing.T) {
 	var b bytes.Buffer
 	WriteEnv(&b, &Results{Env: Env{Runs: 1, GoVersion: "go1.26.8", SpreadMax: 0.25, NoiseGate: gateRule(0.25), NoFile: "20000/20000",
-		Binaries: map[string]BinInfo{"gyre-echo": {SHA256: "abc", Go: "go1.26.8", Revision: "0123456789abcdef", Modified: "true", LDFlags: "-checklinkname=0"}}}})
+		Binaries: map[string]BinInfo{"gyre-echo": {SHA256: "abc", Go: "go1.26.8", Revision: "0123456789abcdef", Modified: "true", LDFlags: "-s -w"}}}})
 	out := b.String()
-	for _, want := range []string{"`gyre-echo`: go1.26.8, 0123456789ab+uncommitted, -ldflags=-checklinkname=0, sha256 abc",
+	for _, want := range []string{"`gyre-echo`: go1.26.8, 0123456789ab+uncommitted, -ldflags=-s -w, sha256 abc",
 		"- noise: a run is repeated when either core spent over 0% of it on other work; " + gateRule(0.25) + "\n",
 		"not results", "RLIMIT_NOFILE 20000/20000 (soft/hard)"} {
 		if !strings.Contains(out, want) {
@@ -401,7 +401,7 @@ func TestOnlyGnetNoisyPasses(t *testing.T) {
 	if !strings.Contains(out, row) || strings.Count(out, "(noisy)") != 2 || strings.Contains(out, "NOISY") {
 		t.Errorf("table lacks %q, or marks more:\n%s", row, out)
 	}
-	if !strings.Contains(out, "- echo-s64-c64: over the gate's limit, marked (noisy), not gated (the gate judges gyre and net): "+want+"\n") {
+	if !strings.Contains(out, "- echo-s64-c64: over the gate's limit, marked (noisy), not gated (the gate judges gyre, gyre-epoll and net): "+want+"\n") {
 		t.Errorf("notes do not list gnet's figure:\n%s", out)
 	}
 	// Results from before the gate judged only gyre and net (no
@@ -420,12 +420,18 @@ func TestOnlyGnetNoisyPasses(t *testing.T) {
 func TestLegendStatesTheGate(t *testing.T) {
 	var b bytes.Buffer
 	writeLegend(&b, &Results{Env: Env{SpreadMax: 0.25, NoiseGate: gateRule(0.25), GatedServers: gatedServers}})
-	for _, want := range []string{"may not exceed 25% for gyre and net", "marked (noisy) when over the limit, but does not fail the cell",
+	for _, want := range []string{"may not exceed 25% for gyre, gyre-epoll and net", "marked (noisy) when over the limit, but does not fail the cell",
 		"latency-under-load tables have no gated figure", "From 5 runs", "lowest and its highest run out of max−min", "\"gated\"",
 		"min–max shown is still that of all kept runs", "one outlying run per server", "two groups"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("legend lacks %q:\n%s", want, b.String())
 		}
+	}
+	// Results from before gyre-epoll name the two servers they gated.
+	b.Reset()
+	writeLegend(&b, &Results{Env: Env{SpreadMax: 0.25, NoiseGate: gateRule(0.25), GatedServers: []string{SGyre, SNet}}})
+	if out := b.String(); !strings.Contains(out, "may not exceed 25% for gyre and net (the comparison") {
+		t.Errorf("legend of results gated on gyre and net:\n%s", out)
 	}
 	b.Reset()
 	writeLegend(&b, &Results{Env: Env{SpreadMax: 0.25, NoiseGate: "pooled and trimmed, every server"}})

@@ -17,6 +17,7 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -32,6 +33,13 @@ type Config struct {
 	Matrix    string
 	Workloads []string
 	Servers   []string
+	// Cells, when set, keeps only the cells whose ID matches one of these
+	// path.Match patterns (and the peak cells the kept latency cells need).
+	Cells []string
+	// Engine is the engine of the "gyre" server (gyre-echo -engine, and
+	// ingestd --engine where it has the flag): io_uring, epoll, net or
+	// auto. "" is io_uring. gyre-epoll always runs on epoll.
+	Engine    string
 	Runs      int
 	Duration  time.Duration
 	Warmup    time.Duration
@@ -78,9 +86,10 @@ type H struct {
 	env        Env
 	log        io.Writer
 	// ingestdHasQUIC: this ingestd has a --quic flag (on by default), which
-	// the TCP benchmark turns off.
-	ingestdHasQUIC bool
-	bar            *progressbar.ProgressBar
+	// the TCP benchmark turns off. ingestdHasEngine: it has --engine.
+	ingestdHasQUIC   bool
+	ingestdHasEngine bool
+	bar              *progressbar.ProgressBar
 }
 
 // ErrNoisy is returned (wrapped) when cells stayed too noisy to report.
@@ -120,12 +129,14 @@ func Main(ctx context.Context, cfg Config, log io.Writer) (string, error) {
 	if err := h.copyBinaries(); err != nil {
 		return "", err
 	}
-	if out, _ := exec.Command(h.bin("ingestd"), "-h").CombinedOutput(); bytes.Contains(out, []byte("-quic ")) {
-		h.ingestdHasQUIC = true
+	out, _ := exec.Command(h.bin("ingestd"), "-h").CombinedOutput()
+	h.ingestdHasQUIC = bytes.Contains(out, []byte("-quic "))
+	h.ingestdHasEngine = bytes.Contains(out, []byte("-engine "))
+	if h.cells, err = filterCells(plan(m, cfg.Workloads, cfg.Servers), cfg.Cells); err != nil {
+		return "", err
 	}
-	h.cells = plan(m, cfg.Workloads, cfg.Servers)
 	if len(h.cells) == 0 {
-		return "", errors.New("nothing to run: no cell matches -workloads and -servers")
+		return "", errors.New("nothing to run: no cell matches -workloads, -servers and -cells")
 	}
 	h.env = captureEnv(h)
 	// The environment goes first, so a run that fails or is stopped still
@@ -172,7 +183,12 @@ func Main(ctx context.Context, cfg Config, log io.Writer) (string, error) {
 		}
 	}
 	h.env.ServerGOMAX = serverGoMaxProcs(h.runs, h.env.ServerGOMAX)
+	h.env.Engines = loggedEngines(h.runs, h.env.Engines)
 	res.Env = h.env
+	// env.json again, now with what the servers logged (engines, GOMAXPROCS).
+	if err := writeJSON(filepath.Join(h.dir, "env.json"), h.env); err != nil {
+		return h.dir, err
+	}
 	if err := writeJSON(filepath.Join(h.dir, "results.json"), res); err != nil {
 		return h.dir, err
 	}
@@ -210,7 +226,7 @@ func noisyError(noisy []string, spreadMax float64, dir string) error {
 // gateRule states the noise gate in full, for the error, env.json and
 // the environment block of summary.md alike, so they cannot drift apart.
 func gateRule(spreadMax float64) string {
-	return fmt.Sprintf("a gated figure (†) may spread over at most %[1]s for gyre and for net, the servers the comparison is about (every ratio is to net), "+
+	return fmt.Sprintf("a gated figure (†) may spread over at most %[1]s for %[3]s, the servers the comparison is about (gyre on each engine, and net: every ratio is to net), "+
 		"and a cell may keep no contended run; gnet's gated figures are shown with their spread, marked (noisy) when over %[1]s, but do not fail a cell; "+
 		"the latency-under-load cells have no gated figure (at a fixed offered load on a shared VM a server's CPU and p50 can double from run to run), "+
 		"so only a contended run fails them; "+
@@ -219,7 +235,18 @@ func gateRule(spreadMax float64) string {
 		"while runs split into two groups of two or more each stay in the trimmed range and fail when the groups lie more than %[1]s of the median apart; "+
 		"a cell that fails is measured again once (while the noise budget lasts) and judged on both passes pooled "+
 		"(twice -runs runs per server, trimmed; contended runs of the first pass left out), then fails the harness if it still fails",
-		pct(spreadMax), stats.TrimFrom)
+		pct(spreadMax), stats.TrimFrom, joinAnd(gatedServers))
+}
+
+// joinAnd lists names as prose: "a", "a and b", "a, b and c".
+func joinAnd(names []string) string {
+	switch len(names) {
+	case 0:
+		return ""
+	case 1:
+		return names[0]
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
 }
 
 func (c *Config) check() error {
@@ -242,13 +269,31 @@ func (c *Config) check() error {
 			return fmt.Errorf("unknown workload %q (want %s)", w, strings.Join(AllWorkloads, ","))
 		}
 	}
-	for _, s := range c.Servers {
-		if s != SGyre && s != SNet && s != SGnet {
-			return fmt.Errorf("unknown server %q (want gyre,gnet,net)", s)
+	for i, s := range c.Servers {
+		if !slices.Contains(AllServers, s) {
+			return fmt.Errorf("unknown server %q (want %s)", s, strings.Join(AllServers, ","))
+		}
+		if slices.Contains(c.Servers[:i], s) {
+			return fmt.Errorf("-servers names %s twice", s)
 		}
 	}
 	if !slices.Contains(c.Servers, SNet) {
 		return errors.New("-servers must include net: every figure is reported as a ratio to it")
+	}
+	if c.Engine != "" {
+		e, err := ParseEngine(c.Engine)
+		if err != nil {
+			return fmt.Errorf("-engine: %w", err)
+		}
+		c.Engine = e
+	}
+	if c.Engine == EngineEpoll && slices.Contains(c.Servers, SGyre) && slices.Contains(c.Servers, SGyreEpoll) {
+		return errors.New("-engine epoll makes gyre the same server as gyre-epoll: drop gyre-epoll from -servers, or pick another -engine")
+	}
+	for _, p := range c.Cells {
+		if _, err := path.Match(p, ""); err != nil {
+			return fmt.Errorf("-cells %q: %w", p, err)
+		}
 	}
 	return nil
 }
@@ -492,10 +537,10 @@ func summarize(workload string, runs []*Run) map[string]map[string]stats.Summary
 }
 
 // gatedServers are the servers the noise gate judges: the comparison is
-// gyre against the net package (every ratio is to net), so a noisy gnet
-// figure is reported (Cell.PeerNoisy, marked in the table) but does not
-// fail its cell.
-var gatedServers = []string{SGyre, SNet}
+// gyre (on each of its engines) against the net package (every ratio is
+// to net), so a noisy gnet figure is reported (Cell.PeerNoisy, marked in
+// the table) but does not fail its cell.
+var gatedServers = []string{SGyre, SGyreEpoll, SNet}
 
 // noisy lists the checked metrics whose gated spread is above the limit:
 // (max-min)/median of one server's runs, and from stats.TrimFrom runs

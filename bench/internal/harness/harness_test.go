@@ -173,7 +173,7 @@ func TestWriteTable(t *testing.T) {
 func TestRenderWritesChartsAndSummary(t *testing.T) {
 	dir := t.TempDir()
 	mk := func(id, wl, x, group string, vals map[string][]float64) *Cell {
-		c := &Cell{ID: id, Workload: wl, Label: id, X: x, Group: group, Servers: []string{SGyre, SGnet, SNet}, Summary: map[string]map[string]stats.Summary{}}
+		c := &Cell{ID: id, Workload: wl, Label: id, X: x, Group: group, Servers: AllServers, Summary: map[string]map[string]stats.Summary{}}
 		for s, vs := range vals {
 			c.Summary[s] = map[string]stats.Summary{}
 			for _, m := range metrics[wl] {
@@ -182,7 +182,7 @@ func TestRenderWritesChartsAndSummary(t *testing.T) {
 		}
 		return c
 	}
-	v := map[string][]float64{SGyre: {300, 320}, SGnet: {250, 260}, SNet: {100, 130}}
+	v := map[string][]float64{SGyre: {300, 320}, SGyreEpoll: {280, 290}, SGnet: {250, 260}, SNet: {100, 130}}
 	res := &Results{Env: Env{Matrix: "quick"}, Cells: []*Cell{
 		mk("http-c64", WHTTP, "64", "", v), mk("http-c512", WHTTP, "512", "", v),
 		mk("idle-10000", WIdle, "10k", "", v),
@@ -197,7 +197,7 @@ func TestRenderWritesChartsAndSummary(t *testing.T) {
 		}
 	}
 	b, _ := os.ReadFile(filepath.Join(dir, "summary.md"))
-	if !strings.Contains(string(b), "![HTTP fixed response: throughput](http-throughput.png)") {
+	if !strings.Contains(string(b), "![HTTP fixed response: throughput](http-throughput.png)") || !strings.Contains(string(b), "| gyre-epoll/net |") {
 		t.Errorf("summary does not link the charts:\n%s", b)
 	}
 }

@@ -37,6 +37,7 @@ func (h *H) measureOnce(c *Cell, srv string, runN, attempt int) (*Run, error) {
 	defer s.stop()
 	r.ServerCmd = s.args
 	r.GoMaxProcs = s.goMaxProcs()
+	r.Engine = s.engine
 	base := filepath.Join(h.raw, tag)
 	switch c.Workload {
 	case WHTTP:

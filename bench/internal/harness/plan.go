@@ -2,7 +2,9 @@ package harness
 
 import (
 	"fmt"
+	"path"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/gyre-io/gyre/bench/internal/stats"
@@ -22,13 +24,53 @@ const (
 // AllWorkloads is every workload in run order.
 var AllWorkloads = []string{WHTTP, WEcho, WAccept, WIdle, WLatency, WIngest, WIngestLatency}
 
-// Servers. The echo/HTTP workloads compare all three; ingest compares
-// ingestd (gyre) with bench/cmd/ingest-net (net).
+// Servers. The echo/HTTP workloads compare gyre (gyre-echo on the engine
+// -engine names, io_uring by default), gnet and net; gyre-epoll (gyre-echo
+// on the epoll engine) joins them in the HTTP, echo and idle workloads
+// (epollWorkloads); ingest compares ingestd (gyre) with
+// bench/cmd/ingest-net (net).
 const (
-	SGyre = "gyre"
-	SGnet = "gnet"
-	SNet  = "net"
+	SGyre      = "gyre"
+	SGyreEpoll = "gyre-epoll"
+	SGnet      = "gnet"
+	SNet       = "net"
 )
+
+// AllServers is every server, in column order: gyre's first, net (the
+// baseline of every ratio) last.
+var AllServers = []string{SGyre, SGyreEpoll, SGnet, SNet}
+
+// epollWorkloads are the workloads gyre-epoll is measured in: throughput
+// and work per CPU-second (HTTP, echo) and memory (idle). The accept
+// storm and the latency cells leave it out, to keep the quick matrix
+// under 10 minutes (and the latency cells' offered load is set from the
+// slowest server's peak, which another server would move).
+var epollWorkloads = []string{WHTTP, WEcho, WIdle}
+
+// Engines of gyre's servers, as gyre-echo -engine and ingestd --engine
+// take them and as the servers log them ("engine=...").
+const (
+	EngineAuto    = "auto"
+	EngineIOUring = "io_uring"
+	EngineEpoll   = "epoll"
+	EngineNet     = "net"
+)
+
+// ParseEngine normalizes an engine name (the aliases gyre accepts:
+// "uring", "iouring").
+func ParseEngine(s string) (string, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "auto":
+		return EngineAuto, nil
+	case "io_uring", "iouring", "uring":
+		return EngineIOUring, nil
+	case "epoll":
+		return EngineEpoll, nil
+	case "net":
+		return EngineNet, nil
+	}
+	return "", fmt.Errorf("unknown engine %q (want auto, io_uring, epoll or net)", s)
+}
 
 // Shapes of the latency workloads.
 const (
@@ -113,6 +155,9 @@ type Run struct {
 	LoadCmd    []string `json:"load_cmd"`
 	ServerLog  string   `json:"server_log"`
 	GoMaxProcs string   `json:"server_gomaxprocs,omitempty"` // as the server logged it
+	// Engine: the engine one of gyre's servers named in its start-up
+	// line (engine=...), "" for the others.
+	Engine string `json:"engine,omitempty"`
 	// Idle workload: the server's RLIMIT_NOFILE, and why fewer
 	// connections than asked for were held ("" when all were).
 	NoFileSoft int64  `json:"server_nofile_soft,omitempty"`
@@ -291,19 +336,28 @@ func sizeLabel(n int) string {
 // plan builds the cells of the chosen workloads.
 func plan(m Matrix, workloads, servers []string) []*Cell {
 	want := func(w string) bool { return slices.Contains(workloads, w) }
-	echoServers := servers
-	var ingestServers []string
+	// Servers run in the order -servers gives (rotated from run to run).
+	var echoServers, ingestServers []string
 	for _, s := range servers {
+		if s != SGyreEpoll {
+			echoServers = append(echoServers, s)
+		}
 		if s == SGyre || s == SNet {
 			ingestServers = append(ingestServers, s)
 		}
+	}
+	serversOf := func(workload string) []string {
+		if slices.Contains(epollWorkloads, workload) {
+			return servers
+		}
+		return echoServers
 	}
 	var cells []*Cell
 	add := func(c *Cell) { cells = append(cells, c) }
 	if want(WHTTP) {
 		for _, n := range m.HTTPConns {
 			add(&Cell{ID: fmt.Sprintf("http-c%d", n), Workload: WHTTP, Label: fmt.Sprintf("%d conns", n),
-				X: fmt.Sprintf("%d", n), Params: Params{Mode: "http", Conns: n}, Servers: echoServers})
+				X: fmt.Sprintf("%d", n), Params: Params{Mode: "http", Conns: n}, Servers: serversOf(WHTTP)})
 		}
 	}
 	pairs := m.EchoPairs
@@ -326,19 +380,19 @@ func plan(m Matrix, workloads, servers []string) []*Cell {
 			add(&Cell{ID: fmt.Sprintf("echo-s%d-c%d", p[0], p[1]), Workload: WEcho,
 				Label: fmt.Sprintf("%s, %d conns", sizeLabel(p[0]), p[1]), Group: sizeLabel(p[0]),
 				X: fmt.Sprintf("%d", p[1]), Params: Params{Mode: "echo", Conns: p[1], Size: p[0], Window: m.EchoWindow},
-				Servers: echoServers})
+				Servers: serversOf(WEcho)})
 		}
 	}
 	if want(WAccept) {
 		for _, w := range m.AcceptWork {
 			add(&Cell{ID: fmt.Sprintf("accept-w%d", w), Workload: WAccept, Label: fmt.Sprintf("%d concurrent clients", w),
-				X: fmt.Sprintf("%d", w), Params: Params{Mode: "http", Workers: w}, Servers: echoServers})
+				X: fmt.Sprintf("%d", w), Params: Params{Mode: "http", Workers: w}, Servers: serversOf(WAccept)})
 		}
 	}
 	if want(WIdle) {
 		for _, n := range m.IdleConns {
 			add(&Cell{ID: fmt.Sprintf("idle-%d", n), Workload: WIdle, Label: fmt.Sprintf("%d idle connections", n),
-				X: fmt.Sprintf("%dk", n/1000), Params: Params{Mode: "echo", IdleConns: n}, Servers: echoServers})
+				X: fmt.Sprintf("%dk", n/1000), Params: Params{Mode: "echo", IdleConns: n}, Servers: serversOf(WIdle)})
 		}
 	}
 	// latency adds a workload's cells at every load and shape.
@@ -355,7 +409,7 @@ func plan(m Matrix, workloads, servers []string) []*Cell {
 	}
 	if want(WLatency) {
 		// The window only bounds memory: the rate paces the client.
-		latency(WLatency, Params{Mode: "echo", Conns: m.LatConns, Size: m.LatSize, Window: 1024, PeakCell: peakEcho}, echoServers)
+		latency(WLatency, Params{Mode: "echo", Conns: m.LatConns, Size: m.LatSize, Window: 1024, PeakCell: peakEcho}, serversOf(WLatency))
 	}
 	peakIngest := fmt.Sprintf("ingest-c%d-w%d", m.LatConns, 256)
 	if (want(WIngest) || want(WIngestLatency)) && len(ingestServers) > 0 {
@@ -385,6 +439,37 @@ func plan(m Matrix, workloads, servers []string) []*Cell {
 		}
 	}
 	return cells
+}
+
+// filterCells keeps the cells whose ID matches one of the patterns
+// (path.Match globs: "http-c64", "echo-*"), and the peak cells the kept
+// latency cells take their offered load from. No patterns: all cells.
+func filterCells(cells []*Cell, patterns []string) ([]*Cell, error) {
+	if len(patterns) == 0 {
+		return cells, nil
+	}
+	keep := map[string]bool{}
+	for _, c := range cells {
+		for _, p := range patterns {
+			ok, err := path.Match(p, c.ID)
+			if err != nil {
+				return nil, fmt.Errorf("-cells %q: %w", p, err)
+			}
+			if ok {
+				keep[c.ID] = true
+				if c.Params.PeakCell != "" {
+					keep[c.Params.PeakCell] = true
+				}
+			}
+		}
+	}
+	var out []*Cell
+	for _, c := range cells {
+		if keep[c.ID] {
+			out = append(out, c)
+		}
+	}
+	return out, nil
 }
 
 // burst is the ON/OFF pattern of the bursty shape: the average rate is the

@@ -24,10 +24,11 @@ var workloadTitles = map[string]string{
 	WIngestLatency: "Ingest ack latency under load (64 connections, 64-byte payloads)",
 }
 
-// serverOrder is the column order: gyre first, net (the baseline) last.
+// serverOrder is the column order: gyre's servers first, net (the
+// baseline) last.
 func serverOrder(servers []string) []string {
 	var out []string
-	for _, s := range []string{SGyre, SGnet, SNet} {
+	for _, s := range AllServers {
 		if slices.Contains(servers, s) {
 			out = append(out, s)
 		}
@@ -35,22 +36,52 @@ func serverOrder(servers []string) []string {
 	return out
 }
 
-// serverName is the column head.
-func serverName(workload, s string) string {
+// serverName is the column head; a gyre server's names the engine it
+// ran on, as recorded in e (see engineLabel).
+func serverName(e Env, workload, s string) string {
 	ingest := workload == WIngest || workload == WIngestLatency
 	switch {
 	case ingest && s == SGyre:
+		if eng := engineLabel(e, "ingestd", ""); eng != "" {
+			return "gyre (ingestd, " + eng + ")"
+		}
 		return "gyre (ingestd)"
 	case ingest && s == SNet:
 		return "net (ingest-net)"
 	case s == SGyre:
-		return "gyre (io_uring)"
+		return "gyre (" + engineLabel(e, SGyre, EngineIOUring) + ")"
+	case s == SGyreEpoll:
+		return "gyre (" + engineLabel(e, SGyreEpoll, EngineEpoll) + ")"
 	case s == SGnet:
 		return "gnet v2 (epoll)"
 	case s == SNet:
 		return "net (goroutine/conn)"
 	}
 	return s
+}
+
+// engineLabel is the engine a gyre server ran on: as it logged it, else
+// the one asked for if that names an engine (not auto), else def
+// (results from before gyre had engines: gyre was io_uring).
+func engineLabel(e Env, key, def string) string {
+	se, ok := e.Engines[key]
+	switch {
+	case !ok:
+		return def
+	case se.Logged != "":
+		return se.Logged
+	case se.Asked == EngineIOUring || se.Asked == EngineEpoll || se.Asked == EngineNet:
+		return se.Asked
+	}
+	return def
+}
+
+// gatedText names the servers the gate judged.
+func gatedText(e Env) string {
+	if len(e.GatedServers) == 0 { // written before the gate judged some servers only
+		return "every server"
+	}
+	return joinAnd(e.GatedServers)
 }
 
 // fmtVal formats a value of a metric compactly: 123456 -> 123.5k.
@@ -254,7 +285,7 @@ func WriteTable(w io.Writer, res *Results) {
 		head := []string{"cell", "metric"}
 		align := []string{"---", "---"}
 		for _, s := range srvs {
-			head = append(head, serverName(wl, s))
+			head = append(head, serverName(res.Env, wl, s))
 			align = append(align, "---:")
 		}
 		for _, s := range srvs {
@@ -332,6 +363,23 @@ func WriteEnv(w io.Writer, res *Results) {
 		fmt.Fprintf(w, "  - `%s`: %s\n", n, e.Binaries[n])
 	}
 	fmt.Fprintf(w, "- pinning: servers on CPU %d, load (wrk -t1, gyre-bench clients, ingest-load) on CPU %d; gyre with 1 reactor, gnet with 1 event loop\n", e.CPUServer, e.CPULoad)
+	if len(e.Engines) > 0 {
+		keys := make([]string, 0, len(e.Engines))
+		for k := range e.Engines {
+			keys = append(keys, k)
+		}
+		slices.SortFunc(keys, func(a, b string) int { return engineRank(a) - engineRank(b) })
+		var parts []string
+		for _, k := range keys {
+			se := e.Engines[k]
+			logged := se.Logged
+			if logged == "" {
+				logged = "not logged"
+			}
+			parts = append(parts, fmt.Sprintf("%s %s (asked: %s)", k, logged, se.Asked))
+		}
+		fmt.Fprintf(w, "- gyre's engines, as each server named it on its start-up line: %s\n", strings.Join(parts, "; "))
+	}
 	fmt.Fprintf(w, "- runs: %d per server and cell, alternating servers, each on a fresh server; %s warm-up, %s measured\n", e.Runs, e.Warmup, e.Duration)
 	gate := e.NoiseGate
 	if gate == "" { // written before the gate trimmed and pooled
@@ -380,8 +428,8 @@ func WriteNotes(w io.Writer, res *Results) {
 			notes = append(notes, fmt.Sprintf("%s is NOISY: %s", c.ID, strings.Join(c.NoisyWhy, "; ")))
 		}
 		if len(c.PeerNoisy) > 0 {
-			notes = append(notes, fmt.Sprintf("%s: over the gate's limit, marked (noisy), not gated (the gate judges gyre and net): %s",
-				c.ID, strings.Join(c.PeerNoisy, "; ")))
+			notes = append(notes, fmt.Sprintf("%s: over the gate's limit, marked (noisy), not gated (the gate judges %s): %s",
+				c.ID, gatedText(res.Env), strings.Join(c.PeerNoisy, "; ")))
 		}
 		for _, why := range idleShort(c) {
 			notes = append(notes, fmt.Sprintf("%s: %d connections asked for; %s", c.ID, c.Params.IdleConns, why))
@@ -405,6 +453,17 @@ func WriteNotes(w io.Writer, res *Results) {
 	}
 }
 
+// engineRank orders the Env.Engines keys: gyre, gyre-epoll, ingestd.
+func engineRank(k string) int {
+	switch k {
+	case SGyre:
+		return 0
+	case SGyreEpoll:
+		return 1
+	}
+	return 2
+}
+
 // writeLegend explains the table's columns and the noise gate.
 func writeLegend(w io.Writer, res *Results) {
 	fmt.Fprintln(w, "Each cell: median (min–max) of the kept runs per server; X/net is the ratio of the medians to the net package's,")
@@ -418,7 +477,7 @@ func writeLegend(w io.Writer, res *Results) {
 		fmt.Fprintf(w, "whose spread may not exceed %s for any server; from %d runs of a server (a cell measured twice pools both passes) the gate\n", pct(res.Env.SpreadMax), stats.TrimFrom)
 	default:
 		fmt.Fprintf(w, "whose spread may not exceed %s for %s (the comparison: every ratio is to net); another server's (gnet's) is shown,\n",
-			pct(res.Env.SpreadMax), strings.Join(res.Env.GatedServers, " and "))
+			pct(res.Env.SpreadMax), joinAnd(res.Env.GatedServers))
 		fmt.Fprintln(w, "its value marked (noisy) when over the limit, but does not fail the cell. The latency-under-load tables have no gated figure")
 		fmt.Fprintln(w, "(at a fixed offered load a server's CPU and p50 can double from run to run on a shared VM): only a contended run fails them.")
 		fmt.Fprintf(w, "From %d runs of a server (a cell measured twice pools both passes) the gate\n", stats.TrimFrom)

@@ -22,6 +22,7 @@ type server struct {
 	addr   string
 	log    string
 	args   []string
+	engine string        // gyre's servers: the engine named in the start-up line
 	exited chan struct{} // closed when the process has been waited for
 	err    error         // Wait's result, after exited
 }
@@ -35,13 +36,17 @@ func (h *H) serverArgs(srv, workload, mode, addr string) ([]string, error) {
 		if h.ingestdHasQUIC {
 			a = append(a, "--quic", "") // TCP only: QUIC is measured elsewhere
 		}
+		if e := h.askedEngine(workload, srv); e != "" {
+			a = append(a, "--engine", e)
+		}
 		return a, nil
 	case ingest && srv == SNet:
 		return []string{h.bin("ingest-net"), "--tcp", addr, "--sink", "discard"}, nil
 	case ingest:
 		return nil, fmt.Errorf("no %s server for the ingest workloads", srv)
-	case srv == SGyre:
-		return []string{h.bin("gyre-echo"), "-addr", addr, "-mode", mode, "-backend", "uring", "-reactors", "1", "-grace", "1s"}, nil
+	case srv == SGyre || srv == SGyreEpoll:
+		return []string{h.bin("gyre-echo"), "-addr", addr, "-mode", mode, "-backend", "gyre", "-engine", h.askedEngine(workload, srv),
+			"-reactors", "1", "-grace", "1s"}, nil
 	case srv == SNet:
 		return []string{h.bin("gyre-echo"), "-addr", addr, "-mode", mode, "-backend", "net", "-grace", "1s"}, nil
 	case srv == SGnet:
@@ -104,6 +109,10 @@ func (h *H) startServer(srv, workload, mode, logPath string) (*server, error) {
 			return nil, fmt.Errorf("%s server exited before listening on %s (%v); log %s:\n%s", srv, addr, s.err, logPath, tail(logPath, 20))
 		}
 		if b, _ := os.ReadFile(logPath); bytes.Contains(b, []byte("listening")) && portOpen(addr) {
+			if err := h.checkEngine(s, workload, b); err != nil {
+				s.stop()
+				return nil, err
+			}
 			return s, nil
 		}
 		if time.Now().After(deadline) {
@@ -165,12 +174,66 @@ func (s *server) stop() {
 	}
 }
 
-var gomaxprocsRE = regexp.MustCompile(`gomaxprocs=(\d+)`)
+// engineRE finds the engine in a start-up line: gyre-echo's "listening"
+// and ingestd's "ingest listening" both carry engine=NAME.
+var engineRE = regexp.MustCompile(`(?:^|\s)engine="?([^\s"]+)`)
+
+// loggedEngine is the engine named on the first line of a server's log
+// that says it is listening; "" when none does.
+func loggedEngine(log []byte) string {
+	for _, l := range bytes.Split(log, []byte("\n")) {
+		if !bytes.Contains(l, []byte("listening")) {
+			continue
+		}
+		if m := engineRE.FindSubmatch(l); m != nil {
+			return string(m[1])
+		}
+	}
+	return ""
+}
+
+// checkEngine records the engine one of gyre's servers logged and fails
+// when it is not the one asked for: a column must say what ran. Only
+// -engine auto may settle on another (io_uring refused: a fallback),
+// and then the recorded engine, shown in the table's head and the
+// environment block, says which. gyre-echo must name its engine;
+// an ingestd that does not is recorded without one.
+func (h *H) checkEngine(s *server, workload string, log []byte) error {
+	key := engineKey(workload, s.name)
+	if key == "" {
+		return nil
+	}
+	s.engine = loggedEngine(log)
+	asked := h.askedEngine(workload, s.name)
+	switch {
+	case s.engine == "" && key != "ingestd":
+		return fmt.Errorf("%s server logged no engine=... on its listening line (gyre-echo without -engine?); log %s:\n%s", s.name, s.log, tail(s.log, 20))
+	case s.engine != "" && asked != "" && asked != EngineAuto && s.engine != asked:
+		return fmt.Errorf("%s server runs on the %s engine, not the %s engine it was asked for; log %s:\n%s", s.name, s.engine, asked, s.log, tail(s.log, 20))
+	}
+	return nil
+}
+
+var (
+	gomaxprocsRE = regexp.MustCompile(`gomaxprocs=(\d+)`)
+	// gyre's reactor.NewGroup raises GOMAXPROCS so that reactors blocked
+	// in the kernel keep their Ps, and says so.
+	raisedRE = regexp.MustCompile(`raised GOMAXPROCS[^\n]*\sto=(\d+)`)
+)
 
 // goMaxProcs returns the GOMAXPROCS the server logged, if it did.
 func (s *server) goMaxProcs() string {
 	b, _ := os.ReadFile(s.log)
-	if m := gomaxprocsRE.FindSubmatch(b); m != nil {
+	return loggedGoMaxProcs(b)
+}
+
+// loggedGoMaxProcs is the GOMAXPROCS a server log states: the value
+// gyre raised it to, or the one a server logged (gomaxprocs=N).
+func loggedGoMaxProcs(log []byte) string {
+	if m := raisedRE.FindSubmatch(log); m != nil {
+		return string(m[1])
+	}
+	if m := gomaxprocsRE.FindSubmatch(log); m != nil {
 		return string(m[1])
 	}
 	return ""

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,8 +32,46 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	case "silent-client":
 		fmt.Println(`{"ok":true}`) // exits without signalling its phases
+	case "fake-gyre-echo":
+		fakeGyreEcho()
 	}
 	os.Exit(0)
+}
+
+// fakeGyreEcho listens on -addr and logs gyre-echo's start-up line,
+// naming the -engine it was given, or FAKE_ENGINE when set (a server
+// that did not run the engine asked for); FAKE_ENGINE=none leaves the
+// engine out. It holds until killed.
+func fakeGyreEcho() {
+	var addr, engine string
+	for i, a := range os.Args[:len(os.Args)-1] {
+		switch a {
+		case "-addr":
+			addr = os.Args[i+1]
+		case "-engine":
+			engine = os.Args[i+1]
+		}
+	}
+	if e := os.Getenv("FAKE_ENGINE"); e != "" {
+		engine = e
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	line := "time=2026-01-01T00:00:00Z level=INFO msg=listening addr=" + addr + " backend=gyre"
+	if engine != "none" {
+		line += " engine=" + engine
+	}
+	fmt.Fprintln(os.Stderr, line+" mode=http reactors=1")
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			os.Exit(1)
+		}
+		c.Close()
+	}
 }
 
 const (
