@@ -49,7 +49,7 @@ type Acceptor struct {
 	cfg     Config
 	targets []link.Target
 	loads   []int
-	sent    []uint64 // sockets handed to each reactor (loop-only)
+	sent    []uint32 // sockets handed to each reactor, wrapping (loop-only)
 	loop    acceptLoop
 
 	backoff  time.Duration // loop-only
@@ -84,7 +84,7 @@ func Listen(cfg Config, g *reactor.Group) (*Acceptor, error) {
 		cfg:     cfg,
 		targets: w.Targets,
 		loads:   make([]int, len(w.Targets)),
-		sent:    make([]uint64, len(w.Targets)),
+		sent:    make([]uint32, len(w.Targets)),
 		done:    make(chan struct{}),
 	}
 	// Handlers may read state the caller set up after NewGroup: order it
@@ -177,8 +177,9 @@ func (a *Acceptor) pick() int {
 	for i, t := range a.targets {
 		// Count sockets handed over but not yet opened by the reactor, or a
 		// burst of accepts would all see the same loads.
-		inFlight := int(a.sent[i] - t.HandedOff())
-		a.loads[i] = t.Conns() + max(inFlight, 0)
+		handed, conns := t.Load()
+		inFlight := int(int32(a.sent[i] - handed))
+		a.loads[i] = conns + max(inFlight, 0)
 	}
 	t := a.cfg.Balancer.Pick(a.loads)
 	if t < 0 || t >= len(a.targets) {

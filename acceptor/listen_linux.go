@@ -99,5 +99,3 @@ func listen(address string, cfg Config) (listener, error) {
 	}
 	return listener{fd: fd, addr: out}, nil
 }
-
-func closeFd(fd int) { _ = unix.Close(fd) }

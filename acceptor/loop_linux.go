@@ -1,6 +1,10 @@
 package acceptor
 
-import "net"
+import (
+	"net"
+
+	"github.com/gyre-io/gyre/internal/sys"
+)
 
 // newLinuxLoop binds the listeners and builds the io_uring or epoll loop.
 func newLinuxLoop(a *Acceptor, engine string) (acceptLoop, error) {
@@ -35,7 +39,7 @@ func listenerAddrs(lns []listener) []net.Addr {
 func closeListeners(lns []listener) {
 	for i := range lns {
 		if lns[i].fd >= 0 {
-			closeFd(lns[i].fd)
+			sys.CloseFd(lns[i].fd)
 			lns[i].fd = -1
 		}
 	}

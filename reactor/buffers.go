@@ -28,7 +28,7 @@ func (p *bufPool) get() (id int32, b []byte, ok bool) {
 		p.owned.Add(1)
 		return id, p.bufs[id], true
 	}
-	if p.limit > 0 && len(p.bufs) >= p.limit {
+	if !p.available() {
 		p.exhausted.Add(1)
 		return -1, nil, false
 	}

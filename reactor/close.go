@@ -89,7 +89,7 @@ func (r *Reactor) finish(c *Conn, cause error) {
 	r.conns[c.index] = nil
 	r.free = append(r.free, c.index)
 	r.nconns--
-	r.stats.conns.Add(-1)
+	r.stats.flow.Add(^uint64(flowOpen - 1)) // one connection fewer
 	r.stats.closed.Add(1)
 }
 

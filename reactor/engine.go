@@ -74,7 +74,7 @@ func ParseEngine(s string) (Engine, error) {
 // envEngine is the environment variable that overrides EngineAuto's choice.
 const envEngine = "GYRE_ENGINE"
 
-// engine is one way of doing a reactor's I/O. The reactor's loop (loop.go)
+// engine is one way of doing a reactor's I/O. The reactor's loop (reactor.go)
 // owns connections, timers, the inbox and handler calls; an engine only
 // moves bytes and reports events back through the reactor's received,
 // readEnded, sendDone and sendFailed methods. Every method runs on the

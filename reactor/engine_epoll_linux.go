@@ -2,6 +2,7 @@ package reactor
 
 import (
 	"cmp"
+	"github.com/gyre-io/gyre/internal/sys"
 	"io"
 	"os"
 	"time"
@@ -51,7 +52,7 @@ func (e *epollEngine) setup() error {
 		return os.NewSyscallError("epoll_create1", err)
 	}
 	e.epfd = fd
-	efd, err := newEventfd()
+	efd, err := sys.NewEventfd()
 	if err != nil {
 		return err
 	}
@@ -65,11 +66,11 @@ func (e *epollEngine) setup() error {
 
 func (e *epollEngine) teardown() {
 	if e.epfd >= 0 {
-		closeFd(e.epfd)
+		sys.CloseFd(e.epfd)
 		e.epfd = -1
 	}
 	if e.efd >= 0 {
-		closeFd(e.efd)
+		sys.CloseFd(e.efd)
 		e.efd = -1
 	}
 }
@@ -112,7 +113,7 @@ func (e *epollEngine) dispatch() bool {
 	for i := 0; i < n; i++ {
 		ev := &e.events[i]
 		if ev.Fd == wakeMark {
-			drainEventfd(e.efd)
+			sys.DrainEventfd(e.efd)
 			e.r.woken = true
 			continue
 		}
@@ -155,8 +156,10 @@ func (e *epollEngine) dispatch() bool {
 func (e *epollEngine) read(c *Conn) {
 	for turn := 0; c.reading && c.readable; turn++ {
 		if turn == readsPerTurn {
-			c.inReady = true
-			e.ready = append(e.ready, c)
+			if !c.inReady {
+				c.inReady = true
+				e.ready = append(e.ready, c)
+			}
 			return
 		}
 		id, buf, ok := e.pool.get()
@@ -245,7 +248,7 @@ func (e *epollEngine) abort(*Conn) {}
 func (e *epollEngine) busy(*Conn) bool { return false }
 
 // closeConn closes the socket, which also removes it from the epoll set.
-func (e *epollEngine) closeConn(c *Conn) { closeFd(c.fd) }
+func (e *epollEngine) closeConn(c *Conn) { sys.CloseFd(c.fd) }
 
 func (e *epollEngine) releaseBuffer(id int32) { e.pool.put(id) }
 
@@ -253,4 +256,4 @@ func (e *epollEngine) bufStats() (int, uint64) { return e.pool.stats() }
 
 func (e *epollEngine) overflows() uint64 { return 0 }
 
-func (e *epollEngine) wake() { wakeEventfd(e.efd) }
+func (e *epollEngine) wake() { sys.WakeEventfd(e.efd) }

@@ -3,6 +3,7 @@ package reactor
 import (
 	"errors"
 	"fmt"
+	"github.com/gyre-io/gyre/internal/sys"
 	"io"
 	"os"
 	"time"
@@ -73,7 +74,7 @@ func (e *uringEngine) setup() error {
 	if err := bufs.Register(ring, bufGroup); err != nil {
 		return err
 	}
-	efd, err := newEventfd()
+	efd, err := sys.NewEventfd()
 	if err != nil {
 		return err
 	}
@@ -92,7 +93,7 @@ func (e *uringEngine) teardown() {
 		for n := e.ring.Reap(e.cqes); n > 0; n = e.ring.Reap(e.cqes) {
 			for i := 0; i < n; i++ {
 				if op, _, _ := uring.Unpack(e.cqes[i].UserData); op == uring.OpHandoff && e.cqes[i].Res >= 0 {
-					closeFd(int(e.cqes[i].Res))
+					sys.CloseFd(int(e.cqes[i].Res))
 				}
 			}
 		}
@@ -104,7 +105,7 @@ func (e *uringEngine) teardown() {
 		e.ring.Close() // cancels the eventfd poll and any stale timeout
 	}
 	if e.efd >= 0 {
-		closeFd(e.efd)
+		sys.CloseFd(e.efd)
 		e.efd = -1
 	}
 }
@@ -157,7 +158,7 @@ func (e *uringEngine) complete(cqe *uring.CQE) {
 		e.onSend(cqe, gen, idx)
 	case opWake:
 		e.r.woken = true
-		drainEventfd(e.efd)
+		sys.DrainEventfd(e.efd)
 		if !cqe.More() && e.r.state == running {
 			e.ring.PrepPollMultishot(e.efd, unix.POLLIN, uring.Pack(opWake, 0, 0))
 		}
@@ -167,7 +168,7 @@ func (e *uringEngine) complete(cqe *uring.CQE) {
 		}
 	case uring.OpHandoff:
 		if cqe.Res < 0 {
-			e.r.stats.handoffs.Add(1)
+			e.r.stats.flow.Add(flowHandoff)
 			return
 		}
 		e.r.open(int(cqe.Res), nil)
@@ -260,7 +261,7 @@ func (e *uringEngine) abort(c *Conn) {
 
 func (e *uringEngine) busy(c *Conn) bool { return c.reading || c.sending }
 
-func (e *uringEngine) closeConn(c *Conn) { closeFd(c.fd) }
+func (e *uringEngine) closeConn(c *Conn) { sys.CloseFd(c.fd) }
 
 func (e *uringEngine) releaseBuffer(id int32) { e.bufs.Release(uint16(id)) }
 
@@ -279,7 +280,7 @@ func (e *uringEngine) overflows() uint64 {
 	return e.ring.Overflows()
 }
 
-func (e *uringEngine) wake() { wakeEventfd(e.efd) }
+func (e *uringEngine) wake() { sys.WakeEventfd(e.efd) }
 
 // handoffFD is the descriptor the acceptor's ring posts accepted sockets
 // to with MSG_RING. Fixed after setup.

@@ -112,9 +112,8 @@ func (g *Group) wiring() *link.Group {
 	w := &link.Group{Engine: g.engine.String(), AddSource: g.addSource, Sync: g.sync}
 	for _, r := range g.reactors {
 		t := link.Target{
-			RingFD:    -1,
-			HandedOff: r.stats.handoffs.Load,
-			Conns:     r.Conns,
+			RingFD: -1,
+			Load:   r.stats.load,
 			HandoffFD: func(fd int) error {
 				return r.inbox.push(task{kind: taskHandoff, fd: fd})
 			},

@@ -78,7 +78,7 @@ func (r *Reactor) ID() int { return r.id }
 func (r *Reactor) Engine() Engine { return r.eng.kind() }
 
 // Conns returns the number of open connections.
-func (r *Reactor) Conns() int { return int(r.stats.conns.Load()) }
+func (r *Reactor) Conns() int { _, n := r.stats.load(); return n }
 
 // Post runs fn on the reactor goroutine. It never blocks: it returns
 // ErrInboxFull when the inbox is full and ErrServerClosed once the reactor
@@ -232,9 +232,11 @@ func (r *Reactor) loop() {
 		if r.state != running && r.nconns == 0 {
 			return
 		}
-		// A Notifier that fired since the checks above makes mayWait
-		// refuse: submit, do not sleep.
-		block = !more && r.mayWait()
+		// Work left for the next iteration (Later asked for by a handler
+		// that a flushed send resumed, or by the second notifier pass), or
+		// a Notifier that fired since the checks above (mayWait refuses):
+		// submit, do not sleep.
+		block = !more && len(r.later) == 0 && r.mayWait()
 	}
 }
 
@@ -278,8 +280,8 @@ const genMask = 1<<24 - 1
 // engines, nc for the net engine. A reactor that no longer takes
 // connections closes the socket.
 func (r *Reactor) open(fd int, nc net.Conn) {
-	r.stats.handoffs.Add(1)
 	if r.state != running {
+		r.stats.flow.Add(flowHandoff)
 		closeHandoff(task{fd: fd, nc: nc})
 		return
 	}
@@ -296,13 +298,14 @@ func (r *Reactor) open(fd int, nc net.Conn) {
 	c := &Conn{r: r, fd: fd, nc: newNetConn(nc), index: idx, gen: r.gens[idx], curBuf: -1, lastActive: r.now}
 	if err := r.eng.attach(c); err != nil {
 		r.log.Warn("could not register an accepted connection; closing it", "reactor", r.id, "err", err)
+		r.stats.flow.Add(flowHandoff)
 		r.eng.closeConn(c)
 		r.free = append(r.free, idx)
 		return
 	}
 	r.conns[idx] = c
 	r.nconns++
-	r.stats.conns.Add(1)
+	r.stats.flow.Add(flowHandoff + flowOpen)
 	r.stats.accepted.Add(1)
 	c.handled = true
 	r.h.OnOpen(c)

@@ -106,12 +106,15 @@ func (r *Reactor) deliver(c *Conn, view []byte, id int32) {
 		}
 		return
 	}
-	if !r.keep(c, view) {
-		r.eng.releaseBuffer(id)
-		return
-	}
+	// The handler sees the new bytes before MaxInput is judged: the limit
+	// is on what it leaves, whatever the size of a read.
+	r.appendInput(c, view)
 	r.eng.releaseBuffer(id)
 	r.redeliver(c)
+	if c.state == stateOpen && len(c.acc)-c.accOff > r.cfg.MaxInput {
+		r.stats.inputMax.Add(1)
+		r.closeNow(c, ErrInputLimit)
+	}
 }
 
 func (r *Reactor) callData(c *Conn, b []byte) int {
@@ -133,12 +136,17 @@ func (r *Reactor) keep(c *Conn, b []byte) bool {
 		r.closeNow(c, ErrInputLimit)
 		return false
 	}
+	r.appendInput(c, b)
+	return true
+}
+
+// appendInput appends b to the accumulation buffer, compacting first.
+func (r *Reactor) appendInput(c *Conn, b []byte) {
 	if c.accOff > 0 && len(c.acc)+len(b) > cap(c.acc) {
 		n := copy(c.acc, c.acc[c.accOff:])
 		c.acc, c.accOff = c.acc[:n], 0
 	}
 	c.acc = append(c.acc, b...)
-	return true
 }
 
 // redeliver presents the kept input (with whatever keep just appended).

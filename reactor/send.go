@@ -82,6 +82,9 @@ func (r *Reactor) sendDone(c *Conn, n int) {
 	default:
 		c.inflight, c.sent = c.inflight[:0], 0
 	}
+	if c.state == stateClosed {
+		return // a send that completed at once failed and closed c (epoll)
+	}
 	if c.paused && c.Buffered() <= r.cfg.WriteLowWater {
 		r.resume(c)
 	}

@@ -4,12 +4,28 @@ import "sync/atomic"
 
 // counters are written by the loop and read by Stats at any time.
 type counters struct {
-	conns, accepted, closed      atomic.Int64
+	// flow packs the sockets handed to the reactor so far (high 32 bits,
+	// wrapping) and the connections open now (low 32 bits) into one word,
+	// so the acceptor's balancer reads both in one load: a socket being
+	// opened is never in neither count, nor in both.
+	flow                         atomic.Uint64
+	accepted, closed             atomic.Int64
 	bytesIn, bytesOut            atomic.Uint64
 	recvs, sends                 atomic.Uint64
 	paused, outputFull, inputMax atomic.Uint64
 	rearms                       atomic.Uint64
-	handoffs                     atomic.Uint64
+}
+
+// flow increments (see counters.flow).
+const (
+	flowHandoff = 1 << 32
+	flowOpen    = 1
+)
+
+// load reports the sockets handed over so far and the connections open.
+func (c *counters) load() (handedOff uint32, conns int) {
+	f := c.flow.Load()
+	return uint32(f >> 32), int(uint32(f))
 }
 
 // Stats is a snapshot of a reactor's (or a group's) counters. The buffer
@@ -58,7 +74,7 @@ func (s *Stats) add(o Stats) {
 // Safe for concurrent use.
 func (r *Reactor) Stats() Stats {
 	s := Stats{
-		Conns:         r.stats.conns.Load(),
+		Conns:         int64(uint32(r.stats.flow.Load())),
 		Accepted:      r.stats.accepted.Load(),
 		Closed:        r.stats.closed.Load(),
 		BytesIn:       r.stats.bytesIn.Load(),

@@ -23,12 +23,9 @@ func pinCPU(cpu int) error {
 	return nil
 }
 
-var (
-	newEventfd   = sys.NewEventfd
-	wakeEventfd  = sys.WakeEventfd
-	drainEventfd = sys.DrainEventfd
-	closeFd      = sys.CloseFd
-)
+// closeFd closes a socket the reactor owns (the engine-neutral code's
+// only descriptor operation).
+func closeFd(fd int) { sys.CloseFd(fd) }
 
 func sockName(fd int, peer bool) net.Addr {
 	var sa unix.Sockaddr

@@ -33,11 +33,10 @@ type Target struct {
 	// RingFD is the io_uring engine's ring: accepted sockets are posted to
 	// it with MSG_RING. -1 on other engines.
 	RingFD int
-	// HandedOff counts the sockets the reactor has taken so far (the
-	// acceptor compares it with what it sent to count those in flight).
-	HandedOff func() uint64
-	// Conns is the number of open connections.
-	Conns func() int
+	// Load reports, read together, the sockets the reactor has taken so
+	// far (wrapping at 2^32; the acceptor compares it with what it sent to
+	// count those in flight) and its open connections.
+	Load func() (handedOff uint32, conns int)
 	// HandoffFD queues an accepted socket for the reactor (epoll engine).
 	// The reactor owns fd once it returns nil; on error the caller does.
 	HandoffFD func(fd int) error
