@@ -1,7 +1,6 @@
 package reactor
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -192,10 +191,4 @@ func resolveEngine(cfg *Config) (Engine, error) {
 		autoWarned.Do(warn)
 	}
 	return ch.engine, nil
-}
-
-// errEngineUnsupported wraps errors.ErrUnsupported for an engine this
-// system does not have.
-func errEngineUnsupported(e Engine) error {
-	return fmt.Errorf("reactor: the %s engine needs Linux: %w", e, errors.ErrUnsupported)
 }

@@ -2,6 +2,17 @@
 
 package reactor
 
+import (
+	"errors"
+	"fmt"
+)
+
+// errEngineUnsupported wraps errors.ErrUnsupported for an engine this
+// system does not have.
+func errEngineUnsupported(e Engine) error {
+	return fmt.Errorf("reactor: the %s engine needs Linux: %w", e, errors.ErrUnsupported)
+}
+
 // probeFault is the io_uring probe's test hook; nothing to inject here.
 type probeFault struct{}
 

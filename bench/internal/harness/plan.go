@@ -1,6 +1,8 @@
 package harness
 
 import (
+	"github.com/gyre-io/gyre/reactor"
+
 	"fmt"
 	"path"
 	"slices"
@@ -56,20 +58,17 @@ const (
 	EngineNet     = "net"
 )
 
-// ParseEngine normalizes an engine name (the aliases gyre accepts:
-// "uring", "iouring").
+// ParseEngine normalizes an engine name as gyre does (reactor.ParseEngine,
+// with its aliases "uring" and "iouring").
 func ParseEngine(s string) (string, error) {
-	switch strings.ToLower(strings.TrimSpace(s)) {
-	case "auto":
-		return EngineAuto, nil
-	case "io_uring", "iouring", "uring":
-		return EngineIOUring, nil
-	case "epoll":
-		return EngineEpoll, nil
-	case "net":
-		return EngineNet, nil
+	if strings.TrimSpace(s) == "" {
+		return "", fmt.Errorf("unknown engine %q (want auto, io_uring, epoll or net)", s)
 	}
-	return "", fmt.Errorf("unknown engine %q (want auto, io_uring, epoll or net)", s)
+	e, err := reactor.ParseEngine(s)
+	if err != nil {
+		return "", err
+	}
+	return e.String(), nil
 }
 
 // Shapes of the latency workloads.
