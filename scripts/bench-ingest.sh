@@ -25,6 +25,7 @@
 #   CPU_SERVER / CPU_LOAD   cores                 [0 / 1]
 #   PORT        127.0.0.1 port                    [7490]
 #   REACTORS    ingestd --reactors                [1]
+#   ENGINE      ingestd --engine                  [io_uring]
 #   MAX_SPREAD  fail when a server's (max-min)/median of msgs per CPU-s
 #               exceeds this percentage (too noisy to trust)  [25]
 #   RESULTS_DIR                                   [bench/results]
@@ -44,6 +45,7 @@ CPU_SERVER=${CPU_SERVER:-0}
 CPU_LOAD=${CPU_LOAD:-1}
 PORT=${PORT:-7490}
 REACTORS=${REACTORS:-1}
+ENGINE=${ENGINE:-io_uring}
 MAX_SPREAD=${MAX_SPREAD:-25}
 RESULTS_DIR=${RESULTS_DIR:-bench/results}
 HOST=127.0.0.1
@@ -92,7 +94,7 @@ start_server() { # server sink
 	local server=$1 sink=$2 dir="$RAW/data-$1"
 	rm -rf "$dir"
 	case $server in
-	uring) taskset -c "$CPU_SERVER" bin/ingestd --tcp "$HOST:$PORT" --metrics '' --reactors "$REACTORS" \
+	uring) taskset -c "$CPU_SERVER" bin/ingestd --tcp "$HOST:$PORT" --metrics '' --reactors "$REACTORS" --engine "$ENGINE" \
 		--sink "$sink" --data-dir "$dir" --log-level warn >"$RAW/server.log" 2>&1 &
 		;;
 	net) taskset -c "$CPU_SERVER" bin/ingest-net --tcp "$HOST:$PORT" --sink "$sink" --data-dir "$dir" \
@@ -159,7 +161,7 @@ col() { # conns size mode sink server column -> values
 	echo "## Ingest over TCP: ingestd (gyre) vs ingest-net (net package), $STAMP"
 	echo
 	echo "- kernel $(uname -r); CPU $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(nproc) cores; $(go version | awk '{print $3}')"
-	echo "- server on CPU $CPU_SERVER (ingestd --reactors $REACTORS, ingest-net --shards $REACTORS), ingest-load on CPU $CPU_LOAD"
+	echo "- server on CPU $CPU_SERVER (ingestd --reactors $REACTORS --engine $ENGINE, ingest-net --shards $REACTORS), ingest-load on CPU $CPU_LOAD"
 	echo "- command: \`CONNS=\"$CONNS\" SIZES=\"$SIZES\" MODES=\"$MODES\" SINKS=\"$SINKS\" RUNS=$RUNS DURATION=$DURATION WARMUP=$WARMUP ./scripts/bench-ingest.sh\`"
 	echo "- raw numbers: \`$TSV\`; medians of $RUNS alternating runs; pipelined = 256 unacked per connection, ack = window 1"
 	echo

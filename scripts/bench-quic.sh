@@ -56,6 +56,7 @@
 #   PORT        127.0.0.1 port, UDP (QUIC) or TCP      [7590]
 #   METRICS_PORT  the servers' /metrics port           [9590]
 #   REACTORS    ingestd --reactors                     [1]
+#   ENGINE      ingestd --engine                       [io_uring]
 #   SERVER_GOMAXPROCS  GOMAXPROCS of both servers  [1]
 #               (1 is Go's own choice for quic-plain pinned to one CPU, so the
 #               comparison is at equal GOMAXPROCS. Empty: each server's own
@@ -88,6 +89,7 @@ CPU_LOAD=${CPU_LOAD:-1}
 PORT=${PORT:-7590}
 METRICS_PORT=${METRICS_PORT:-9590}
 REACTORS=${REACTORS:-1}
+ENGINE=${ENGINE:-io_uring}
 SERVER_GOMAXPROCS=${SERVER_GOMAXPROCS-1}
 SETTLE=${SETTLE:-2s}
 MAX_SPREAD=${MAX_SPREAD:-25}
@@ -160,7 +162,7 @@ start_server() { # server mode conns
 		local maxc=()
 		((conns > 20000)) && maxc=(--quic-max-conns "$conns")
 		env "${env[@]}" taskset -c "$CPU_SERVER" "$BIN/ingestd" --tcp "$tcp" --quic "$quic" "${maxc[@]}" --metrics "$MADDR" --pprof \
-			--reactors "$REACTORS" --sink discard --log-level warn >"$RAW/server.log" 2>&1 &
+			--reactors "$REACTORS" --engine "$ENGINE" --sink discard --log-level warn >"$RAW/server.log" 2>&1 &
 		;;
 	quic-plain)
 		env "${env[@]}" taskset -c "$CPU_SERVER" "$BIN/quic-plain" --addr "$HOST:$PORT" --metrics "$MADDR" >"$RAW/server.log" 2>&1 &
@@ -328,7 +330,7 @@ spread() { sort -g | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1
 	echo "## Ingest over QUIC: ingestd (gyre quicbridge) vs quic-plain (plain quic-go), $STAMP"
 	echo
 	echo "- kernel $(uname -r); CPU $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(nproc) cores; $(go version 2>/dev/null | awk '{print $3}'); quic-go v0.65.0"
-	echo "- server on CPU $CPU_SERVER, GOMAXPROCS ${SERVER_GOMAXPROCS:-default} (ingestd --reactors $REACTORS --sink discard, QUIC defaults; quic-plain: the same quic.Config limits, one consumer goroutine), ingest-load on CPU $CPU_LOAD"
+	echo "- server on CPU $CPU_SERVER, GOMAXPROCS ${SERVER_GOMAXPROCS:-default} (ingestd --reactors $REACTORS --engine $ENGINE --sink discard, QUIC defaults; quic-plain: the same quic.Config limits, one consumer goroutine), ingest-load on CPU $CPU_LOAD"
 	echo "- load: $SIZE B payloads, $WINDOW unanswered per connection (reuse: 1 stream per connection; per-message: $WINDOW streams in flight), QUIC connections over $QUIC_SOCKETS shared UDP sockets, dialed $DIAL_PARALLEL at a time, starts spread over $RAMP, $WARMUP warmup then $DURATION measured; rate as fast as the windows allow except ([mode/]conns:msgs/s) $RATES"
 	echo "- command: \`CONNS=\"$CONNS\" MODES=\"$MODES\" RUNS=$RUNS DURATION=$DURATION WARMUP=$WARMUP SIZE=$SIZE RATES=\"$RATES\" RAMP=$RAMP SERVER_GOMAXPROCS=\"$SERVER_GOMAXPROCS\" WINDOW=$WINDOW DIAL_PARALLEL=$DIAL_PARALLEL ./scripts/bench-quic.sh\`"
 	echo "- raw numbers: \`$TSV\`; medians of $RUNS alternating runs, msgs/CPU-s with min–max"
