@@ -79,42 +79,12 @@ func TestLaterFromNotifier(t *testing.T) {
 	}
 }
 
-// leaseEcho holds every view and echoes it from a goroutine per
-// connection, which then releases the lease: with few buffers, receiving
-// stops until leases come back.
-type leaseEcho struct {
-	reactor.BaseHandler
-	wg sync.WaitGroup
-}
-
-func (h *leaseEcho) OnOpen(c *reactor.Conn) {
-	ch := make(chan heldView, 4096)
-	c.SetContext(ch)
-	h.wg.Add(1)
-	go func() {
-		defer h.wg.Done()
-		for v := range ch {
-			for c.AsyncWrite(v.b) == reactor.ErrInboxFull {
-				time.Sleep(100 * time.Microsecond) // back-off, not synchronisation
-			}
-			v.lease.Release()
-		}
-	}()
-}
-
-func (h *leaseEcho) OnData(c *reactor.Conn, b []byte) int {
-	c.Context().(chan heldView) <- heldView{b: b, lease: c.Hold()}
-	return len(b)
-}
-
-func (h *leaseEcho) OnClose(c *reactor.Conn, _ error) { close(c.Context().(chan heldView)) }
-
 // TestHeldBuffersStarveAndRecover: two receive buffers shared by 16
 // busy connections, every view held until another goroutine has echoed
 // it. Receiving starves constantly; no byte may be lost or reordered and
 // no buffer may stay owned.
 func TestHeldBuffersStarveAndRecover(t *testing.T) {
-	h := &leaseEcho{}
+	h := &holder{opened: make(chan struct{}, 16)} // echoes from a goroutine, then releases
 	cfg := reactor.Config{Reactors: 1, Buffers: reactor.BufferConfig{Count: 2, Size: 64}}
 	s := start(t, cfg, h)
 	echoConns(t, s, 16, 10, 4<<10)
