@@ -23,7 +23,8 @@ type Config struct {
 	// Addrs are the TCP addresses to listen on ("host:port"; IPv4 or IPv6;
 	// port 0 picks a free port, see Acceptor.Addrs).
 	Addrs []string
-	// Backlog is the listen backlog (capped by net.core.somaxconn).
+	// Backlog is the listen backlog (capped by net.core.somaxconn). The net
+	// engine's listeners use package net's, the system maximum.
 	Backlog int
 	// Delay turns Nagle's algorithm back on. By default TCP_NODELAY is set:
 	// request/response servers want small writes to leave at once.
@@ -42,7 +43,8 @@ type Config struct {
 	// Logger receives accept errors; nil means slog.Default().
 	Logger *slog.Logger
 
-	// ringExtraFlags is a test hook (see internal/uring).
+	// ringExtraFlags is a test hook: extra setup flags for the io_uring
+	// accept ring, to simulate a kernel that refuses it.
 	ringExtraFlags uint32
 }
 
