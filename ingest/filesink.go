@@ -45,8 +45,9 @@ type FileSinkConfig struct {
 	SyncBytes    int
 	SyncInterval time.Duration
 
-	// Logger receives what recovery did at open and retention deletions
-	// (nil means slog.Default()).
+	// Logger receives what recovery did at open, retention deletions, and
+	// when the sink stops and starts again being able to store (nil means
+	// slog.Default()).
 	Logger *slog.Logger
 
 	// OnSync, if set, is called after every fsync of records with how long
@@ -71,9 +72,15 @@ type FileSinkConfig struct {
 // are durable, so the buffer holds at most one batch per concurrent Write
 // (plus what is being written out).
 //
-// A failed write or fsync is permanent: after it the page cache cannot be
-// trusted to match the file, so every waiting and later Write returns the
-// error, and Close returns it too. Reopening the directory recovers.
+// A failed write, fsync or rotation fails every Write waiting at that
+// moment, and nothing of theirs stays in the log: the sink cuts the log
+// back to where it was before their records (truncating the segment to its
+// last fsynced size and removing a segment the failed rotation created)
+// before those Writes return. The sink then retries by itself, after a
+// backoff of 5 ms doubling up to 250 ms: later Writes are written as usual
+// once it has passed (or fail the same way), and while no Write comes a
+// probe checks whether a file can be created and written in the directory
+// again. Health reports the cause meanwhile.
 //
 // All methods are safe for concurrent use.
 type FileSink struct {
@@ -113,14 +120,46 @@ type FileSink struct {
 	appended, synced uint64
 	firstAt          time.Time // when pend last became non-empty
 	closed           bool
-	err              error // first write or fsync failure; permanent
+	// pendWrites counts the Writes with records in pend.
+	pendWrites int
+	// A failed flush fails every Write waiting at that moment: those whose
+	// records end at or before failEnd and are not synced. They return
+	// failErr; the syncer writes nothing more until all failWaiters of them
+	// have returned, so a later fsync cannot be taken for theirs.
+	failEnd     uint64
+	failWaiters int
+	failErr     error
+	// health is why the sink cannot store now (nil when it can); it is set
+	// by a failed flush or probe and cleared by a successful one.
+	health         error
+	unhealthySince time.Time
+	backoff        time.Duration
+	retryAt        time.Time // no retry before this while health != nil
 
 	// Owned by the syncer goroutine (and by Open and Close, which run
 	// when it does not).
-	active *os.File
+	active *os.File      // the newest segment; nil while a repair waits to reopen it
 	segs   []segmentInfo // every segment, oldest first; the last is active
 	total  int64         // sum of segs sizes
+	// repair is set while the log may still hold records of a failed
+	// flush: it must be cut back to repairTo before anything is written.
+	// repairDir: a segment was removed and the directory not yet fsynced.
+	repair, repairDir bool
+	repairTo          segMark
 }
+
+// segMark is a point in the log to cut back to: the number of segments
+// and the size of the last of them.
+type segMark struct {
+	n    int
+	size int64
+}
+
+// Retry backoff while the sink cannot store.
+const (
+	minRetryBackoff = 5 * time.Millisecond
+	maxRetryBackoff = 250 * time.Millisecond
+)
 
 var _ Sink = (*FileSink)(nil)
 
@@ -202,6 +241,20 @@ func (s *FileSink) openLog() error {
 	}
 	if len(segs) == 0 {
 		return s.createSegment(1)
+	}
+	if len(segs) > 1 && segs[len(segs)-1].size < segHeaderSize {
+		// A rotation failed (or a crash came) before the new segment's
+		// header was durable: it holds no record. Removing it, rather than
+		// writing a header, also works on a disk that is still full.
+		torn := segs[len(segs)-1]
+		if err := os.Remove(torn.path); err != nil {
+			return fmt.Errorf("ingest: recover log: %w", err)
+		}
+		if err := syncDir(s.dir); err != nil {
+			return err
+		}
+		s.log.Warn("ingest: removed log segment with a torn header", "segment", torn.path, "size", torn.size)
+		segs = segs[:len(segs)-1]
 	}
 	last := &segs[len(segs)-1]
 	if last.size, err = s.recoverSegment(last.path); err != nil {
@@ -335,23 +388,33 @@ func (s *FileSink) rewriteHeader(f *os.File) error {
 // entry durable, and makes it the active segment. The previous active
 // segment, if any, must already be fsynced: this is what confines a torn
 // tail to the last segment.
+//
+// If any step fails, the new file is removed again, so a failed rotation
+// leaves no empty or headerless segment behind. The file is opened with
+// O_TRUNC rather than O_EXCL: a file of that name can only be such a
+// leftover whose removal failed (the directory lock keeps other writers
+// out), and it must not block every later rotation.
 func (s *FileSink) createSegment(index uint64) error {
 	path := filepath.Join(s.dir, segmentName(index))
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o644)
 	if err != nil {
 		return fmt.Errorf("ingest: create log segment: %w", err)
 	}
-	if _, err := f.Write(appendSegmentHeader(nil)); err != nil {
+	fail := func(err error) error {
 		f.Close()
-		return fmt.Errorf("ingest: create log segment: %w", err)
+		if rerr := os.Remove(path); rerr != nil {
+			s.log.Warn("ingest: could not remove the segment of a failed rotation", "segment", path, "err", rerr)
+		}
+		return err
+	}
+	if _, err := f.Write(appendSegmentHeader(nil)); err != nil {
+		return fail(fmt.Errorf("ingest: create log segment: %w", err))
 	}
 	if err := s.fsync(f); err != nil {
-		f.Close()
-		return fmt.Errorf("ingest: create log segment: %w", err)
+		return fail(fmt.Errorf("ingest: create log segment: %w", err))
 	}
 	if err := syncDir(s.dir); err != nil {
-		f.Close()
-		return err
+		return fail(err)
 	}
 	if s.active != nil {
 		if err := s.active.Close(); err != nil {
@@ -398,7 +461,9 @@ func (s *FileSink) applyRetention() {
 }
 
 // Write appends the batch to the log and returns once an fsync has made
-// every record of it durable, or returns the error that prevented that.
+// every record of it durable, or returns the error that prevented that; in
+// that case none of the batch is left in the log. While the sink cannot
+// store (see Health), a Write waits for the next retry, at most 250 ms.
 // All records of one Write get the same timestamp and land contiguously,
 // in batch order. It keeps no reference to the batch, and allocates
 // nothing in the steady state.
@@ -415,11 +480,6 @@ func (s *FileSink) Write(batch []Record) error {
 	if s.closed {
 		s.mu.Unlock()
 		return ErrSinkClosed
-	}
-	if s.err != nil {
-		err := s.err
-		s.mu.Unlock()
-		return err
 	}
 	if len(batch) == 0 {
 		s.mu.Unlock()
@@ -440,6 +500,7 @@ func (s *FileSink) Write(batch []Record) error {
 		s.segFill += size
 	}
 	s.appended += uint64(len(s.pend) - start)
+	s.pendWrites++
 	end := s.appended
 	if wasEmpty {
 		s.firstAt = now
@@ -447,15 +508,29 @@ func (s *FileSink) Write(batch []Record) error {
 	if wasEmpty || len(s.pend) >= s.syncBytes && start < s.syncBytes {
 		s.nudge()
 	}
-	for s.synced < end && s.err == nil {
+	for s.synced < end && (s.failWaiters == 0 || end > s.failEnd) {
 		s.cond.Wait()
 	}
 	var err error
 	if s.synced < end {
-		err = s.err
+		err = s.failErr
+		if s.failWaiters--; s.failWaiters == 0 {
+			s.cond.Broadcast() // the syncer may go on
+		}
 	}
 	s.mu.Unlock()
 	return err
+}
+
+// Health returns nil while the sink can store records, and otherwise the
+// error that keeps it from storing (a full disk, no file descriptors, an
+// I/O error). Meanwhile Writes fail with that error and store nothing; the
+// sink keeps retrying on its own and Health returns nil again as soon as a
+// write or a probe succeeds.
+func (s *FileSink) Health() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.health
 }
 
 // nudge wakes the syncer without blocking; one pending nudge is enough.
@@ -467,17 +542,43 @@ func (s *FileSink) nudge() {
 }
 
 // run is the syncer goroutine: it waits for the SyncBytes or SyncInterval
-// trigger, then writes out and fsyncs everything pending. On Close it
-// flushes what is left and exits.
+// trigger, then writes out and fsyncs everything pending. While the sink
+// cannot store it waits for the backoff instead, then retries with what is
+// pending, or with a probe if nothing is. On Close it flushes what is left
+// (at once, even during a backoff) and exits.
 func (s *FileSink) run() {
 	defer close(s.done)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	for {
 		s.mu.Lock()
-		n, closed, failed, first := len(s.pend), s.closed, s.err != nil, s.firstAt
+		for s.failWaiters > 0 {
+			s.cond.Wait() // the Writes a failure failed return first
+		}
+		n, closed, first := len(s.pend), s.closed, s.firstAt
+		healthy, retryAt := s.health == nil, s.retryAt
 		s.mu.Unlock()
-		if n == 0 || failed {
+		if !healthy {
+			if wait := time.Until(retryAt); wait > 0 && !closed {
+				timer.Reset(wait)
+				select {
+				case <-timer.C:
+				case <-s.wake:
+					timer.Stop()
+					continue // re-check: Close
+				}
+			}
+			if n > 0 {
+				s.flush()
+				continue
+			}
+			s.probe()
+			if closed {
+				return
+			}
+			continue
+		}
+		if n == 0 {
 			if closed {
 				return
 			}
@@ -500,15 +601,28 @@ func (s *FileSink) run() {
 }
 
 // flush takes everything pending, writes and fsyncs it, and releases the
-// Writes it covers, or fails the sink.
+// Writes it covers. If that fails, it cuts the log back to where it was
+// before (so none of their records stays in it) and fails every Write
+// waiting: those it took, and those that arrived meanwhile, whose segment
+// breaks were placed assuming the first would be stored.
 func (s *FileSink) flush() {
 	s.mu.Lock()
 	buf, breaks := s.pend, s.breaks
 	s.pend, s.breaks = s.spare[:0], s.spareBreaks[:0]
 	end := s.appended
+	writes := s.pendWrites
+	s.pendWrites = 0
 	s.mu.Unlock()
 
-	err := s.writeOut(buf, breaks)
+	err := s.repairLog()
+	if err == nil {
+		mark := segMark{n: len(s.segs), size: s.segs[len(s.segs)-1].size}
+		if err = s.writeOut(buf, breaks); err != nil {
+			s.rollback(mark)
+		} else {
+			s.applyRetention()
+		}
+	}
 
 	// Keep the buffer for reuse unless a burst made it much larger than
 	// a commit usually is.
@@ -518,14 +632,145 @@ func (s *FileSink) flush() {
 	s.mu.Lock()
 	s.spare, s.spareBreaks = buf[:0], breaks[:0]
 	if err != nil {
-		s.err = fmt.Errorf("ingest: file sink failed: %w", err)
+		s.setUnhealthyLocked(err)
+		s.failErr = s.health
+		s.failEnd = s.appended
+		s.failWaiters = writes + s.pendWrites
+		s.pendWrites = 0
 		s.pend, s.breaks = s.pend[:0], s.breaks[:0]
-		s.log.Error("ingest: file sink failed; every later Write fails until it is reopened", "err", err)
+		s.segFill = s.segs[len(s.segs)-1].size
 	} else {
 		s.synced = end
+		s.setHealthyLocked()
 	}
 	s.cond.Broadcast()
 	s.mu.Unlock()
+}
+
+// probe checks, while the sink cannot store and no Write is waiting,
+// whether it could again: it finishes a pending repair, then creates,
+// writes and removes a small file in the log directory (which readers
+// ignore), so a freed disk or returned descriptors are noticed without
+// waiting for traffic that a failing /healthz keeps away.
+func (s *FileSink) probe() {
+	err := s.repairLog()
+	if err == nil {
+		err = probeDir(s.dir)
+	}
+	s.mu.Lock()
+	if err != nil {
+		s.setUnhealthyLocked(err)
+	} else {
+		s.setHealthyLocked()
+	}
+	s.mu.Unlock()
+}
+
+// probeFile is the name of the file probe writes; readers ignore it.
+const probeFile = "PROBE"
+
+func probeDir(dir string) error {
+	path := filepath.Join(dir, probeFile)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("ingest: probe log directory: %w", err)
+	}
+	var block [4096]byte
+	_, err = f.Write(block[:])
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if rerr := os.Remove(path); err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return fmt.Errorf("ingest: probe log directory: %w", err)
+	}
+	return nil
+}
+
+// setUnhealthyLocked records why the sink cannot store and schedules the
+// next retry (caller holds mu).
+func (s *FileSink) setUnhealthyLocked(err error) {
+	now := time.Now()
+	if s.health == nil {
+		s.unhealthySince = now
+		s.log.Error("ingest: file sink cannot store; failing writes and retrying", "err", err)
+	} else {
+		s.log.Debug("ingest: file sink retry failed", "err", err)
+	}
+	s.health = fmt.Errorf("ingest: file sink cannot store: %w", err)
+	s.backoff = min(max(2*s.backoff, minRetryBackoff), maxRetryBackoff)
+	s.retryAt = now.Add(s.backoff)
+}
+
+// setHealthyLocked clears a failure after a successful flush or probe
+// (caller holds mu).
+func (s *FileSink) setHealthyLocked() {
+	if s.health != nil {
+		s.log.Info("ingest: file sink can store again", "unavailable_for", time.Since(s.unhealthySince))
+	}
+	s.health = nil
+	s.backoff = 0
+}
+
+// rollback cuts the log back to mark m after a failed flush. What it cannot
+// do now (a descriptor to reopen the segment, an fsync) is retried by
+// repairLog before anything else is written.
+func (s *FileSink) rollback(m segMark) {
+	s.repair, s.repairTo = true, m
+	if err := s.repairLog(); err != nil {
+		s.log.Warn("ingest: could not yet cut the records of a failed write off the log; retrying before the next write", "err", err)
+	}
+}
+
+// repairLog finishes a pending rollback: it removes the segments created
+// after the mark, reopens the mark's segment if its file was closed,
+// truncates it to the mark's size and fsyncs it. Nothing is written to the
+// log while it fails.
+func (s *FileSink) repairLog() error {
+	if !s.repair {
+		return nil
+	}
+	m := s.repairTo
+	for len(s.segs) > m.n {
+		last := s.segs[len(s.segs)-1]
+		if s.active != nil {
+			// The active segment is the newest one, about to go.
+			_ = s.active.Close()
+			s.active = nil
+		}
+		if err := os.Remove(last.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("ingest: remove log segment of a failed write: %w", err)
+		}
+		s.segs = s.segs[:len(s.segs)-1]
+		s.total -= last.size
+		s.repairDir = true
+	}
+	cur := &s.segs[m.n-1]
+	if s.active == nil {
+		f, err := os.OpenFile(cur.path, os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			return fmt.Errorf("ingest: reopen log segment: %w", err)
+		}
+		s.active = f
+	}
+	if err := s.active.Truncate(m.size); err != nil {
+		return fmt.Errorf("ingest: truncate log segment: %w", err)
+	}
+	if err := s.fsync(s.active); err != nil {
+		return fmt.Errorf("ingest: truncate log segment: %w", err)
+	}
+	s.total -= cur.size - m.size
+	cur.size = m.size
+	if s.repairDir {
+		if err := syncDir(s.dir); err != nil {
+			return err
+		}
+		s.repairDir = false
+	}
+	s.repair = false
+	return nil
 }
 
 // writeOut writes buf to the log, starting a new segment at each break,
@@ -539,7 +784,6 @@ func (s *FileSink) writeOut(buf []byte, breaks []int) error {
 		if err := s.createSegment(s.segs[len(s.segs)-1].index + 1); err != nil {
 			return err
 		}
-		s.applyRetention()
 		pos = b
 	}
 	return s.writeSync(buf[pos:])
@@ -566,9 +810,12 @@ func (s *FileSink) writeSync(p []byte) error {
 }
 
 // Close stops accepting Writes, waits until every record already written
-// is fsynced (the Writes covering them return), and closes the files. It
-// returns the sink's failure, if it had one, or the error of closing. Close
-// is idempotent: later calls return nil.
+// is fsynced (the Writes covering them return), and closes the files. If
+// the sink cannot store at that point, it retries once at once, without
+// waiting for the backoff; if that fails too (the last Writes then failed
+// and left nothing in the log), Close returns the cause (as Health would).
+// Otherwise it returns the error of closing, if any. Close is idempotent:
+// later calls return nil.
 func (s *FileSink) Close() error {
 	first := false
 	s.closeOnce.Do(func() {
@@ -580,10 +827,12 @@ func (s *FileSink) Close() error {
 		<-s.done
 		// The syncer has exited: its fields are ours now.
 		s.mu.Lock()
-		err := s.err
+		err := s.health
 		s.mu.Unlock()
-		if cerr := s.active.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("ingest: close file sink: %w", cerr)
+		if s.active != nil {
+			if cerr := s.active.Close(); err == nil && cerr != nil {
+				err = fmt.Errorf("ingest: close file sink: %w", cerr)
+			}
 		}
 		unlockDir(s.lock)
 		s.closeErr = err

@@ -100,14 +100,19 @@ func (k Kind) fromServer() bool {
 type NackCode uint16
 
 // The NACK codes of ingest-v1. After NackMalformed and NackTooLarge the
-// server closes the connection (Fatal reports true); after NackOverloaded
-// and NackShuttingDown the connection stays usable and the client may send
-// the payload again under a new seq.
+// server closes the connection (Fatal reports true); after NackOverloaded,
+// NackShuttingDown and NackStorageUnavailable the connection stays usable
+// and the client may send the payload again under a new seq (for
+// NackStorageUnavailable, preferably to another node). Code 5 is not
+// defined.
 const (
 	NackMalformed    NackCode = 1
 	NackTooLarge     NackCode = 2
 	NackOverloaded   NackCode = 3
 	NackShuttingDown NackCode = 4
+	// NackStorageUnavailable: the sink could not store the record (disk
+	// full, out of descriptors, I/O error); nothing of it was kept.
+	NackStorageUnavailable NackCode = 6
 )
 
 // String returns a short lower-case description of c, or "NackCode(n)" for
@@ -122,6 +127,8 @@ func (c NackCode) String() string {
 		return "overloaded"
 	case NackShuttingDown:
 		return "shutting down"
+	case NackStorageUnavailable:
+		return "storage unavailable"
 	}
 	return "NackCode(" + strconv.Itoa(int(c)) + ")"
 }
@@ -130,11 +137,13 @@ func (c NackCode) String() string {
 // NACK with code c. Codes the protocol does not define count as fatal, so
 // a client that meets one stops using the connection.
 func (c NackCode) Fatal() bool {
-	return c != NackOverloaded && c != NackShuttingDown
+	return c != NackOverloaded && c != NackShuttingDown && c != NackStorageUnavailable
 }
 
 // valid reports whether c is one of the codes ingest-v1 defines.
-func (c NackCode) valid() bool { return c >= NackMalformed && c <= NackShuttingDown }
+func (c NackCode) valid() bool {
+	return c >= NackMalformed && c <= NackShuttingDown || c == NackStorageUnavailable
+}
 
 // Header is the decoded fixed part of a frame. PayloadLen is the length of
 // the payload that follows the header, that is the len field minus 12.

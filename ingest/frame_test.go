@@ -47,6 +47,7 @@ func TestRoundTripEveryKind(t *testing.T) {
 		{"ack zero", true, AppendAck(nil, 0), Frame{Header{KindAck, 0, 0, 0}, []byte{}}},
 		{"nack", true, AppendNack(nil, 9, NackOverloaded, "queue full"), Frame{Header{KindNack, 0, 9, 12}, []byte("\x00\x03queue full")}},
 		{"nack no reason", true, AppendNack(nil, 9, NackShuttingDown, ""), Frame{Header{KindNack, 0, 9, 2}, []byte("\x00\x04")}},
+		{"nack storage unavailable", true, AppendNack(nil, 9, NackStorageUnavailable, ""), Frame{Header{KindNack, 0, 9, 2}, []byte("\x00\x06")}},
 		{"pong", true, mustFrame(AppendPong(nil, 2, ping)), Frame{Header{KindPong, 0, 2, MaxPingPayload}, ping}},
 		{"goaway", true, AppendGoaway(nil, 100), Frame{Header{KindGoaway, 0, 100, 0}, []byte{}}},
 	}
@@ -195,6 +196,7 @@ func TestDecodeProtocolErrors(t *testing.T) {
 		{"goaway with payload", true, 0, append(rawHeader(13, 1, KindGoaway, 0, 2), 0), NackMalformed, 2, ErrMalformed},
 		{"nack without code", true, 0, append(rawHeader(13, 1, KindNack, 0, 2), 0), NackMalformed, 2, ErrMalformed},
 		{"nack unknown code", true, 0, append(rawHeader(14, 1, KindNack, 0, 2), 0, 9), NackMalformed, 2, ErrMalformed},
+		{"nack undefined code 5", true, 0, append(rawHeader(14, 1, KindNack, 0, 2), 0, 5), NackMalformed, 2, ErrMalformed},
 		{"nack reason too long", true, 0, rawHeader(12+2+MaxNackReason+1, 1, KindNack, 0, 2), NackTooLarge, 2, ErrTooLarge},
 	}
 	for _, tt := range tests {
@@ -278,13 +280,13 @@ func TestStrings(t *testing.T) {
 			t.Errorf("Kind %d = %q, want %q", uint8(k), k.String(), want)
 		}
 	}
-	codes := map[NackCode]string{NackMalformed: "malformed", NackTooLarge: "too large", NackOverloaded: "overloaded", NackShuttingDown: "shutting down", 0: "NackCode(0)"}
+	codes := map[NackCode]string{NackMalformed: "malformed", NackTooLarge: "too large", NackOverloaded: "overloaded", NackShuttingDown: "shutting down", NackStorageUnavailable: "storage unavailable", 0: "NackCode(0)", 5: "NackCode(5)"}
 	for c, want := range codes {
 		if c.String() != want {
 			t.Errorf("NackCode %d = %q, want %q", uint16(c), c.String(), want)
 		}
 	}
-	fatal := map[NackCode]bool{NackMalformed: true, NackTooLarge: true, NackOverloaded: false, NackShuttingDown: false, 0: true, 5: true}
+	fatal := map[NackCode]bool{NackMalformed: true, NackTooLarge: true, NackOverloaded: false, NackShuttingDown: false, NackStorageUnavailable: false, 0: true, 5: true, 7: true}
 	for c, want := range fatal {
 		if c.Fatal() != want {
 			t.Errorf("NackCode(%d).Fatal() = %v", uint16(c), c.Fatal())

@@ -36,7 +36,7 @@ type serverCounters struct {
 	closedBy                   [numCauses]atomic.Uint64
 	messagesIn, bytesIn        atomic.Uint64
 	acks                       atomic.Uint64
-	nacks                      [NackShuttingDown + 1]atomic.Uint64
+	nacks                      [NackStorageUnavailable + 1]atomic.Uint64
 	backpressure, shed         atomic.Uint64
 	slowReaders                atomic.Uint64
 	sinkLatency                atomic.Pointer[prometheus.Histogram]
@@ -115,8 +115,8 @@ func (s *Server) Stats() Stats {
 			out.ClosedBy[causeNames[i]] = v
 		}
 	}
-	for code := NackMalformed; code <= NackShuttingDown; code++ {
-		if v := st.nacks[code].Load(); v > 0 {
+	for code := NackMalformed; code <= NackStorageUnavailable; code++ {
+		if v := st.nacks[code].Load(); v > 0 && code.valid() {
 			out.Nacks[code] = v
 		}
 	}
@@ -186,8 +186,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descMessages, st.messagesIn.Load())
 	counter(descBytes, st.bytesIn.Load())
 	counter(descAcks, st.acks.Load())
-	for code := NackMalformed; code <= NackShuttingDown; code++ {
-		counter(descNacks, st.nacks[code].Load(), code.String())
+	for code := NackMalformed; code <= NackStorageUnavailable; code++ {
+		if code.valid() {
+			counter(descNacks, st.nacks[code].Load(), code.String())
+		}
 	}
 	for _, sh := range c.s.disp.Shards() {
 		id := strconv.Itoa(sh.ID())

@@ -511,8 +511,10 @@ func (tc *tcpConn) report() {
 	}
 	var buf [HeaderSize + 2 + 64]byte
 	for _, seq := range tc.tFailed {
-		tc.send(AppendNack(buf[:0], seq, NackOverloaded, "sink write failed"))
-		st.nack(NackOverloaded)
+		// Nothing of a failed sink write is stored (the file sink cuts what
+		// it wrote back off): the client should go elsewhere and resend.
+		tc.send(AppendNack(buf[:0], seq, NackStorageUnavailable, "sink write failed"))
+		st.nack(NackStorageUnavailable)
 	}
 	tc.tFailed = tc.tFailed[:0]
 	if tc.tDoneSeq > tc.acked {

@@ -258,7 +258,8 @@ func TestShutdownDeadline(t *testing.T) {
 	}
 }
 
-// TestSinkFailureNacks: a refused sink write becomes NACK 3 before any ACK
+// TestSinkFailureNacks: a refused sink write becomes NACK 6 (storage
+// unavailable) before any ACK
 // that covers it.
 func TestSinkFailureNacks(t *testing.T) {
 	sink := newRecSink()
@@ -274,8 +275,8 @@ func TestSinkFailureNacks(t *testing.T) {
 	}
 	dec := ingest.NewReplyDecoder()
 	f, err := readFrame(str, &dec)
-	if err != nil || f.Kind != ingest.KindNack || f.Seq != 1 || f.NackCode() != ingest.NackOverloaded {
-		t.Fatalf("got %v seq %d code %v (%v), want NACK 3 for seq 1", f.Kind, f.Seq, f.NackCode(), err)
+	if err != nil || f.Kind != ingest.KindNack || f.Seq != 1 || f.NackCode() != ingest.NackStorageUnavailable {
+		t.Fatalf("got %v seq %d code %v (%v), want NACK 6 for seq 1", f.Kind, f.Seq, f.NackCode(), err)
 	}
 	sink.failing.Store(false)
 	if _, err := str.Write(dataFrame(2, []byte("kept"))); err != nil {

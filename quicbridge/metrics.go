@@ -75,11 +75,16 @@ type counters struct {
 	streamsOpened                atomic.Uint64
 	zeroRTTAccepted, zeroRTTRej  atomic.Uint64
 	messagesIn, bytesIn, acks    atomic.Uint64
-	nacks                        [ingest.NackShuttingDown + 1]atomic.Uint64
+	nacks                        [ingest.NackStorageUnavailable + 1]atomic.Uint64
 	queueFull, bufferWaits, shed atomic.Uint64
 	slowReaders, frameTimeouts   atomic.Uint64
 	rttAtClose                   atomic.Pointer[prometheus.Histogram]
 }
+
+// nackCodes are the NACK codes the bridge counts (every code ingest-v1
+// defines).
+var nackCodes = [...]ingest.NackCode{ingest.NackMalformed, ingest.NackTooLarge, ingest.NackOverloaded,
+	ingest.NackShuttingDown, ingest.NackStorageUnavailable}
 
 func (st *counters) nack(code ingest.NackCode) {
 	if int(code) < len(st.nacks) {
@@ -157,7 +162,7 @@ func (b *Bridge) Stats() Stats {
 			out.ClosedBy[causeNames[i]] = v
 		}
 	}
-	for code := ingest.NackMalformed; code <= ingest.NackShuttingDown; code++ {
+	for _, code := range nackCodes {
 		if v := st.nacks[code].Load(); v > 0 {
 			out.Nacks[code] = v
 		}
@@ -237,7 +242,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descMessages, st.messagesIn.Load())
 	counter(descBytes, st.bytesIn.Load())
 	counter(descAcks, st.acks.Load())
-	for code := ingest.NackMalformed; code <= ingest.NackShuttingDown; code++ {
+	for _, code := range nackCodes {
 		counter(descNacks, st.nacks[code].Load(), code.String())
 	}
 	counter(descBackpressure, st.queueFull.Load(), "queue_full")

@@ -62,8 +62,8 @@ func (s *stream) ID() uint64 { return s.pid }
 func (s *stream) Done(seq uint64, _ int, err error) {
 	s.mu.Lock()
 	if err != nil {
-		s.out = ingest.AppendNack(s.out, seq, ingest.NackOverloaded, "sink write failed")
-		s.c.b.stats.nack(ingest.NackOverloaded)
+		s.out = ingest.AppendNack(s.out, seq, ingest.NackStorageUnavailable, "sink write failed")
+		s.c.b.stats.nack(ingest.NackStorageUnavailable)
 	} else if seq > s.doneSeq {
 		s.doneSeq = seq
 	}

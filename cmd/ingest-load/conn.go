@@ -95,7 +95,7 @@ type readerState struct {
 	ackedThrough  uint64 // seq of the last ACK
 	acked         uint64
 	nackTotal     uint64
-	nacks         [5]uint64 // by code, 1..4
+	nacks         [7]uint64 // by code: 1..4 and 6
 	measuredAcked uint64    // acked messages sent after the warmup
 	measuredBytes uint64    // their payload bytes
 	lastAnswer    int64     // ns since the start, of the last ACK/NACK
@@ -478,7 +478,7 @@ func (c *conn) onAck(n uint64, now int64) error {
 // the connection and count as errors.
 func (c *conn) onNack(f ingest.Frame, now int64) error {
 	rd := &c.rd
-	code := f.NackCode() // 1..4: the reply decoder refuses other codes
+	code := f.NackCode() // 1..4 or 6: the reply decoder refuses other codes
 	rd.nacks[code]++
 	s := f.Seq
 	sent := c.sent.Load()

@@ -33,7 +33,7 @@ type result struct {
 
 	MessagesSent  uint64            `json:"messages_sent"`
 	MessagesAcked uint64            `json:"messages_acked"`
-	Nacks         map[string]uint64 `json:"nacks"` // "1".."4" -> count, all present
+	Nacks         map[string]uint64 `json:"nacks"` // "1".."4" and "6" -> count, all present
 	Unanswered    uint64            `json:"unanswered"`
 	// GoawayUnaccepted: messages above the seq of a GOAWAY, which the
 	// server announced it did not accept (not errors, like NACK 4).
@@ -108,7 +108,7 @@ func newResult(cfg config, transport string) *result {
 		DurationSeconds: cfg.Duration.Seconds(),
 		MessagesPerConn: cfg.Messages,
 		WarmupSeconds:   cfg.Warmup.Seconds(),
-		Nacks:           map[string]uint64{"1": 0, "2": 0, "3": 0, "4": 0},
+		Nacks:           map[string]uint64{"1": 0, "2": 0, "3": 0, "4": 0, "6": 0},
 		ErrorSamples:    []string{},
 		LoadStreams:     cfg.loadStreams(),
 	}
@@ -162,7 +162,7 @@ func (res *result) collect(r *runner, conns []*conn, sendEnd int64) {
 		}
 		res.MessagesSent += sent
 		res.MessagesAcked += c.rd.acked
-		for code := 1; code <= 4; code++ {
+		for _, code := range []int{1, 2, 3, 4, 6} {
 			res.Nacks[strconv.Itoa(code)] += c.rd.nacks[code]
 		}
 		// What is neither ACKed nor NACKed is unanswered, unless a GOAWAY
@@ -255,8 +255,8 @@ func writeText(w io.Writer, res *result) {
 		fmt.Fprintf(w, ", not accepted after GOAWAY %d", res.GoawayUnaccepted)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "  nacks       1 malformed %d, 2 too large %d, 3 overloaded %d, 4 shutting down %d\n",
-		res.Nacks["1"], res.Nacks["2"], res.Nacks["3"], res.Nacks["4"])
+	fmt.Fprintf(w, "  nacks       1 malformed %d, 2 too large %d, 3 overloaded %d, 4 shutting down %d, 6 storage unavailable %d\n",
+		res.Nacks["1"], res.Nacks["2"], res.Nacks["3"], res.Nacks["4"], res.Nacks["6"])
 	fmt.Fprintf(w, "  errors      %d", res.Errors)
 	if res.Goaways > 0 {
 		fmt.Fprintf(w, " (GOAWAY on %d connections)", res.Goaways)

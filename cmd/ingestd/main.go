@@ -446,6 +446,9 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	var sink ingest.Sink
+	// sinkHealth says why the sink cannot store now (nil: it can); the
+	// discard sink always can.
+	sinkHealth := func() error { return nil }
 	switch cfg.Sink {
 	case "discard":
 		sink = &ingest.DiscardSink{}
@@ -469,7 +472,17 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 			return fmt.Errorf("opening the file sink in %s: %w", cfg.DataDir, err)
 		}
 		sink = fs
+		sinkHealth = fs.Health
 	}
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "gyre_ingest_sink_healthy",
+		Help: "1 while the sink can store records, 0 while it cannot (records get NACK 6; /healthz names the cause).",
+	}, func() float64 {
+		if sinkHealth() != nil {
+			return 0
+		}
+		return 1
+	}))
 	overload, _ := ingest.ParseOverload(cfg.Overload)
 	engine, _ := reactor.ParseEngine(cfg.Engine) // validated
 	srv, err := ingest.NewServer(ingest.ServerConfig{
@@ -534,11 +547,15 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 		}
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-			if srv.Accepting() {
-				_, _ = io.WriteString(w, "ok\n")
+			if !srv.Accepting() {
+				http.Error(w, "draining", http.StatusServiceUnavailable)
 				return
 			}
-			http.Error(w, "draining", http.StatusServiceUnavailable)
+			if err := sinkHealth(); err != nil {
+				http.Error(w, "storage unavailable: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+			_, _ = io.WriteString(w, "ok\n")
 		})
 		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = metricsSrv.Serve(ln) }()

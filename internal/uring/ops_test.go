@@ -450,11 +450,14 @@ func TestMsgRingData(t *testing.T) {
 			l.Fatalf("ring B never closed")
 		}
 		if _, err := unix.FcntlInt(uintptr(target), unix.F_GETFD, 0); !errors.Is(err, unix.EBADF) {
-			l.Fatalf("fd %d is in use again (%v): cannot test a closed target", target, err)
-		}
-		ra.PrepMsgRingData(target, 1, 2, srcUD+1)
-		if c := only(l, until(l, ra, srcUD+1), srcUD+1); c.Res != -int32(unix.EBADF) {
-			l.Errorf("MSG_RING to closed ring fd %d: res %s, want -EBADF", target, errno(c.Res))
+			// Something else in the process (the runtime, another test)
+			// took the number meanwhile: this case cannot be checked now.
+			t.Logf("fd %d is in use again (%v): the closed-target case is not checked this run", target, err)
+		} else {
+			ra.PrepMsgRingData(target, 1, 2, srcUD+1)
+			if c := only(l, until(l, ra, srcUD+1), srcUD+1); c.Res != -int32(unix.EBADF) {
+				l.Errorf("MSG_RING to closed ring fd %d: res %s, want -EBADF", target, errno(c.Res))
+			}
 		}
 		// A descriptor that is not a ring: -EBADFD.
 		efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
