@@ -23,11 +23,12 @@ const (
 	causeShed
 	causeSlowReader
 	causeInputLimit
+	causeFrameTimeout
 	causeOther
 	numCauses
 )
 
-var causeNames = [numCauses]string{"client", "server", "shutdown", "idle", "reset", "shed", "slow_reader", "input_limit", "other"}
+var causeNames = [numCauses]string{"client", "server", "shutdown", "idle", "reset", "shed", "slow_reader", "input_limit", "frame_timeout", "other"}
 
 // serverCounters are written on the reactors and workers and read by the
 // Prometheus collector; atomics only, so reading never stops anything.
@@ -77,6 +78,8 @@ func (st *serverCounters) closed(cause error) {
 		st.slowReaders.Add(1)
 	case errors.Is(cause, reactor.ErrInputLimit):
 		c = causeInputLimit
+	case errors.Is(cause, reactor.ErrReadTimeout):
+		c = causeFrameTimeout // the only read deadline the server sets
 	case errors.As(cause, &op):
 		c = causeReset
 	}

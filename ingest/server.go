@@ -75,6 +75,12 @@ const (
 	DefaultReceiveBufferSize  = 64 << 10
 )
 
+// DefaultFrameTimeout is ServerConfig.FrameTimeout's default: a healthy
+// client sends a whole frame (at most MaxFramePayload bytes) in far less;
+// a client that has not in 10 s is stalled or hostile, and the partial
+// frame it holds (up to the largest frame) is memory it costs the node.
+const DefaultFrameTimeout = 10 * time.Second
+
 // ServerConfig configures a Server. Sink is required; the zero value of
 // every other field is a documented default.
 type ServerConfig struct {
@@ -103,6 +109,11 @@ type ServerConfig struct {
 	AckDelay time.Duration
 	// IdleTimeout closes connections silent for this long (default 0: off).
 	IdleTimeout time.Duration
+	// FrameTimeout closes a connection that started a frame (sent part of
+	// its header or payload) and did not finish it within this time:
+	// bytes trickling in (slowloris) do not extend it, unlike IdleTimeout.
+	// 0 means DefaultFrameTimeout; negative turns it off.
+	FrameTimeout time.Duration
 	// OutputCap bounds the unsent output per connection (acks, nacks,
 	// pongs; default 1 MiB). Past half of it the server stops reading the
 	// connection; a client that then does not read its replies for
@@ -141,6 +152,9 @@ func (c ServerConfig) withDefaults() (ServerConfig, error) {
 	}
 	if c.SlowReaderTimeout == 0 {
 		c.SlowReaderTimeout = 10 * time.Second
+	}
+	if c.FrameTimeout == 0 {
+		c.FrameTimeout = DefaultFrameTimeout
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -426,6 +440,9 @@ type tcpConn struct {
 	// largest frame: the decoder refuses a bigger header before any of its
 	// payload is kept).
 	part []byte
+	// frameClock: part holds an unfinished frame and the read deadline
+	// (FrameTimeout) runs for it.
+	frameClock bool
 
 	inflight int    // messages pushed and not yet reported
 	acked    uint64 // highest seq acknowledged on the wire
@@ -554,6 +571,7 @@ func (tc *tcpConn) send(frame []byte) {
 // a refusal, the overload policy.
 func (tc *tcpConn) onData(b []byte) int {
 	defer tc.publishCounts()
+	defer tc.watchFrame()
 	consumed := 0
 	if len(tc.part) > 0 {
 		n, done := tc.completePart(b)
@@ -589,6 +607,31 @@ func (tc *tcpConn) onData(b []byte) int {
 		tc.rs.unlockPush()
 	}
 	return consumed
+}
+
+// watchFrame starts the frame deadline when a frame is left unfinished
+// (the client has not sent all of it) and stops it once no frame is: a
+// whole frame that waits for queue room waits for the server, not the
+// client. Only transitions touch the reactor's timers.
+func (tc *tcpConn) watchFrame() {
+	timeout := tc.rs.s.cfg.FrameTimeout
+	if timeout < 0 {
+		return
+	}
+	cut := len(tc.part) > 0 && !wholeFrame(tc.part)
+	switch {
+	case cut && !tc.frameClock:
+		tc.frameClock = true
+		tc.c.SetReadDeadline(tc.c.Reactor().Now().Add(timeout))
+	case !cut && tc.frameClock:
+		tc.frameClock = false
+		tc.c.SetReadDeadline(time.Time{})
+	}
+}
+
+// wholeFrame reports whether p holds exactly one complete frame.
+func wholeFrame(p []byte) bool {
+	return len(p) >= HeaderSize && len(p) == 4+int(binary.BigEndian.Uint32(p))
 }
 
 // completePart feeds the reassembly buffer from b until it holds a whole

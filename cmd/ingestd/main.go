@@ -63,6 +63,7 @@ type config struct {
 	Overload      string        `json:"overload"`
 	AckDelay      time.Duration `json:"ack_delay"`
 	IdleTimeout   time.Duration `json:"idle_timeout"`
+	FrameTimeout  time.Duration `json:"frame_timeout"`
 	Metrics       string        `json:"metrics"`
 	Pprof         bool          `json:"pprof"`
 	LogLevel      string        `json:"log_level"`
@@ -88,6 +89,12 @@ type config struct {
 	QUICUDPBuffer        int           `json:"quic_udp_buffer"`
 }
 
+// defaultIdleTimeout closes TCP connections silent for 5 minutes: long
+// enough for any producer that batches or pauses between bursts (clients
+// that hold a connection longer send PING), short enough that abandoned
+// connections do not pile up toward the descriptor limit.
+const defaultIdleTimeout = 5 * time.Minute
+
 func defaults() config {
 	return config{
 		TCP:           "127.0.0.1:7400",
@@ -100,6 +107,8 @@ func defaults() config {
 		QueueBytes:    ingest.DefaultQueueBytes,
 		Overload:      "block",
 		AckDelay:      time.Millisecond,
+		IdleTimeout:   defaultIdleTimeout,
+		FrameTimeout:  ingest.DefaultFrameTimeout,
 		Metrics:       "127.0.0.1:9400",
 		LogLevel:      "info",
 		Grace:         10 * time.Second,
@@ -170,6 +179,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.Overload, "overload", cfg.Overload, "full queue policy: block (stop reading), reject (NACK 3) or shed (close the biggest)")
 	fs.DurationVar(&cfg.AckDelay, "ack-delay", cfg.AckDelay, "longest an accepted message waits for its ACK")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "close connections silent this long (0: never)")
+	fs.DurationVar(&cfg.FrameTimeout, "frame-timeout", cfg.FrameTimeout, "TCP: close a connection that began a frame and has not finished it this long after (slowloris; bytes trickling in do not extend it; 0: never)")
 	fs.StringVar(&cfg.Metrics, "metrics", cfg.Metrics, "address of the /metrics and /healthz HTTP server (empty: off)")
 	fs.BoolVar(&cfg.Pprof, "pprof", cfg.Pprof, "also serve net/http/pprof under /debug/pprof/ on the --metrics server (heap?gc=1 runs a GC first; benchmarks and debugging, not for untrusted networks)")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
@@ -220,7 +230,8 @@ func applyIfSet(set map[string]bool, dst *config, flags config) {
 		"max-payload": func() { dst.MaxPayload = flags.MaxPayload }, "queue-messages": func() { dst.QueueMessages = flags.QueueMessages },
 		"queue-bytes": func() { dst.QueueBytes = flags.QueueBytes }, "overload": func() { dst.Overload = flags.Overload },
 		"ack-delay": func() { dst.AckDelay = flags.AckDelay }, "idle-timeout": func() { dst.IdleTimeout = flags.IdleTimeout },
-		"metrics": func() { dst.Metrics = flags.Metrics }, "log-level": func() { dst.LogLevel = flags.LogLevel },
+		"frame-timeout": func() { dst.FrameTimeout = flags.FrameTimeout },
+		"metrics":       func() { dst.Metrics = flags.Metrics }, "log-level": func() { dst.LogLevel = flags.LogLevel },
 		"pprof": func() { dst.Pprof = flags.Pprof },
 		"grace": func() { dst.Grace = flags.Grace }, "sync-bytes": func() { dst.SyncBytes = flags.SyncBytes },
 		"sync-interval": func() { dst.SyncInterval = flags.SyncInterval }, "segment-bytes": func() { dst.SegmentBytes = flags.SegmentBytes },
@@ -240,6 +251,14 @@ func applyIfSet(set map[string]bool, dst *config, flags config) {
 	}
 }
 
+// frameTimeout maps the flag's "0: never" to ServerConfig's "negative: off".
+func frameTimeout(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
+}
+
 // loadConfigFile reads JSON; durations are strings like "5ms".
 func loadConfigFile(path string, cfg *config) error {
 	b, err := os.ReadFile(path)
@@ -251,6 +270,7 @@ func loadConfigFile(path string, cfg *config) error {
 		alias
 		AckDelay        string `json:"ack_delay"`
 		IdleTimeout     string `json:"idle_timeout"`
+		FrameTimeout    string `json:"frame_timeout"`
 		Grace           string `json:"grace"`
 		SyncInterval    string `json:"sync_interval"`
 		QUICIdleTimeout string `json:"quic_idle_timeout"`
@@ -266,6 +286,7 @@ func loadConfigFile(path string, cfg *config) error {
 		dst *time.Duration
 		key string
 	}{{raw.AckDelay, &cfg.AckDelay, "ack_delay"}, {raw.IdleTimeout, &cfg.IdleTimeout, "idle_timeout"},
+		{raw.FrameTimeout, &cfg.FrameTimeout, "frame_timeout"},
 		{raw.Grace, &cfg.Grace, "grace"}, {raw.SyncInterval, &cfg.SyncInterval, "sync_interval"},
 		{raw.QUICIdleTimeout, &cfg.QUICIdleTimeout, "quic_idle_timeout"}} {
 		if d.s == "" {
@@ -311,6 +332,8 @@ func validate(cfg config) error {
 		return badConfig("--ack-delay %v: want > 0", cfg.AckDelay)
 	case cfg.IdleTimeout < 0:
 		return badConfig("--idle-timeout %v: want >= 0", cfg.IdleTimeout)
+	case cfg.FrameTimeout < 0:
+		return badConfig("--frame-timeout %v: want >= 0", cfg.FrameTimeout)
 	case cfg.Grace <= 0:
 		return badConfig("--grace %v: want > 0", cfg.Grace)
 	case cfg.SyncBytes < 1 || cfg.SyncInterval <= 0:
@@ -495,6 +518,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		Overload:      overload,
 		AckDelay:      cfg.AckDelay,
 		IdleTimeout:   cfg.IdleTimeout,
+		FrameTimeout:  frameTimeout(cfg.FrameTimeout),
 		Sink:          sink,
 		// The discard sink only counts: reactors write to it themselves.
 		NonBlockingSink: cfg.Sink == "discard",

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -227,5 +228,35 @@ func TestEngineFlag(t *testing.T) {
 	code, _, out := runCmd(t, "--engine", "kqueue", "--sink", "discard")
 	if code != 2 || !strings.Contains(out, "--engine") || !strings.Contains(out, "epoll") {
 		t.Errorf("--engine kqueue: exit %d, output %q; want exit 2 naming the flag and the choices", code, out)
+	}
+}
+
+// TestFrameTimeoutFlag: --frame-timeout closes a TCP connection that began
+// a frame and did not finish it, counted as cause frame_timeout; a
+// negative value is a usage error.
+func TestFrameTimeoutFlag(t *testing.T) {
+	d := startServe(t, t.TempDir(), "--frame-timeout", "300ms")
+	c, err := net.DialTimeout("tcp", d.tcp, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	began := time.Now()
+	if _, err := c.Write([]byte{0, 0, 0, 40, 1}); err != nil { // part of a header
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadAll(c); err != nil {
+		t.Fatalf("the connection was not closed: %v", err)
+	}
+	if el := time.Since(began); el < 300*time.Millisecond {
+		t.Errorf("closed after %v, before --frame-timeout 300ms", el)
+	}
+	waitMetric(t, d.metrics, `gyre_ingest_connections_closed_total{cause="frame_timeout"}`, func(v float64) bool { return v == 1 }, 5*time.Second)
+	d.stop(10 * time.Second)
+
+	code, _, out := runCmd(t, "--frame-timeout", "-1s", "--sink", "discard")
+	if code != 2 || !strings.Contains(out, "--frame-timeout") {
+		t.Errorf("--frame-timeout -1s: exit %d, output %q; want exit 2 naming the flag", code, out)
 	}
 }
