@@ -34,6 +34,7 @@ var causeNames = [numCauses]string{"client", "server", "shutdown", "idle", "rese
 // Prometheus collector; atomics only, so reading never stops anything.
 type serverCounters struct {
 	connsActive, connsAccepted atomic.Int64
+	refusedMaxConns            atomic.Uint64
 	closedBy                   [numCauses]atomic.Uint64
 	messagesIn, bytesIn        atomic.Uint64
 	acks                       atomic.Uint64
@@ -89,6 +90,9 @@ func (st *serverCounters) closed(cause error) {
 // Stats is a snapshot of the server's counters.
 type Stats struct {
 	ConnsActive, ConnsAccepted int64
+	// ConnsRefused: connections closed at once because MaxConns were
+	// open. AcceptErrors: accepts that failed (EMFILE, ENFILE, ...).
+	ConnsRefused, AcceptErrors uint64
 	ClosedBy                   map[string]uint64
 	MessagesIn, BytesIn        uint64
 	Acks                       uint64
@@ -103,6 +107,8 @@ func (s *Server) Stats() Stats {
 	out := Stats{
 		ConnsActive:   st.connsActive.Load(),
 		ConnsAccepted: st.connsAccepted.Load(),
+		ConnsRefused:  st.refusedMaxConns.Load(),
+		AcceptErrors:  s.acc.Stats().AcceptErrors,
 		ClosedBy:      map[string]uint64{},
 		MessagesIn:    st.messagesIn.Load(),
 		BytesIn:       st.bytesIn.Load(),
@@ -146,6 +152,8 @@ type collector struct {
 var (
 	descConns        = prometheus.NewDesc("gyre_ingest_connections_active", "Open TCP connections.", nil, nil)
 	descAccepted     = prometheus.NewDesc("gyre_ingest_connections_accepted_total", "TCP connections accepted.", nil, nil)
+	descRefused      = prometheus.NewDesc("gyre_ingest_connections_refused_total", "TCP connections closed as soon as accepted, by reason (max_conns).", []string{"reason"}, nil)
+	descAcceptErrors = prometheus.NewDesc("gyre_ingest_accept_errors_total", "TCP accepts that failed (EMFILE, ENFILE, ENOMEM, ...); the acceptor backs off and retries.", nil, nil)
 	descClosed       = prometheus.NewDesc("gyre_ingest_connections_closed_total", "TCP connections closed, by cause.", []string{"cause"}, nil)
 	descMessages     = prometheus.NewDesc("gyre_ingest_messages_total", "DATA messages queued for the sink.", nil, nil)
 	descBytes        = prometheus.NewDesc("gyre_ingest_bytes_total", "DATA payload bytes queued for the sink.", nil, nil)
@@ -165,7 +173,7 @@ var (
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descConns, descAccepted, descClosed, descMessages, descBytes, descAcks,
+	for _, d := range []*prometheus.Desc{descConns, descAccepted, descRefused, descAcceptErrors, descClosed, descMessages, descBytes, descAcks,
 		descNacks, descQueueDepth, descQueueBytes, descBackpressure, descShed, descSlow, descSinkErrors,
 		descBufExhausted, descCQOverflow, descInboxDepth, descBytesOut, descEngine} {
 		ch <- d
@@ -183,6 +191,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(descConns, float64(st.connsActive.Load()))
 	counter(descAccepted, uint64(st.connsAccepted.Load()))
+	counter(descRefused, st.refusedMaxConns.Load(), "max_conns")
+	counter(descAcceptErrors, c.s.acc.Stats().AcceptErrors)
 	for i := range st.closedBy {
 		counter(descClosed, st.closedBy[i].Load(), causeNames[i])
 	}

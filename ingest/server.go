@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/gyre-io/gyre/internal/ratelog"
 	"log/slog"
 	"strings"
 	"sync"
@@ -81,6 +82,12 @@ const (
 // frame it holds (up to the largest frame) is memory it costs the node.
 const DefaultFrameTimeout = 10 * time.Second
 
+// ConnsReserve is how many descriptors DefaultMaxConns keeps back from
+// client connections: for the sink's segments and directory, the metrics
+// listener and its clients, the QUIC socket, the listeners, the reactors'
+// rings and eventfds, and recovery's reads at restart.
+const ConnsReserve = 256
+
 // ServerConfig configures a Server. Sink is required; the zero value of
 // every other field is a documented default.
 type ServerConfig struct {
@@ -109,6 +116,11 @@ type ServerConfig struct {
 	AckDelay time.Duration
 	// IdleTimeout closes connections silent for this long (default 0: off).
 	IdleTimeout time.Duration
+	// MaxConns bounds the TCP connections open at once. A connection past
+	// it is closed as soon as it is accepted (so clients see a refusal at
+	// once rather than wait in the backlog), and counted. 0 means
+	// DefaultMaxConns(); negative means no bound.
+	MaxConns int
 	// FrameTimeout closes a connection that started a frame (sent part of
 	// its header or payload) and did not finish it within this time:
 	// bytes trickling in (slowloris) do not extend it, unlike IdleTimeout.
@@ -156,6 +168,9 @@ func (c ServerConfig) withDefaults() (ServerConfig, error) {
 	if c.FrameTimeout == 0 {
 		c.FrameTimeout = DefaultFrameTimeout
 	}
+	if c.MaxConns == 0 {
+		c.MaxConns = DefaultMaxConns()
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -189,6 +204,7 @@ type Server struct {
 
 	accepting atomic.Bool
 	stopOnce  sync.Once
+	refuseLog ratelog.OncePerSecond // refusals over MaxConns
 }
 
 // NewServer starts the reactors, the dispatcher and the listener.
@@ -373,6 +389,16 @@ type tcpHandler struct {
 }
 
 func (h *tcpHandler) OnOpen(c *reactor.Conn) {
+	if n := h.s.stats.connsActive.Add(1); h.s.cfg.MaxConns > 0 && n > int64(h.s.cfg.MaxConns) {
+		h.s.stats.connsActive.Add(-1)
+		h.s.stats.refusedMaxConns.Add(1)
+		if h.s.refuseLog.OK() {
+			h.s.log.Warn("refusing TCP connections: MaxConns are open; clients should retry with backoff or go elsewhere",
+				"max_conns", h.s.cfg.MaxConns, "refused_total", h.s.stats.refusedMaxConns.Load())
+		}
+		c.Abort() // no context: OnClose ignores it
+		return
+	}
 	rs := h.s.rs[c.Reactor().ID()]
 	tc := &tcpConn{c: c, rs: rs, dec: NewDecoder(h.s.cfg.MaxPayload), id: c.ID()}
 	c.SetContext(tc)
@@ -380,7 +406,6 @@ func (h *tcpHandler) OnOpen(c *reactor.Conn) {
 		rs.conns = make(map[*tcpConn]struct{})
 	}
 	rs.conns[tc] = struct{}{}
-	h.s.stats.connsActive.Add(1)
 	h.s.stats.connsAccepted.Add(1)
 }
 

@@ -21,6 +21,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/gyre-io/gyre/internal/ratelog"
 	"log/slog"
 	"net"
 	"slices"
@@ -94,8 +95,8 @@ type Bridge struct {
 	live            atomic.Int64
 	nextConn        atomic.Uint64
 	nextProducer    atomic.Uint64
-	refusalLog      oncePerSecond // refusals over MaxConns
-	queueRefusalLog oncePerSecond // refusals by quic-go's accept queue
+	refusalLog      ratelog.OncePerSecond // refusals over MaxConns
+	queueRefusalLog ratelog.OncePerSecond // refusals by quic-go's accept queue
 
 	mu      sync.Mutex
 	conns   map[*conn]struct{}
@@ -267,20 +268,10 @@ func refusedByQueue(cause error) bool {
 	return errors.As(cause, &te) && !te.Remote && te.ErrorCode == quic.ConnectionRefused
 }
 
-// oncePerSecond lets a log line through at most once a second: under a
-// flood a line per attempt would be a flood of its own.
-type oncePerSecond struct{ last atomic.Int64 }
-
-func (o *oncePerSecond) ok() bool {
-	now := time.Now().UnixNano()
-	last := o.last.Load()
-	return now-last >= int64(time.Second) && o.last.CompareAndSwap(last, now)
-}
-
 // logQueueRefusal logs refusals by quic-go's accept queue; they have their
 // own limiter so that MaxConns refusals cannot hide them.
 func (b *Bridge) logQueueRefusal() {
-	if b.queueRefusalLog.ok() {
+	if b.queueRefusalLog.OK() {
 		b.log.Warn("refusing QUIC connections: handshakes complete faster than they are accepted (quic-go's accept queue holds 32); clients should retry with backoff",
 			"refused_accept_queue_total", b.stats.connsRefusedQueue.Load())
 	}
@@ -288,7 +279,7 @@ func (b *Bridge) logQueueRefusal() {
 
 // logRefusal logs refusals over MaxConns.
 func (b *Bridge) logRefusal(how string) {
-	if !b.refusalLog.ok() {
+	if !b.refusalLog.OK() {
 		return
 	}
 	b.log.Warn("refusing QUIC connections: too many", "max_conns", b.cfg.MaxConns, "how", how,

@@ -64,6 +64,7 @@ type config struct {
 	AckDelay      time.Duration `json:"ack_delay"`
 	IdleTimeout   time.Duration `json:"idle_timeout"`
 	FrameTimeout  time.Duration `json:"frame_timeout"`
+	MaxConns      int           `json:"max_conns"`
 	Metrics       string        `json:"metrics"`
 	Pprof         bool          `json:"pprof"`
 	LogLevel      string        `json:"log_level"`
@@ -179,6 +180,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.Overload, "overload", cfg.Overload, "full queue policy: block (stop reading), reject (NACK 3) or shed (close the biggest)")
 	fs.DurationVar(&cfg.AckDelay, "ack-delay", cfg.AckDelay, "longest an accepted message waits for its ACK")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "close connections silent this long (0: never)")
+	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "TCP: most connections open at once; more are closed as soon as accepted (0: the descriptor limit less 256 kept for the sink, metrics and recovery; negative: no bound)")
 	fs.DurationVar(&cfg.FrameTimeout, "frame-timeout", cfg.FrameTimeout, "TCP: close a connection that began a frame and has not finished it this long after (slowloris; bytes trickling in do not extend it; 0: never)")
 	fs.StringVar(&cfg.Metrics, "metrics", cfg.Metrics, "address of the /metrics and /healthz HTTP server (empty: off)")
 	fs.BoolVar(&cfg.Pprof, "pprof", cfg.Pprof, "also serve net/http/pprof under /debug/pprof/ on the --metrics server (heap?gc=1 runs a GC first; benchmarks and debugging, not for untrusted networks)")
@@ -231,6 +233,7 @@ func applyIfSet(set map[string]bool, dst *config, flags config) {
 		"queue-bytes": func() { dst.QueueBytes = flags.QueueBytes }, "overload": func() { dst.Overload = flags.Overload },
 		"ack-delay": func() { dst.AckDelay = flags.AckDelay }, "idle-timeout": func() { dst.IdleTimeout = flags.IdleTimeout },
 		"frame-timeout": func() { dst.FrameTimeout = flags.FrameTimeout },
+		"max-conns":     func() { dst.MaxConns = flags.MaxConns },
 		"metrics":       func() { dst.Metrics = flags.Metrics }, "log-level": func() { dst.LogLevel = flags.LogLevel },
 		"pprof": func() { dst.Pprof = flags.Pprof },
 		"grace": func() { dst.Grace = flags.Grace }, "sync-bytes": func() { dst.SyncBytes = flags.SyncBytes },
@@ -519,6 +522,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		AckDelay:      cfg.AckDelay,
 		IdleTimeout:   cfg.IdleTimeout,
 		FrameTimeout:  frameTimeout(cfg.FrameTimeout),
+		MaxConns:      cfg.MaxConns,
 		Sink:          sink,
 		// The discard sink only counts: reactors write to it themselves.
 		NonBlockingSink: cfg.Sink == "discard",

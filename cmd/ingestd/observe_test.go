@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -259,4 +260,36 @@ func TestFrameTimeoutFlag(t *testing.T) {
 	if code != 2 || !strings.Contains(out, "--frame-timeout") {
 		t.Errorf("--frame-timeout -1s: exit %d, output %q; want exit 2 naming the flag", code, out)
 	}
+}
+
+// TestMaxConnsFlag: past --max-conns a TCP connection is closed as soon as
+// it is accepted and counted in gyre_ingest_connections_refused_total;
+// accept errors have a metric of their own.
+func TestMaxConnsFlag(t *testing.T) {
+	d := startServe(t, t.TempDir(), "--max-conns", "1")
+	first, err := net.DialTimeout("tcp", d.tcp, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	waitMetric(t, d.metrics, "gyre_ingest_connections_active", func(v float64) bool { return v == 1 }, 5*time.Second)
+	second, err := net.DialTimeout("tcp", d.tcp, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	_ = second.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadAll(second); errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatal("the connection over --max-conns 1 was left open")
+	}
+	waitMetric(t, d.metrics, `gyre_ingest_connections_refused_total{reason="max_conns"}`, func(v float64) bool { return v == 1 }, 5*time.Second)
+	_, text := httpGet(t, d.metrics, "/metrics")
+	if v, ok := metricValue(text, "gyre_ingest_accept_errors_total"); !ok || v != 0 {
+		t.Errorf("gyre_ingest_accept_errors_total = %v (present %v), want 0", v, ok)
+	}
+	// Once the first leaves, a new connection is served.
+	first.Close()
+	waitMetric(t, d.metrics, "gyre_ingest_connections_active", func(v float64) bool { return v == 0 }, 5*time.Second)
+	sendAndAck(t, d.tcp, 1, 10)
+	d.stop(10 * time.Second)
 }
