@@ -135,13 +135,16 @@ func TestServerPipelined100k(t *testing.T) {
 			c := dialClient(t, s.Addr())
 			payload := []byte("0123456789abcdef0123456789abcdef")
 			const n = 100000
+			wrote := make(chan struct{})
 			go func() {
+				defer close(wrote)
 				for i := 0; i < n; i++ {
 					c.data(payload)
 				}
 				c.flush()
 			}()
 			c.waitAck(n)
+			<-wrote // the writer's flush may still be returning: it owns c.w until then
 			if got := sink.Records(); got != n {
 				t.Fatalf("sink has %d records, want %d", got, n)
 			}
