@@ -89,8 +89,13 @@ func (e *uringEngine) setup() error {
 func (e *uringEngine) teardown() {
 	if e.ring != nil {
 		// A hand-off that landed after the last loop iteration would
-		// otherwise leave its socket open with no owner.
-		for n := e.ring.Reap(e.cqes); n > 0; n = e.ring.Reap(e.cqes) {
+		// otherwise leave its socket open with no owner. On a DEFER_TASKRUN
+		// ring it may still wait as task work: flush before each reap.
+		for e.ring.FlushCompletions(); ; e.ring.FlushCompletions() {
+			n := e.ring.Reap(e.cqes)
+			if n == 0 {
+				break
+			}
 			for i := 0; i < n; i++ {
 				if op, _, _ := uring.Unpack(e.cqes[i].UserData); op == uring.OpHandoff && e.cqes[i].Res >= 0 {
 					sys.CloseFd(int(e.cqes[i].Res))

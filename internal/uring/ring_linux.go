@@ -634,6 +634,23 @@ func (r *Ring) Reap(dst []CQE) int {
 	return int(n)
 }
 
+// FlushCompletions enters the kernel, without submitting or waiting, so
+// that it posts the completions it holds back: on a DEFER_TASKRUN ring,
+// completions (a MSG_RING from another ring among them) wait as task work
+// until the owner thread enters with GETEVENTS, and Reap alone, seeing an
+// empty CQ, does not enter. A ring about to be closed calls it before its
+// last Reap, or those completions are lost with it.
+func (r *Ring) FlushCompletions() {
+	if r.closed {
+		return
+	}
+	for {
+		if _, errno := r.enter(0, 0, enterGetEvents, nil, 0); errno != unix.EINTR {
+			return
+		}
+	}
+}
+
 // fake queues a completion that the next Reap returns first.
 func (r *Ring) fake(ud uint64, res int32) { r.fakes = append(r.fakes, CQE{UserData: ud, Res: res}) }
 
