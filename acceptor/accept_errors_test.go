@@ -3,12 +3,12 @@ package acceptor_test
 import (
 	"fmt"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gyre-io/gyre/acceptor"
 	"github.com/gyre-io/gyre/internal/leakcheck"
+	"github.com/gyre-io/gyre/internal/testenv"
 	"github.com/gyre-io/gyre/reactor"
 	"golang.org/x/sys/unix"
 )
@@ -34,19 +34,6 @@ func lowestFree(t testing.TB, n int) []int {
 // Make client sockets before calling it: none can be made until restore.
 func starveListen(t *testing.T, cfg acceptor.Config, g *reactor.Group) (*acceptor.Acceptor, func()) {
 	t.Helper()
-	var orig unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &orig); err != nil {
-		t.Fatalf("getrlimit: %v", err)
-	}
-	var once sync.Once
-	restore := func() {
-		once.Do(func() {
-			if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &orig); err != nil {
-				t.Errorf("restoring RLIMIT_NOFILE: %v", err)
-			}
-		})
-	}
-	t.Cleanup(restore)
 	// Package net probes the IP stack once per process, with sockets of its
 	// own: done under the low limit, the probe would fail and leave the
 	// process believing it has no dual-stack sockets.
@@ -57,17 +44,12 @@ func starveListen(t *testing.T, cfg acceptor.Config, g *reactor.Group) (*accepto
 	if g.Engine() == reactor.EngineNet {
 		need = 1 // the listener; package net's poller exists already
 	}
-	free := lowestFree(t, need)
-	low := orig
-	low.Cur = uint64(free[need-1] + 1)
-	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
-		t.Fatalf("setrlimit(%d): %v", low.Cur, err)
-	}
+	restore := testenv.LimitDescriptors(t, need)
 	cfg.Logger = quiet
 	a, err := acceptor.Listen(cfg, g)
 	if err != nil {
 		restore()
-		t.Fatalf("Listen with RLIMIT_NOFILE %d (free %v): %v", low.Cur, free, err)
+		t.Fatalf("Listen with %d descriptors to spare: %v", need, err)
 	}
 	return a, restore
 }

@@ -9,51 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/gyre-io/gyre/internal/leakcheck"
-	"golang.org/x/sys/unix"
+	"github.com/gyre-io/gyre/internal/testenv"
 )
-
-// mountTmpfs mounts a tmpfs of size bytes on a new directory, unmounted
-// when the test ends. It skips the test where mounting is not permitted.
-func mountTmpfs(t *testing.T, size int) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d", size)); err != nil {
-		t.Skipf("cannot mount a tmpfs to fill (needs root or CAP_SYS_ADMIN): %v", err)
-	}
-	t.Cleanup(func() {
-		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
-			t.Errorf("unmounting the test tmpfs: %v", err)
-		}
-	})
-	return dir
-}
-
-// fillDisk writes a file in dir until the filesystem is full and returns
-// its path.
-func fillDisk(t *testing.T, dir string) string {
-	t.Helper()
-	path := filepath.Join(dir, "filler")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	block := make([]byte, 4096)
-	for {
-		if _, err := f.Write(block); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatalf("filling the disk: %v", err)
-			}
-			return path
-		}
-	}
-}
 
 // waitHealthy polls s.Health until it is nil and returns how long that
 // took; it fails the test after limit.
@@ -123,7 +84,7 @@ func sendAndResolve(t *testing.T, tc *testClient, n, size int, want NackCode) (a
 // names the cause; once space is freed the sink stores again within 1 s by
 // itself, and every ACKed record is in the log exactly once.
 func TestFileSinkDiskFull(t *testing.T) {
-	dir := mountTmpfs(t, 512<<10)
+	dir := testenv.MountTmpfs(t, 512<<10)
 	sink, err := OpenFileSink(FileSinkConfig{Dir: dir, SegmentBytes: 64 << 10, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
@@ -139,7 +100,7 @@ func TestFileSinkDiskFull(t *testing.T) {
 	acked = append(acked, a...)
 
 	seg, sizeBefore := lastSegment(t, dir)
-	filler := fillDisk(t, dir)
+	filler := testenv.FillDisk(t, dir)
 	// The records fill the segment's last page, then run into ENOSPC: the
 	// failing batch was partly written, and must be cut off again.
 	a, n = sendAndResolve(t, tc, 200, 1000, NackStorageUnavailable)
@@ -221,44 +182,6 @@ func checkLog(t *testing.T, dir string, acked, nacked []uint64) {
 	}
 }
 
-// starveDescriptors lowers RLIMIT_NOFILE so that only spare more
-// descriptors can be opened, and returns the function that restores it
-// (idempotent; also run at cleanup). The rest of the process is starved
-// too, so the test does nothing else meanwhile.
-func starveDescriptors(t *testing.T, spare int) func() {
-	t.Helper()
-	var orig unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &orig); err != nil {
-		t.Fatalf("getrlimit: %v", err)
-	}
-	var once sync.Once
-	restore := func() {
-		once.Do(func() {
-			if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &orig); err != nil {
-				t.Errorf("restoring RLIMIT_NOFILE: %v", err)
-			}
-		})
-	}
-	t.Cleanup(restore)
-	used := leakcheck.Take(t)
-	free := 0
-	for fd := 0; ; fd++ {
-		if _, ok := used[fd]; !ok {
-			if spare == 0 {
-				free = fd
-				break
-			}
-			spare--
-		}
-	}
-	low := orig
-	low.Cur = uint64(free)
-	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
-		t.Fatalf("setrlimit(%d): %v", low.Cur, err)
-	}
-	return restore
-}
-
 // TestFileSinkDescriptorsExhaustedDuringRotation runs out of descriptors
 // while a Write needs a new segment: with none at all (the segment cannot
 // be created) and with one (the segment is created, but the directory
@@ -278,7 +201,7 @@ func TestFileSinkDescriptorsExhaustedDuringRotation(t *testing.T) {
 			segsBefore := segmentFiles(t, dir)
 
 			big := Record{Conn: 1, Seq: 100, Payload: bytes.Repeat([]byte("x"), 5000)}
-			restore := starveDescriptors(t, spare)
+			restore := testenv.LimitDescriptors(t, spare)
 			werr := sink.Write([]Record{big})
 			herr := sink.Health()
 			restore()
@@ -325,7 +248,7 @@ func TestFileSinkDescriptorsExhaustedDuringRotation(t *testing.T) {
 // disk) is removed at open instead of given a header, so a restart on a
 // still-full disk works.
 func TestOpenFileSinkRemovesHeaderlessSegment(t *testing.T) {
-	dir := mountTmpfs(t, 64<<10)
+	dir := testenv.MountTmpfs(t, 64<<10)
 	s, err := OpenFileSink(FileSinkConfig{Dir: dir, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
@@ -337,7 +260,7 @@ func TestOpenFileSinkRemovesHeaderlessSegment(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, segmentName(2)), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	fillDisk(t, dir)
+	testenv.FillDisk(t, dir)
 	s, err = OpenFileSink(FileSinkConfig{Dir: dir, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatalf("open on a full disk with a 0-byte last segment: %v", err)

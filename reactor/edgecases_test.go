@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gyre-io/gyre/acceptor"
 	"github.com/gyre-io/gyre/internal/leakcheck"
 	"github.com/gyre-io/gyre/reactor"
 	"go.uber.org/goleak"
@@ -160,18 +159,7 @@ func TestBackpressureChurn(t *testing.T) {
 func TestForcedShutdownUnderLoad(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
 	before := leakcheck.Take(t)
-	g, err := reactor.NewGroup(reactor.Config{Reactors: 2, FlushTimeout: time.Minute}, echo{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := acceptor.Listen(acceptor.Config{Addrs: []string{"127.0.0.1:0"}}, g)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var regions []uintptr
-	for i := range g.Reactors() {
-		regions = append(regions, reactor.BufferRegion(g, i))
-	}
+	g, a, regions := listen(t, reactor.Config{Reactors: 2, FlushTimeout: time.Minute}, echo{})
 	var wg sync.WaitGroup
 	var conns []net.Conn
 	for i := 0; i < 16; i++ {

@@ -256,18 +256,7 @@ func TestWriteDeadlineMet(t *testing.T) {
 func TestShutdown500(t *testing.T) {
 	h := &closeRecorder{Handler: echo{}, ch: make(chan error, 600)}
 	before := leakcheck.Take(t)
-	g, err := reactor.NewGroup(reactor.Config{Reactors: 2}, h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := acceptor.Listen(acceptor.Config{Addrs: []string{"127.0.0.1:0"}}, g)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var regions []uintptr
-	for i := range g.Reactors() {
-		regions = append(regions, reactor.BufferRegion(g, i))
-	}
+	g, a, regions := listen(t, reactor.Config{Reactors: 2}, h)
 	conns := make([]net.Conn, 500)
 	for i := range conns {
 		c, err := net.Dial("tcp", a.Addrs()[0].String())

@@ -29,20 +29,8 @@ type server struct {
 func start(t testing.TB, cfg reactor.Config, h reactor.Handler) *server {
 	t.Helper()
 	before := leakcheck.Take(t)
-	g, err := reactor.NewGroup(cfg, h)
-	if err != nil {
-		t.Fatalf("NewGroup: %v", err)
-	}
-	a, err := acceptor.Listen(acceptor.Config{Addrs: []string{"127.0.0.1:0"}}, g)
-	if err != nil {
-		_ = g.Close()
-		t.Fatalf("Listen: %v", err)
-	}
+	g, a, regions := listen(t, cfg, h)
 	s := &server{g: g, a: a, addr: a.Addrs()[0].String()}
-	var regions []uintptr
-	for i := range g.Reactors() {
-		regions = append(regions, reactor.BufferRegion(g, i))
-	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -55,6 +43,27 @@ func start(t testing.TB, cfg reactor.Config, h reactor.Handler) *server {
 		leakcheck.Check(t, before, regions...)
 	})
 	return s
+}
+
+// listen starts a group running h and an acceptor on a loopback port, and
+// returns them with the addresses of the reactors' buffer mappings (for
+// leakcheck.Check after shutdown). Stopping them is the caller's.
+func listen(t testing.TB, cfg reactor.Config, h reactor.Handler) (*reactor.Group, *acceptor.Acceptor, []uintptr) {
+	t.Helper()
+	g, err := reactor.NewGroup(cfg, h)
+	if err != nil {
+		t.Fatalf("NewGroup: %v", err)
+	}
+	a, err := acceptor.Listen(acceptor.Config{Addrs: []string{"127.0.0.1:0"}}, g)
+	if err != nil {
+		_ = g.Close()
+		t.Fatalf("Listen: %v", err)
+	}
+	var regions []uintptr
+	for i := range g.Reactors() {
+		regions = append(regions, reactor.BufferRegion(g, i))
+	}
+	return g, a, regions
 }
 
 func (s *server) dial(t testing.TB) net.Conn {

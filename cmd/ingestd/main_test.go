@@ -336,25 +336,36 @@ func logContents(t *testing.T, dir string) map[key]int {
 	return got
 }
 
-// sendAndAck opens one connection, sends seqs 1..n of client with the
-// standard payloads, waits for the ACK of n, and closes the connection.
-func sendAndAck(t *testing.T, addr string, client int, n int) {
+// sendRecords opens a connection (20 s deadline) and sends seqs 1..n of
+// client with the standard payloads in one write; the caller reads the
+// replies and closes it.
+func sendRecords(t *testing.T, addr string, client, n int) net.Conn {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
 	var out []byte
 	for seq := uint64(1); seq <= uint64(n); seq++ {
 		if out, err = ingest.AppendData(out, seq, appendPayload(nil, client, seq)); err != nil {
+			c.Close()
 			t.Fatal(err)
 		}
 	}
 	if _, err := c.Write(out); err != nil {
+		c.Close()
 		t.Fatalf("sending: %v", err)
 	}
+	return c
+}
+
+// sendAndAck opens one connection, sends seqs 1..n of client with the
+// standard payloads, waits for the ACK of n, and closes the connection.
+func sendAndAck(t *testing.T, addr string, client int, n int) {
+	t.Helper()
+	c := sendRecords(t, addr, client, n)
+	defer c.Close()
 	dec := ingest.NewReplyDecoder()
 	var buf []byte
 	tmp := make([]byte, 4096)

@@ -3,16 +3,13 @@ package main
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gyre-io/gyre/ingest"
-	"golang.org/x/sys/unix"
+	"github.com/gyre-io/gyre/internal/testenv"
 )
 
 // TestDiskFullThenFreed runs ingestd on a small tmpfs and fills it: the
@@ -22,23 +19,14 @@ import (
 // records are stored again, SIGTERM exits 0, and the log holds every ACKed
 // record exactly once and none of the NACKed ones.
 func TestDiskFullThenFreed(t *testing.T) {
-	dir := t.TempDir()
-	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=1m"); err != nil {
-		t.Skipf("cannot mount a tmpfs to fill (needs root or CAP_SYS_ADMIN): %v", err)
-	}
-	t.Cleanup(func() {
-		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
-			t.Errorf("unmounting the test tmpfs: %v", err)
-		}
-	})
+	dir := testenv.MountTmpfs(t, 1<<20)
 	d := startServe(t, dir, "--segment-bytes", "65536")
 	if code, body := httpGet(t, d.metrics, "/healthz"); code != 200 || body != "ok\n" {
 		t.Fatalf("/healthz at start: %d %q", code, body)
 	}
 	sendAndAck(t, d.tcp, 1, 50)
 
-	filler := filepath.Join(dir, "filler")
-	fillDir(t, filler)
+	filler := testenv.FillDisk(t, dir)
 	acked, nacked := sendResolve(t, d.tcp, 2, 3000)
 	if len(nacked) == 0 {
 		t.Fatal("no NACK while the disk was full")
@@ -97,44 +85,12 @@ func TestDiskFullThenFreed(t *testing.T) {
 	}
 }
 
-// fillDir writes the file path until its filesystem is full.
-func fillDir(t *testing.T, path string) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	block := make([]byte, 4096)
-	for {
-		if _, err := f.Write(block); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatalf("filling the disk: %v", err)
-			}
-			return
-		}
-	}
-}
-
 // sendResolve sends seqs 1..n of client on one connection and reads
 // replies until each is ACKed or NACKed; every NACK must be code 6.
 func sendResolve(t *testing.T, addr string, client, n int) (acked, nacked []uint64) {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := sendRecords(t, addr, client, n)
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-	var out []byte
-	for seq := uint64(1); seq <= uint64(n); seq++ {
-		if out, err = ingest.AppendData(out, seq, appendPayload(nil, client, seq)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := c.Write(out); err != nil {
-		t.Fatalf("sending: %v", err)
-	}
 	refused := map[uint64]bool{}
 	var ack uint64
 	resolved := func() bool {
