@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/gyre-io/gyre/internal/framemem"
 )
 
 // Producer is where queued messages come from: a TCP connection or a QUIC
@@ -23,6 +25,15 @@ const (
 	DefaultQueueBytes    = 64 << 20
 	DefaultBatchMessages = 1024
 )
+
+// DefaultFrameMemory is DispatcherConfig.FrameMemory's default: room for
+// 64 maximal (1 MiB) frames arriving at once, over all connections. Frames
+// up to a receive buffer (16 KiB on TCP and QUIC by default), which is
+// what most producers send, never draw from it; a producer of large frames
+// waits for room only while 64 others are mid-frame. It is also what an
+// attack of stalled large frames can cost the node, besides what
+// connections hold anyway.
+const DefaultFrameMemory = 64 << 20
 
 // ErrQueueFull is returned by Shard.Push when the message does not fit.
 var ErrQueueFull = errors.New("ingest: shard queue full")
@@ -58,6 +69,13 @@ type DispatcherConfig struct {
 	NonBlockingSink bool
 	// OnBatch, if set, observes every sink write (for metrics).
 	OnBatch func(d time.Duration, records int, err error)
+	// FrameMemory bounds the memory of frames that arrive in pieces and
+	// are too big for a receive buffer, over every producer feeding this
+	// dispatcher (TCP connections and QUIC streams alike), in bytes
+	// (default DefaultFrameMemory). It must hold one maximal frame.
+	// A connection that finds it used up waits with reading paused, or
+	// has its frame refused with NACK 3; see docs/ingest.md.
+	FrameMemory int64
 }
 
 func (c DispatcherConfig) withDefaults() (DispatcherConfig, error) {
@@ -76,18 +94,30 @@ func (c DispatcherConfig) withDefaults() (DispatcherConfig, error) {
 	if c.BatchMessages == 0 {
 		c.BatchMessages = DefaultBatchMessages
 	}
-	if c.Shards < 0 || c.QueueMessages < 1 || c.QueueBytes < 1 || c.BatchMessages < 1 {
+	if c.FrameMemory == 0 {
+		c.FrameMemory = DefaultFrameMemory
+	}
+	if c.Shards < 0 || c.QueueMessages < 1 || c.QueueBytes < 1 || c.BatchMessages < 1 || c.FrameMemory < 0 {
 		return c, fmt.Errorf("ingest: invalid dispatcher limits %+v", c)
 	}
 	return c, nil
 }
 
-// Dispatcher is a set of shards in front of one sink.
+// Dispatcher is a set of shards in front of one sink, and the frame
+// memory of everything that feeds them.
 type Dispatcher struct {
-	cfg    DispatcherConfig
-	shards []*Shard
-	wg     sync.WaitGroup
+	frameMemory // quicbridge finds the budget through it (framemem.Of)
+	cfg         DispatcherConfig
+	shards      []*Shard
+	wg          sync.WaitGroup
 }
+
+// frameMemory embeds the dispatcher's frame budget without naming it in
+// the public API.
+type frameMemory = framemem.Embed
+
+// budget returns the frame memory budget.
+func (d *Dispatcher) budget() *framemem.Budget { return framemem.Of(d) }
 
 // NewDispatcher starts one worker goroutine per shard.
 func NewDispatcher(cfg DispatcherConfig) (*Dispatcher, error) {
@@ -95,7 +125,7 @@ func NewDispatcher(cfg DispatcherConfig) (*Dispatcher, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Dispatcher{cfg: cfg}
+	d := &Dispatcher{cfg: cfg, frameMemory: framemem.NewEmbed(framemem.New(cfg.FrameMemory))}
 	for i := 0; i < cfg.Shards; i++ {
 		s := newShard(i, cfg)
 		d.shards = append(d.shards, s)
@@ -122,6 +152,13 @@ func (d *Dispatcher) Close() {
 		s.close()
 	}
 	d.wg.Wait()
+	d.budget().Close()
+	for _, s := range d.shards {
+		// Nothing reads the arena once the workers are done: a push after
+		// close reads only its length, and no drainer starts on a closed
+		// shard.
+		framemem.Unmap(s.arena)
+	}
 }
 
 // entry is one queued message: its payload lives in the shard's arena at
@@ -136,7 +173,9 @@ type entry struct {
 
 // Shard is a bounded FIFO of messages in front of the sink, drained by one
 // worker goroutine. Payloads are copied into a ring-shaped arena allocated
-// once, so a steady stream of pushes allocates nothing. Push is safe for
+// once, so a steady stream of pushes allocates nothing; it is mapped
+// outside the Go heap (framemem.Map), so its tens of megabytes do not
+// raise the garbage collector's goal. Push is safe for
 // concurrent use.
 type Shard struct {
 	id  int
@@ -175,7 +214,7 @@ type Shard struct {
 }
 
 func newShard(id int, cfg DispatcherConfig) *Shard {
-	s := &Shard{id: id, cfg: cfg, wake: make(chan struct{}, 1), q: make([]entry, cfg.QueueMessages), arena: make([]byte, cfg.QueueBytes)}
+	s := &Shard{id: id, cfg: cfg, wake: make(chan struct{}, 1), q: make([]entry, cfg.QueueMessages), arena: framemem.Map(cfg.QueueBytes)}
 	if cfg.NonBlockingSink {
 		s.nonBlocking = true
 		s.inline = newBatchScratch(cfg.BatchMessages)

@@ -43,6 +43,7 @@ type serverCounters struct {
 	slowReaders                atomic.Uint64
 	sinkLatency                atomic.Pointer[prometheus.Histogram]
 	sinkErrors                 atomic.Uint64
+	frameRefusals              atomic.Uint64 // large frames refused for want of frame memory (reassembly.go)
 }
 
 func (st *serverCounters) nack(code NackCode) {
@@ -99,6 +100,11 @@ type Stats struct {
 	Nacks                      map[NackCode]uint64
 	Backpressure, Shed         uint64
 	SlowReaders, SinkErrors    uint64
+	// FrameMemory is the frame memory held now (TCP and QUIC together;
+	// see DispatcherConfig.FrameMemory). FrameRefusals counts large TCP
+	// frames refused with NACK 3 for want of it.
+	FrameMemory   int64
+	FrameRefusals uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -118,6 +124,8 @@ func (s *Server) Stats() Stats {
 		Shed:          st.shed.Load(),
 		SlowReaders:   st.slowReaders.Load(),
 		SinkErrors:    st.sinkErrors.Load(),
+		FrameMemory:   s.frames.Held(),
+		FrameRefusals: st.frameRefusals.Load(),
 	}
 	for i := range st.closedBy {
 		if v := st.closedBy[i].Load(); v > 0 {
@@ -165,6 +173,9 @@ var (
 	descShed         = prometheus.NewDesc("gyre_ingest_shed_total", "Connections closed by the shed policy.", nil, nil)
 	descSlow         = prometheus.NewDesc("gyre_ingest_slow_readers_total", "Connections closed because the client did not read its acks.", nil, nil)
 	descSinkErrors   = prometheus.NewDesc("gyre_ingest_sink_errors_total", "Sink writes that failed (their messages were NACKed).", nil, nil)
+	descFrameMem     = prometheus.NewDesc("gyre_ingest_frame_memory_bytes", "Memory held by frames arriving in pieces that are larger than a receive buffer, TCP and QUIC together.", nil, nil)
+	descFrameMemMax  = prometheus.NewDesc("gyre_ingest_frame_memory_limit_bytes", "The frame memory budget (--frame-memory).", nil, nil)
+	descFrameRefused = prometheus.NewDesc("gyre_ingest_frame_memory_refusals_total", "Large TCP frames refused with NACK 3 because frame memory was used up.", nil, nil)
 	descBufExhausted = prometheus.NewDesc("gyre_reactor_buffer_ring_exhausted_total", "Receives that found the reactor's buffer ring empty.", nil, nil)
 	descCQOverflow   = prometheus.NewDesc("gyre_reactor_cq_overflow_total", "Waits that found io_uring completions overflowed.", nil, nil)
 	descInboxDepth   = prometheus.NewDesc("gyre_reactor_inbox_depth", "Tasks waiting in reactor inboxes.", nil, nil)
@@ -175,7 +186,7 @@ var (
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConns, descAccepted, descRefused, descAcceptErrors, descClosed, descMessages, descBytes, descAcks,
 		descNacks, descQueueDepth, descQueueBytes, descBackpressure, descShed, descSlow, descSinkErrors,
-		descBufExhausted, descCQOverflow, descInboxDepth, descBytesOut, descEngine} {
+		descFrameMem, descFrameMemMax, descFrameRefused, descBufExhausted, descCQOverflow, descInboxDepth, descBytesOut, descEngine} {
 		ch <- d
 	}
 	c.sinkLatency.Describe(ch)
@@ -213,6 +224,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descShed, st.shed.Load())
 	counter(descSlow, st.slowReaders.Load())
 	counter(descSinkErrors, st.sinkErrors.Load())
+	gauge(descFrameMem, float64(c.s.frames.Held()))
+	gauge(descFrameMemMax, float64(c.s.frames.Size()))
+	counter(descFrameRefused, st.frameRefusals.Load())
 	rstats := c.s.group.Stats()
 	counter(descBufExhausted, rstats.BufExhausted)
 	counter(descCQOverflow, rstats.CQOverflow)

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/gyre-io/gyre/internal/framemem"
 	"github.com/gyre-io/gyre/internal/ratelog"
 	"log/slog"
 	"strings"
@@ -135,8 +136,14 @@ type ServerConfig struct {
 	// replies before it is closed (default 10 s).
 	SlowReaderTimeout time.Duration
 	// ReceiveBuffers sizes each reactor's receive buffer ring (default
-	// DefaultReceiveBufferCount x DefaultReceiveBufferSize).
+	// DefaultReceiveBufferCount x DefaultReceiveBufferSize, populated at
+	// start: see reactor.BufferConfig.Populate).
 	ReceiveBuffers reactor.BufferConfig
+	// FrameMemory bounds the memory of large frames arriving in pieces,
+	// over every connection and the QUIC bridge fed by this server's
+	// dispatcher (see DispatcherConfig.FrameMemory; default
+	// DefaultFrameMemory). It must hold one maximal frame.
+	FrameMemory int64
 	// Sink stores accepted messages.
 	Sink Sink
 	// NonBlockingSink: Sink.Write never blocks (DiscardSink); reactors
@@ -175,7 +182,7 @@ func (c ServerConfig) withDefaults() (ServerConfig, error) {
 		c.Logger = slog.Default()
 	}
 	if c.ReceiveBuffers == (reactor.BufferConfig{}) {
-		c.ReceiveBuffers = reactor.BufferConfig{Count: DefaultReceiveBufferCount, Size: DefaultReceiveBufferSize}
+		c.ReceiveBuffers = reactor.BufferConfig{Count: DefaultReceiveBufferCount, Size: DefaultReceiveBufferSize, Populate: true}
 	}
 	switch {
 	case c.MaxPayload < 0 || c.MaxPayload > MaxFramePayload:
@@ -184,6 +191,12 @@ func (c ServerConfig) withDefaults() (ServerConfig, error) {
 		return c, errors.New("ingest: negative limit in ServerConfig")
 	case c.Overload > OverloadShed:
 		return c, fmt.Errorf("ingest: unknown overload policy %d", c.Overload)
+	}
+	if c.FrameMemory == 0 {
+		c.FrameMemory = DefaultFrameMemory
+	}
+	if maxFrame := c.MaxPayload + HeaderSize; c.FrameMemory < int64(maxFrame) && maxFrame > smallPartSize {
+		return c, fmt.Errorf("ingest: FrameMemory %d cannot hold one maximal frame of %d bytes (MaxPayload + %d)", c.FrameMemory, maxFrame, HeaderSize)
 	}
 	if qb := c.QueueBytes; qb != 0 && qb < c.MaxPayload {
 		return c, fmt.Errorf("ingest: QueueBytes %d is smaller than MaxPayload %d: a maximal message could never be queued", qb, c.MaxPayload)
@@ -205,6 +218,9 @@ type Server struct {
 	accepting atomic.Bool
 	stopOnce  sync.Once
 	refuseLog ratelog.OncePerSecond // refusals over MaxConns
+
+	frames   *framemem.Budget      // the dispatcher's frame memory
+	frameLog ratelog.OncePerSecond // frames refused for want of frame memory
 }
 
 // NewServer starts the reactors, the dispatcher and the listener.
@@ -240,12 +256,14 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		Sink:            cfg.Sink,
 		NonBlockingSink: cfg.NonBlockingSink,
 		OnBatch:         s.stats.observeBatch,
+		FrameMemory:     cfg.FrameMemory,
 	})
 	if err != nil {
 		_ = g.Close()
 		return nil, err
 	}
 	s.disp = d
+	s.frames = d.budget()
 	for i, r := range g.Reactors() {
 		rs := &reactorState{s: s, r: r, shard: d.Shard(i)}
 		rs.flusher = r.NewNotifier(rs.flush)
@@ -322,6 +340,7 @@ type reactorState struct {
 
 	blocked []*tcpConn // waiting for queue room (block policy)
 	conns   map[*tcpConn]struct{}
+	small   [][]byte // free small reassembly buffers (see reassembly.go)
 }
 
 // schedule asks the reactor to run flush. Safe for concurrent use; called
@@ -419,6 +438,7 @@ func (h *tcpHandler) OnClose(c *reactor.Conn, cause error) {
 		return
 	}
 	delete(tc.rs.conns, tc)
+	tc.dropPart()
 	h.s.stats.connsActive.Add(-1)
 	if tc.slow {
 		cause = ErrSlowReader
@@ -461,10 +481,13 @@ type tcpConn struct {
 	rs  *reactorState
 	dec Decoder
 	id  uint64
-	// part reassembles a frame cut at the end of a receive (at most the
-	// largest frame: the decoder refuses a bigger header before any of its
-	// payload is kept).
-	part []byte
+	// part reassembles a frame cut at the end of a receive; see
+	// reassembly.go for where its memory comes from. Nil while no frame is
+	// cut, so an idle connection holds no buffer.
+	part     []byte
+	partHeld int64 // frame budget bytes held for part (a budget buffer)
+	// skip is the payload of a refused frame still to be discarded.
+	skip int
 	// frameClock: part holds an unfinished frame and the read deadline
 	// (FrameTimeout) runs for it.
 	frameClock bool
@@ -598,20 +621,28 @@ func (tc *tcpConn) onData(b []byte) int {
 	defer tc.publishCounts()
 	defer tc.watchFrame()
 	consumed := 0
+	if tc.skip > 0 {
+		consumed = tc.discard(b)
+	}
 	if len(tc.part) > 0 {
-		n, done := tc.completePart(b)
+		n, done := tc.completePart(b[consumed:])
+		consumed += n
 		if !done {
-			return n
+			return consumed
 		}
-		consumed = n
 	}
 	locked := false
-	for consumed < len(b) && !tc.c.Closed() {
+	for consumed < len(b) && tc.skip == 0 && !tc.c.Closed() {
 		dec := tc.dec // commit only if the frame is consumed
 		f, n, err := dec.Decode(b[consumed:])
 		if errors.Is(err, ErrNeedMore) {
-			// A cut frame: keep it here and consume it.
-			tc.part = append(tc.part[:0], b[consumed:]...)
+			// A cut frame: keep it here (or park, or refuse it) and
+			// consume it.
+			if locked {
+				tc.rs.unlockPush()
+				locked = false
+			}
+			tc.keepCut(b[consumed:])
 			consumed = len(b)
 			break
 		}
@@ -643,7 +674,8 @@ func (tc *tcpConn) watchFrame() {
 	if timeout < 0 {
 		return
 	}
-	cut := len(tc.part) > 0 && !wholeFrame(tc.part)
+	// The payload of a refused frame is still the client's to send.
+	cut := len(tc.part) > 0 && !wholeFrame(tc.part) || tc.skip > 0
 	switch {
 	case cut && !tc.frameClock:
 		tc.frameClock = true
@@ -661,10 +693,10 @@ func wholeFrame(p []byte) bool {
 
 // completePart feeds the reassembly buffer from b until it holds a whole
 // frame, then handles that frame. It returns the bytes of b it used and
-// done, true when the frame was handled (part is empty again) and onData
-// may go on with the rest of b. Not done: b ran out first, the frame must
-// wait for queue room (it stays in part; flush retries it), or the frame
-// broke the protocol (the connection is closing).
+// done, true when the frame was handled or refused (part is empty again)
+// and onData may go on with the rest of b. Not done: b ran out first, the
+// frame must wait for queue room (it stays in part; flush retries it), or
+// the frame broke the protocol (the connection is closing).
 func (tc *tcpConn) completePart(b []byte) (n int, done bool) {
 	for {
 		dec := tc.dec
@@ -679,11 +711,11 @@ func (tc *tcpConn) completePart(b []byte) (n int, done bool) {
 				return n, false
 			}
 			tc.dec = dec
-			tc.part = tc.part[:0]
+			tc.dropPart()
 			return n, true
 		}
 		if !errors.Is(err, ErrNeedMore) {
-			tc.part = tc.part[:0]
+			tc.dropPart()
 			tc.protocolError(err)
 			return len(b), false
 		}
@@ -694,9 +726,18 @@ func (tc *tcpConn) completePart(b []byte) (n int, done bool) {
 		// checked it), the frame's size is known.
 		want := HeaderSize
 		if len(tc.part) >= HeaderSize {
-			want = 4 + int(binary.BigEndian.Uint32(tc.part))
+			want = frameLen(tc.part)
 		}
 		k := min(want-len(tc.part), len(b)-n)
+		if want > cap(tc.part) {
+			// A large frame whose header completed in a small buffer.
+			tc.reserve(want, b[n:n+k])
+			n += k
+			if tc.part == nil {
+				return n, true // refused; onData discards what is left of it
+			}
+			continue
+		}
 		tc.part = append(tc.part, b[n:n+k]...)
 		n += k
 	}

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/gyre-io/gyre/ingest"
+	"github.com/gyre-io/gyre/internal/framemem"
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/qlogwriter"
 )
@@ -86,8 +87,11 @@ type Bridge struct {
 	fingerprint string
 	stats       counters
 
-	bufBudget, largeBudget *budget
-	bufPool                sync.Pool // *[]byte of cfg.ReadBufferSize
+	bufBudget *budget
+	// frames is the dispatcher's frame memory, shared with the TCP server:
+	// the buffers of frames larger than a read buffer.
+	frames  *framemem.Budget
+	bufPool sync.Pool // *[]byte of cfg.ReadBufferSize
 
 	// live counts the connections quic-go holds, from their first packet
 	// to their end, refused ones included; it bounds the state a flood of
@@ -131,6 +135,9 @@ func Listen(cfg Config, d *ingest.Dispatcher) (*Bridge, error) {
 	if err != nil {
 		return nil, err
 	}
+	if maxFrame := cfg.MaxPayload + ingest.HeaderSize; maxFrame > cfg.ReadBufferSize && framemem.Of(d).Size() < int64(maxFrame) {
+		return nil, fmt.Errorf("quicbridge: the dispatcher's FrameMemory %d cannot hold one maximal frame of %d bytes", framemem.Of(d).Size(), maxFrame)
+	}
 	tlsConf, fingerprint, err := cfg.serverTLS()
 	if err != nil {
 		return nil, err
@@ -166,7 +173,7 @@ func Listen(cfg Config, d *ingest.Dispatcher) (*Bridge, error) {
 		pc:          pc,
 		fingerprint: fingerprint,
 		bufBudget:   newBudget(cfg.BufferMemory),
-		largeBudget: newBudget(cfg.LargeFrameMemory),
+		frames:      framemem.Of(d),
 		conns:       make(map[*conn]struct{}),
 		stop:        make(chan struct{}),
 	}

@@ -31,7 +31,6 @@ const (
 	DefaultHandshakeTimeout    = 5 * time.Second
 	DefaultReadBufferSize      = 16 << 10
 	DefaultBufferMemory        = 32 << 20
-	DefaultLargeFrameMemory    = 32 << 20
 	minReadBufferSize          = 1 << 10
 	maxPendingOutput           = 4 << 10 // unsent NACK/PONG bytes per stream before it counts as a slow reader
 	defaultRefuseSlackFraction = 16      // connections in handshake past MaxConns: MaxConns/16, at least 64
@@ -107,12 +106,11 @@ type Config struct {
 	ReadBufferSize int
 	// BufferMemory bounds the read buffers of all streams together
 	// (default DefaultBufferMemory). A stream that finds it used up stops
-	// reading until a buffer is free, so flow control pushes back.
+	// reading until a buffer is free, so flow control pushes back. Frames
+	// larger than ReadBufferSize take an exact-size buffer from the
+	// dispatcher's frame memory instead (ingest.DispatcherConfig's
+	// FrameMemory, shared with the TCP server), and wait the same way.
 	BufferMemory int64
-	// LargeFrameMemory bounds the buffers of frames larger than
-	// ReadBufferSize, all streams together (default
-	// DefaultLargeFrameMemory). It must hold at least one maximal frame.
-	LargeFrameMemory int64
 	// UDPReceiveBuffer is the kernel receive buffer of the listening UDP
 	// socket, in bytes (0: quic-go's own choice, 7 MiB). Every client's
 	// datagrams wait there until quic-go reads them; when a busy server
@@ -168,15 +166,12 @@ func (c Config) withDefaults() (Config, error) {
 	if c.BufferMemory == 0 {
 		c.BufferMemory = DefaultBufferMemory
 	}
-	if c.LargeFrameMemory == 0 {
-		c.LargeFrameMemory = DefaultLargeFrameMemory
-	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
 	switch {
 	case c.MaxConns < 0, c.MaxIncomingStreams < 0, c.IdleTimeout < 0, c.HandshakeTimeout < 0,
-		c.ReadBufferSize < 0, c.BufferMemory < 0, c.LargeFrameMemory < 0, c.UDPReceiveBuffer < 0:
+		c.ReadBufferSize < 0, c.BufferMemory < 0, c.UDPReceiveBuffer < 0:
 		return c, errors.New("quicbridge: negative limit in Config")
 	case c.MaxPayload < 0 || c.MaxPayload > ingest.MaxFramePayload:
 		return c, fmt.Errorf("quicbridge: MaxPayload %d out of range", c.MaxPayload)
@@ -186,8 +181,6 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("quicbridge: ReadBufferSize %d is below the minimum of %d", c.ReadBufferSize, minReadBufferSize)
 	case c.BufferMemory < int64(c.ReadBufferSize):
 		return c, fmt.Errorf("quicbridge: BufferMemory %d cannot hold one read buffer of %d bytes", c.BufferMemory, c.ReadBufferSize)
-	case c.LargeFrameMemory < int64(c.MaxPayload)+ingest.HeaderSize && c.MaxPayload+ingest.HeaderSize > c.ReadBufferSize:
-		return c, fmt.Errorf("quicbridge: LargeFrameMemory %d cannot hold one maximal frame of %d bytes", c.LargeFrameMemory, c.MaxPayload+ingest.HeaderSize)
 	case c.Overload > ingest.OverloadShed:
 		return c, fmt.Errorf("quicbridge: unknown overload policy %d", c.Overload)
 	}

@@ -325,7 +325,6 @@ func TestConfigErrors(t *testing.T) {
 	for _, cfg := range []Config{
 		{StreamReceiveWindow: 1 << 20, ConnReceiveWindow: 1 << 10},
 		{ReadBufferSize: 100},
-		{LargeFrameMemory: 1 << 10},
 		{CertFile: "only-the-cert.pem"},
 		{Overload: ingest.Overload(9)},
 		{MaxConns: -1},
@@ -338,6 +337,17 @@ func TestConfigErrors(t *testing.T) {
 	}
 	if _, err := Listen(Config{}, nil); err == nil {
 		t.Error("Listen without a dispatcher succeeded")
+	}
+	small, err := ingest.NewDispatcher(ingest.DispatcherConfig{Sink: newRecSink(), FrameMemory: 1 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer small.Close()
+	if b, err := Listen(Config{Addr: "127.0.0.1:0"}, small); err == nil || !strings.Contains(err.Error(), "FrameMemory") {
+		if b != nil {
+			_ = b.Close()
+		}
+		t.Errorf("Listen with frame memory below one maximal frame: %v, want an error naming FrameMemory", err)
 	}
 	if _, err := PinnedClientTLS("abcd"); err == nil {
 		t.Error("PinnedClientTLS accepted a short fingerprint")

@@ -403,8 +403,8 @@ func TestMaxConns(t *testing.T) {
 func TestLargeFrames(t *testing.T) {
 	const maxPayload = 256 << 10
 	sink := newRecSink()
-	b := startBridge(t, Config{ReadBufferSize: 4 << 10, MaxPayload: maxPayload, LargeFrameMemory: maxPayload + ingest.HeaderSize,
-		StreamReceiveWindow: 64 << 10, ConnReceiveWindow: 128 << 10}, ingest.DispatcherConfig{}, sink)
+	b := startBridge(t, Config{ReadBufferSize: 4 << 10, MaxPayload: maxPayload,
+		StreamReceiveWindow: 64 << 10, ConnReceiveWindow: 128 << 10}, ingest.DispatcherConfig{FrameMemory: maxPayload + ingest.HeaderSize}, sink)
 	c := dial(t, b.Addr(), nil)
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)

@@ -77,6 +77,7 @@ type counters struct {
 	messagesIn, bytesIn, acks    atomic.Uint64
 	nacks                        [ingest.NackStorageUnavailable + 1]atomic.Uint64
 	queueFull, bufferWaits, shed atomic.Uint64
+	largeBytes                   atomic.Int64 // frame memory held by this bridge's streams
 	slowReaders, frameTimeouts   atomic.Uint64
 	rttAtClose                   atomic.Pointer[prometheus.Histogram]
 }
@@ -128,7 +129,8 @@ type Stats struct {
 	// replies; FrameTimeouts streams reset because a frame did not arrive
 	// in full within IdleTimeout.
 	SlowReaders, FrameTimeouts uint64
-	// BufferBytes and LargeFrameBytes are the buffer memory held now.
+	// BufferBytes is the read buffer memory held now; LargeFrameBytes the
+	// share of the dispatcher's frame memory the bridge's streams hold.
 	BufferBytes, LargeFrameBytes int64
 }
 
@@ -155,7 +157,7 @@ func (b *Bridge) Stats() Stats {
 		SlowReaders:       st.slowReaders.Load(),
 		FrameTimeouts:     st.frameTimeouts.Load(),
 		BufferBytes:       b.bufBudget.held(),
-		LargeFrameBytes:   b.largeBudget.held(),
+		LargeFrameBytes:   st.largeBytes.Load(),
 	}
 	for i := range st.closedBy {
 		if v := st.closedBy[i].Load(); v > 0 {
@@ -204,8 +206,8 @@ var (
 	descShed      = prometheus.NewDesc("gyre_quic_shed_total", "QUIC connections closed by the shed overload policy.", nil, nil)
 	descSlow      = prometheus.NewDesc("gyre_quic_slow_readers_total", "QUIC streams reset because the client did not read its replies.", nil, nil)
 	descTimeouts  = prometheus.NewDesc("gyre_quic_frame_timeouts_total", "QUIC streams reset because a frame did not arrive in full within the idle timeout.", nil, nil)
-	descBufBytes  = prometheus.NewDesc("gyre_quic_buffer_bytes", "Stream buffer memory in use, by kind (read, large_frame).", []string{"kind"}, nil)
-	descBufLimit  = prometheus.NewDesc("gyre_quic_buffer_limit_bytes", "Stream buffer memory limit, by kind (read, large_frame).", []string{"kind"}, nil)
+	descBufBytes  = prometheus.NewDesc("gyre_quic_buffer_bytes", "Stream buffer memory in use, by kind: read buffers, and large_frame, the share of the frame memory (gyre_ingest_frame_memory_bytes, shared with TCP) that streams hold.", []string{"kind"}, nil)
+	descBufLimit  = prometheus.NewDesc("gyre_quic_buffer_limit_bytes", "Stream buffer memory limit (kind=read; large frames are bounded by gyre_ingest_frame_memory_limit_bytes).", []string{"kind"}, nil)
 	descRTT       = prometheus.NewDesc("gyre_quic_connection_rtt_seconds", "Smoothed RTT over the open QUIC connections, computed at scrape time.", nil, nil)
 	descMinRTTMax = prometheus.NewDesc("gyre_quic_connection_rtt_max_seconds", "Largest smoothed RTT among the open QUIC connections.", nil, nil)
 )
@@ -251,9 +253,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descSlow, st.slowReaders.Load())
 	counter(descTimeouts, st.frameTimeouts.Load())
 	gauge(descBufBytes, float64(b.bufBudget.held()), "read")
-	gauge(descBufBytes, float64(b.largeBudget.held()), "large_frame")
+	gauge(descBufBytes, float64(st.largeBytes.Load()), "large_frame")
 	gauge(descBufLimit, float64(b.bufBudget.size), "read")
-	gauge(descBufLimit, float64(b.largeBudget.size), "large_frame")
 
 	rtts := b.rtts()
 	var sum float64

@@ -478,18 +478,28 @@ func (s *stream) takeReadBuffer() error {
 }
 
 // grow moves the partial frame in buf into a buffer of exactly need bytes
-// from the large-frame budget. It may wait while holding the read buffer,
-// which the budget's rule allows.
+// from the frame memory. It may wait while holding the read buffer, which
+// the budget's rule allows.
 func (s *stream) grow(need int) error {
 	b := s.c.b
-	waited, err := b.largeBudget.acquire(s.c.ctx, int64(need))
+	if s.largeHeld > 0 {
+		// The start of the next frame sits in the previous frame's large
+		// buffer: give that back before waiting for another, or streams
+		// holding frame memory could wait on each other for good.
+		have := s.have
+		rest := append([]byte(nil), s.buf[:have]...)
+		s.releaseBuffer()
+		s.buf, s.have = rest, have
+	}
+	waited, err := b.frames.Acquire(s.c.ctx, int64(need))
 	if waited {
 		b.stats.bufferWaits.Add(1)
 	}
 	if err != nil {
 		return err
 	}
-	nb := make([]byte, need)
+	b.stats.largeBytes.Add(int64(need))
+	nb := b.frames.Alloc(need)
 	copy(nb, s.buf[:s.have])
 	have := s.have
 	s.releaseBuffer()
@@ -506,7 +516,9 @@ func (s *stream) releaseBuffer() {
 		s.pooled = nil
 	}
 	if s.largeHeld > 0 {
-		b.largeBudget.release(s.largeHeld)
+		b.frames.Free(s.buf)
+		b.frames.Release(s.largeHeld)
+		b.stats.largeBytes.Add(-s.largeHeld)
 		s.largeHeld = 0
 	}
 	s.buf, s.have = nil, 0

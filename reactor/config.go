@@ -40,6 +40,14 @@ type BufferConfig struct {
 	Count int
 	// Size is the size of each buffer in bytes, at least 64, at most 1 MiB.
 	Size int
+	// Populate (io_uring engine) takes the buffers' memory from the system
+	// at start instead of page by page as receives first fill them. The
+	// buffers are reused, never freed while the reactor runs, and the
+	// first burst that fills them all (a load peak, an attack) would leave
+	// RSS that much higher for good; populated, RSS shows the node's real
+	// footprint from the start, which is what a container's memory limit
+	// must be set against. The ingest server sets it.
+	Populate bool
 }
 
 // Config configures a Group of reactors. The zero value is valid: one

@@ -48,6 +48,8 @@ type Config struct {
 	Count int
 	// Size is the size of each buffer in bytes, at least 64, at most 1 MiB.
 	Size int
+	// Populate maps every buffer page at once (see reactor.BufferConfig).
+	Populate bool
 }
 
 // Check reports whether cfg (with defaults for zero fields) is valid.

@@ -21,7 +21,11 @@ func New(cfg Config) (*Ring, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bufring: mapping %d ring entries: %w", cfg.Count, err)
 	}
-	mem, err := unix.Mmap(-1, 0, cfg.Count*cfg.Size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANONYMOUS|unix.MAP_PRIVATE)
+	flags := unix.MAP_ANONYMOUS | unix.MAP_PRIVATE
+	if cfg.Populate {
+		flags |= unix.MAP_POPULATE
+	}
+	mem, err := unix.Mmap(-1, 0, cfg.Count*cfg.Size, unix.PROT_READ|unix.PROT_WRITE, flags)
 	if err != nil {
 		_ = unix.Munmap(rmem)
 		return nil, fmt.Errorf("bufring: mapping %d buffers of %d bytes: %w", cfg.Count, cfg.Size, err)
