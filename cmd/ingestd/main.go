@@ -65,6 +65,7 @@ type config struct {
 	IdleTimeout   time.Duration `json:"idle_timeout"`
 	FrameTimeout  time.Duration `json:"frame_timeout"`
 	MaxConns      int           `json:"max_conns"`
+	FrameMemory   int64         `json:"frame_memory"`
 	Metrics       string        `json:"metrics"`
 	Pprof         bool          `json:"pprof"`
 	LogLevel      string        `json:"log_level"`
@@ -75,19 +76,18 @@ type config struct {
 	RetainBytes   int64         `json:"retain_bytes"`
 
 	// QUIC (docs/quic.md). QUIC "" disables it.
-	QUIC                 string        `json:"quic"`
-	TLSCert              string        `json:"tls_cert"`
-	TLSKey               string        `json:"tls_key"`
-	TLSTicketKeyFile     string        `json:"tls_ticket_key_file"`
-	QUIC0RTT             bool          `json:"quic_0rtt"`
-	QUICMaxConns         int           `json:"quic_max_conns"`
-	QUICMaxStreams       int64         `json:"quic_max_streams"`
-	QUICStreamWindow     uint64        `json:"quic_stream_window"`
-	QUICConnWindow       uint64        `json:"quic_conn_window"`
-	QUICIdleTimeout      time.Duration `json:"quic_idle_timeout"`
-	QUICBufferMemory     int64         `json:"quic_buffer_memory"`
-	QUICLargeFrameMemory int64         `json:"quic_large_frame_memory"`
-	QUICUDPBuffer        int           `json:"quic_udp_buffer"`
+	QUIC             string        `json:"quic"`
+	TLSCert          string        `json:"tls_cert"`
+	TLSKey           string        `json:"tls_key"`
+	TLSTicketKeyFile string        `json:"tls_ticket_key_file"`
+	QUIC0RTT         bool          `json:"quic_0rtt"`
+	QUICMaxConns     int           `json:"quic_max_conns"`
+	QUICMaxStreams   int64         `json:"quic_max_streams"`
+	QUICStreamWindow uint64        `json:"quic_stream_window"`
+	QUICConnWindow   uint64        `json:"quic_conn_window"`
+	QUICIdleTimeout  time.Duration `json:"quic_idle_timeout"`
+	QUICBufferMemory int64         `json:"quic_buffer_memory"`
+	QUICUDPBuffer    int           `json:"quic_udp_buffer"`
 }
 
 // defaultIdleTimeout closes TCP connections silent for 5 minutes: long
@@ -110,6 +110,7 @@ func defaults() config {
 		AckDelay:      time.Millisecond,
 		IdleTimeout:   defaultIdleTimeout,
 		FrameTimeout:  ingest.DefaultFrameTimeout,
+		FrameMemory:   ingest.DefaultFrameMemory,
 		Metrics:       "127.0.0.1:9400",
 		LogLevel:      "info",
 		Grace:         10 * time.Second,
@@ -118,15 +119,14 @@ func defaults() config {
 		SegmentBytes:  ingest.DefaultSegmentBytes,
 		RetainBytes:   ingest.DefaultRetainBytes,
 
-		QUIC:                 quicbridge.DefaultAddr,
-		QUIC0RTT:             true,
-		QUICMaxConns:         quicbridge.DefaultMaxConns,
-		QUICMaxStreams:       quicbridge.DefaultMaxIncomingStreams,
-		QUICStreamWindow:     quicbridge.DefaultStreamWindow,
-		QUICConnWindow:       quicbridge.DefaultConnWindow,
-		QUICIdleTimeout:      quicbridge.DefaultIdleTimeout,
-		QUICBufferMemory:     quicbridge.DefaultBufferMemory,
-		QUICLargeFrameMemory: quicbridge.DefaultLargeFrameMemory,
+		QUIC:             quicbridge.DefaultAddr,
+		QUIC0RTT:         true,
+		QUICMaxConns:     quicbridge.DefaultMaxConns,
+		QUICMaxStreams:   quicbridge.DefaultMaxIncomingStreams,
+		QUICStreamWindow: quicbridge.DefaultStreamWindow,
+		QUICConnWindow:   quicbridge.DefaultConnWindow,
+		QUICIdleTimeout:  quicbridge.DefaultIdleTimeout,
+		QUICBufferMemory: quicbridge.DefaultBufferMemory,
 	}
 }
 
@@ -181,6 +181,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&cfg.AckDelay, "ack-delay", cfg.AckDelay, "longest an accepted message waits for its ACK")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "close connections silent this long (0: never)")
 	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "TCP: most connections open at once; more are closed as soon as accepted (0: the descriptor limit less 256 kept for the sink, metrics and recovery; negative: no bound)")
+	fs.Int64Var(&cfg.FrameMemory, "frame-memory", cfg.FrameMemory, "TCP and QUIC: bytes for frames larger than a receive buffer (16 KiB) while they arrive, all connections together; past it a frame waits with reading paused or gets NACK 3 (>= --max-payload + 16)")
 	fs.DurationVar(&cfg.FrameTimeout, "frame-timeout", cfg.FrameTimeout, "TCP: close a connection that began a frame and has not finished it this long after (slowloris; bytes trickling in do not extend it; 0: never)")
 	fs.StringVar(&cfg.Metrics, "metrics", cfg.Metrics, "address of the /metrics and /healthz HTTP server (empty: off)")
 	fs.BoolVar(&cfg.Pprof, "pprof", cfg.Pprof, "also serve net/http/pprof under /debug/pprof/ on the --metrics server (heap?gc=1 runs a GC first; benchmarks and debugging, not for untrusted networks)")
@@ -201,7 +202,6 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Uint64Var(&cfg.QUICConnWindow, "quic-conn-window", cfg.QUICConnWindow, "QUIC: flow-control receive window per connection, bytes (>= --quic-stream-window)")
 	fs.DurationVar(&cfg.QUICIdleTimeout, "quic-idle-timeout", cfg.QUICIdleTimeout, "QUIC: close connections without a packet for this long")
 	fs.Int64Var(&cfg.QUICBufferMemory, "quic-buffer-memory", cfg.QUICBufferMemory, "QUIC: bytes for the read buffers of all streams together")
-	fs.Int64Var(&cfg.QUICLargeFrameMemory, "quic-large-frame-memory", cfg.QUICLargeFrameMemory, "QUIC: bytes for frames larger than a read buffer, all streams together (>= --max-payload)")
 	fs.IntVar(&cfg.QUICUDPBuffer, "quic-udp-buffer", cfg.QUICUDPBuffer, "QUIC: kernel receive buffer of the UDP socket, bytes (0: quic-go's 7 MiB; beyond net.core.rmem_max needs CAP_NET_ADMIN)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
@@ -234,6 +234,7 @@ func applyIfSet(set map[string]bool, dst *config, flags config) {
 		"ack-delay": func() { dst.AckDelay = flags.AckDelay }, "idle-timeout": func() { dst.IdleTimeout = flags.IdleTimeout },
 		"frame-timeout": func() { dst.FrameTimeout = flags.FrameTimeout },
 		"max-conns":     func() { dst.MaxConns = flags.MaxConns },
+		"frame-memory":  func() { dst.FrameMemory = flags.FrameMemory },
 		"metrics":       func() { dst.Metrics = flags.Metrics }, "log-level": func() { dst.LogLevel = flags.LogLevel },
 		"pprof": func() { dst.Pprof = flags.Pprof },
 		"grace": func() { dst.Grace = flags.Grace }, "sync-bytes": func() { dst.SyncBytes = flags.SyncBytes },
@@ -244,8 +245,8 @@ func applyIfSet(set map[string]bool, dst *config, flags config) {
 		"quic-0rtt": func() { dst.QUIC0RTT = flags.QUIC0RTT }, "quic-max-conns": func() { dst.QUICMaxConns = flags.QUICMaxConns },
 		"quic-max-streams": func() { dst.QUICMaxStreams = flags.QUICMaxStreams }, "quic-stream-window": func() { dst.QUICStreamWindow = flags.QUICStreamWindow },
 		"quic-conn-window": func() { dst.QUICConnWindow = flags.QUICConnWindow }, "quic-idle-timeout": func() { dst.QUICIdleTimeout = flags.QUICIdleTimeout },
-		"quic-buffer-memory": func() { dst.QUICBufferMemory = flags.QUICBufferMemory }, "quic-large-frame-memory": func() { dst.QUICLargeFrameMemory = flags.QUICLargeFrameMemory },
-		"quic-udp-buffer": func() { dst.QUICUDPBuffer = flags.QUICUDPBuffer },
+		"quic-buffer-memory": func() { dst.QUICBufferMemory = flags.QUICBufferMemory },
+		"quic-udp-buffer":    func() { dst.QUICUDPBuffer = flags.QUICUDPBuffer },
 	}
 	for name, apply := range pairs {
 		if set[name] {
@@ -337,6 +338,8 @@ func validate(cfg config) error {
 		return badConfig("--idle-timeout %v: want >= 0", cfg.IdleTimeout)
 	case cfg.FrameTimeout < 0:
 		return badConfig("--frame-timeout %v: want >= 0", cfg.FrameTimeout)
+	case cfg.FrameMemory < int64(cfg.MaxPayload)+ingest.HeaderSize:
+		return badConfig("--frame-memory %d is smaller than one maximal frame (%d bytes: --max-payload + %d)", cfg.FrameMemory, cfg.MaxPayload+ingest.HeaderSize, ingest.HeaderSize)
 	case cfg.Grace <= 0:
 		return badConfig("--grace %v: want > 0", cfg.Grace)
 	case cfg.SyncBytes < 1 || cfg.SyncInterval <= 0:
@@ -384,14 +387,6 @@ func validateQUIC(cfg config) error {
 	case cfg.QUICUDPBuffer < 0 || cfg.QUICUDPBuffer > 1<<30:
 		return badConfig("--quic-udp-buffer %d: want 0 (quic-go's default) to 1 GiB", cfg.QUICUDPBuffer)
 	}
-	maxFrame := cfg.MaxPayload + ingest.HeaderSize
-	if cfg.MaxPayload == 0 { // the servers read 0 as the default
-		maxFrame = ingest.DefaultMaxPayload + ingest.HeaderSize
-	}
-	if maxFrame > quicbridge.DefaultReadBufferSize && cfg.QUICLargeFrameMemory < int64(maxFrame) {
-		return badConfig("--quic-large-frame-memory %d is smaller than one maximal frame (%d bytes: --max-payload + %d)",
-			cfg.QUICLargeFrameMemory, maxFrame, ingest.HeaderSize)
-	}
 	return nil
 }
 
@@ -412,7 +407,6 @@ func quicConfig(cfg config, log *slog.Logger) (quicbridge.Config, error) {
 		IdleTimeout:         cfg.QUICIdleTimeout,
 		MaxPayload:          cfg.MaxPayload,
 		BufferMemory:        cfg.QUICBufferMemory,
-		LargeFrameMemory:    cfg.QUICLargeFrameMemory,
 		UDPReceiveBuffer:    cfg.QUICUDPBuffer,
 		Overload:            overload,
 		Logger:              log,
@@ -523,6 +517,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		IdleTimeout:   cfg.IdleTimeout,
 		FrameTimeout:  frameTimeout(cfg.FrameTimeout),
 		MaxConns:      cfg.MaxConns,
+		FrameMemory:   cfg.FrameMemory,
 		Sink:          sink,
 		// The discard sink only counts: reactors write to it themselves.
 		NonBlockingSink: cfg.Sink == "discard",
@@ -542,7 +537,9 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 			_ = sink.Close()
 			return fmt.Errorf("metrics listener: %w", err)
 		}
-		metricsLn = ln
+		// A spare descriptor lets it accept when the process has run out
+		// (reserve_unix.go).
+		metricsLn = withSpareDescriptor(ln)
 	}
 
 	// The bridge pushes into the TCP server's dispatcher; it must stop
