@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -161,14 +162,20 @@ func (d *Dispatcher) Close() {
 	}
 }
 
-// entry is one queued message: its payload lives in the shard's arena at
-// [off, off+n).
+// entry is one queued message, or a run of a producer's messages pushed in
+// one go (pushRunLocked): its bytes live in the shard's arena at
+// [off, off+n). A run keeps its messages as the ingest-v1 DATA frames they
+// arrived in, headers included, so the TCP server queues every frame of a
+// receive with one copy and one entry, and the drainer splits them.
 type entry struct {
-	p    Producer
-	seq  uint64
-	off  int
-	n    int // payload length
-	span int // arena bytes: n, or 1 for an empty payload so every entry owns a byte
+	p     Producer
+	seq   uint64 // the message's seq; a run's last
+	off   int
+	n     int // arena bytes: the payload, or the run's frames
+	span  int // arena bytes reserved: n, or 1 for an empty payload so every entry owns a byte
+	count int // messages: 1, or the run's frames
+	bytes int // payload bytes
+	run   bool
 }
 
 // Shard is a bounded FIFO of messages in front of the sink, drained by one
@@ -207,6 +214,7 @@ type Shard struct {
 	sleepers    int // goroutines blocked in PushWait
 
 	qBytes int // payload bytes queued (mu); published in bytes
+	qMsgs  int // messages queued (mu), runs counted by their messages; published in depth
 
 	depth    atomic.Int64
 	bytes    atomic.Int64
@@ -260,7 +268,7 @@ func (s *Shard) pushLocked(p Producer, seq uint64, payload []byte) error {
 	if s.closed {
 		return ErrSinkClosed
 	}
-	if s.qLen == len(s.q) {
+	if s.qMsgs == s.cfg.QueueMessages {
 		s.waiting = true
 		s.rejected.Add(1)
 		return ErrQueueFull
@@ -273,6 +281,33 @@ func (s *Shard) pushLocked(p Producer, seq uint64, payload []byte) error {
 		return ErrQueueFull
 	}
 	s.enqueue(p, seq, payload, off, span)
+	return nil
+}
+
+// maxRun bounds the messages of one run: a batch never splits a run, so a
+// run must fit in one (BatchMessages).
+func (s *Shard) maxRun() int { return min(s.cfg.BatchMessages, 256) }
+
+// pushRunLocked queues count DATA messages of p as one entry: frames holds
+// their ingest-v1 frames back to back (headers included, already
+// validated), the last with seq lastSeq, bytes payload bytes in all, and
+// count is at most maxRun. It is all or nothing: it returns ErrQueueFull
+// when the run does not fit now, without counting a refusal (the caller
+// then pushes the frames one by one, which takes what fits and counts what
+// does not), and ErrSinkClosed after Close. The caller holds mu.
+func (s *Shard) pushRunLocked(p Producer, frames []byte, count int, lastSeq uint64, bytes int) error {
+	if s.closed {
+		return ErrSinkClosed
+	}
+	if s.qMsgs+count > s.cfg.QueueMessages {
+		return ErrQueueFull
+	}
+	off, ok := s.alloc(len(frames))
+	if !ok {
+		return ErrQueueFull
+	}
+	copy(s.arena[off:], frames)
+	s.append(entry{p: p, seq: lastSeq, off: off, n: len(frames), span: len(frames), count: count, bytes: bytes, run: true})
 	return nil
 }
 
@@ -329,7 +364,7 @@ func (s *Shard) signalWorker() {
 // publish stores the depth and bytes for readers outside the lock (caller
 // holds mu): once per run of pushes or per batch, not per message.
 func (s *Shard) publish() {
-	s.depth.Store(int64(s.qLen))
+	s.depth.Store(int64(s.qMsgs))
 	s.bytes.Store(int64(s.qBytes))
 }
 
@@ -355,7 +390,7 @@ func (s *Shard) PushWait(ctx context.Context, p Producer, seq uint64, payload []
 			s.mu.Unlock()
 			return err
 		}
-		if s.qLen < len(s.q) {
+		if s.qMsgs < s.cfg.QueueMessages {
 			if off, ok := s.alloc(span); ok {
 				s.enqueue(p, seq, payload, off, span)
 				s.unlockPush()
@@ -383,13 +418,20 @@ func (s *Shard) PushWait(ctx context.Context, p Producer, seq uint64, payload []
 // mu; unlockPush publishes the counters and wakes the worker).
 func (s *Shard) enqueue(p Producer, seq uint64, payload []byte, off, span int) {
 	copy(s.arena[off:], payload)
+	s.append(entry{p: p, seq: seq, off: off, n: len(payload), span: span, count: 1, bytes: len(payload)})
+}
+
+// append adds e at the queue's tail (caller holds mu). The ring has a slot
+// per message the queue may hold, so it has one for every entry.
+func (s *Shard) append(e entry) {
 	i := s.qHead + s.qLen
 	if i >= len(s.q) {
 		i -= len(s.q)
 	}
-	s.q[i] = entry{p: p, seq: seq, off: off, n: len(payload), span: span}
+	s.q[i] = e
 	s.qLen++
-	s.qBytes += len(payload)
+	s.qMsgs += e.count
+	s.qBytes += e.bytes
 }
 
 // alloc reserves n contiguous arena bytes (caller holds mu). The arena is
@@ -436,7 +478,8 @@ func (s *Shard) release(k int) {
 		}
 		s.aHead = e.off + e.span
 		s.aUsed -= e.span
-		s.qBytes -= e.n
+		s.qBytes -= e.bytes
+		s.qMsgs -= e.count
 		e.p = nil
 		if s.qHead++; s.qHead == len(s.q) {
 			s.qHead = 0
@@ -518,43 +561,51 @@ func (s *Shard) drainInline() {
 	}
 }
 
-// writeBatch takes up to BatchMessages of the oldest entries, writes them
-// to the sink outside the lock, reports each to its producer and frees
-// them. Only one drainer runs at a time (working or inlineBusy).
+// writeBatch takes the oldest entries, up to BatchMessages messages
+// (at least one entry), writes them to the sink outside the lock, reports
+// each message to its producer and frees them. Only one drainer runs at a
+// time (working or inlineBusy).
 func (s *Shard) writeBatch(sc *batchScratch) {
 	s.mu.Lock()
-	k := min(s.qLen, s.cfg.BatchMessages)
-	if k == 0 {
+	if s.qLen == 0 {
 		s.mu.Unlock()
 		return
 	}
 	batch, taken := sc.batch[:0], sc.taken[:0]
-	for i, j := 0, s.qHead; i < k; i++ {
+	msgs := 0
+	for j := s.qHead; len(taken) < s.qLen; {
 		e := s.q[j]
+		if msgs > 0 && msgs+e.count > s.cfg.BatchMessages {
+			break
+		}
 		taken = append(taken, e)
-		batch = append(batch, Record{Seq: e.seq, Payload: s.arena[e.off : e.off+e.n : e.off+e.n]})
+		msgs += e.count
 		if j++; j == len(s.q) {
 			j = 0
 		}
 	}
+	k := len(taken)
 	s.mu.Unlock()
 
-	// A producer pushes its messages in runs (a TCP connection: every
-	// frame of one receive), so the ID lookup is done once per run.
-	var prev Producer
-	var id uint64
-	for i := range batch {
-		if p := taken[i].p; p != prev {
-			prev, id = p, producerID(p)
+	// The ID lookup is done once per entry, not per message.
+	for _, e := range taken {
+		id := producerID(e.p)
+		if !e.run {
+			batch = append(batch, Record{Conn: id, Seq: e.seq, Payload: s.arena[e.off : e.off+e.n : e.off+e.n]})
+			continue
 		}
-		batch[i].Conn = id
+		for f := s.arena[e.off : e.off+e.n]; len(f) > 0; {
+			end := 4 + int(binary.BigEndian.Uint32(f))
+			batch = append(batch, Record{Conn: id, Seq: binary.BigEndian.Uint64(f[8:16]), Payload: f[HeaderSize:end:end]})
+			f = f[end:]
+		}
 	}
 	began := time.Now()
 	err := s.cfg.Sink.Write(batch)
 	if s.cfg.OnBatch != nil {
 		s.cfg.OnBatch(time.Since(began), len(batch), err)
 	}
-	reportDone(taken, err)
+	reportDone(taken, batch, err)
 	clear(batch) // drop payload views before the arena is reused
 	s.mu.Lock()
 	s.release(k)
@@ -579,23 +630,30 @@ type runProducer interface {
 	doneRun(lastSeq uint64, count, bytes int)
 }
 
-// reportDone calls Done for every taken entry, in order, collapsing runs of
-// one runProducer's successes into one doneRun call.
-func reportDone(taken []entry, err error) {
+// reportDone reports every message of the taken entries (whose records
+// are batch, in the same order) to its producer, in order, collapsing runs
+// of one runProducer's successes into one doneRun call.
+func reportDone(taken []entry, batch []Record, err error) {
+	r := 0 // the first record of taken[i]
 	for i := 0; i < len(taken); {
 		p := taken[i].p
 		rp, ok := p.(runProducer)
 		if !ok || err != nil {
-			p.Done(taken[i].seq, taken[i].n, err)
+			for _, rec := range batch[r : r+taken[i].count] {
+				p.Done(rec.Seq, len(rec.Payload), err)
+			}
+			r += taken[i].count
 			i++
 			continue
 		}
-		j, bytes := i+1, taken[i].n
+		j, count, bytes := i, 0, 0
 		for j < len(taken) && taken[j].p == p {
-			bytes += taken[j].n
+			count += taken[j].count
+			bytes += taken[j].bytes
 			j++
 		}
-		rp.doneRun(taken[j-1].seq, j-i, bytes)
+		rp.doneRun(taken[j-1].seq, count, bytes)
+		r += count
 		i = j
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 
 	"math/rand/v2"
 	"sync"
@@ -306,6 +307,70 @@ func TestShardNonBlockingSinkInline(t *testing.T) {
 				if !bytes.Equal(got[[2]uint64{l.id, seq}], shardPayload(p, int(seq), 1+int(seq)%50)) {
 					t.Fatalf("producer %d seq %d: payload damaged or missing", p, seq)
 				}
+			}
+		}
+	}
+}
+
+// TestShardRuns: runs of DATA frames (as the TCP server queues them) and
+// single payloads interleave; the sink sees every message, split out of
+// its run, in push order, never more than BatchMessages per write; Done
+// runs once per message, with the sink's error when it fails; a run that
+// does not fit is refused whole, without counting a refusal.
+func TestShardRuns(t *testing.T) {
+	for _, fail := range []bool{false, true} {
+		sink := &recordingSink{}
+		if fail {
+			sink.fail = errors.New("disk gone")
+		}
+		d, err := NewDispatcher(DispatcherConfig{Shards: 1, QueueMessages: 8, QueueBytes: 4096, BatchMessages: 4, Sink: sink})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sh := d.Shard(0)
+		log := &doneLog{id: 7}
+		var frames []byte
+		for seq := uint64(1); seq <= 3; seq++ {
+			frames, _ = AppendData(frames, seq, shardPayload(1, int(seq), 10))
+		}
+		sh.mu.Lock()
+		if err := sh.pushRunLocked(log, frames, 3, 3, 30); err != nil {
+			t.Fatal(err)
+		}
+		if err := sh.pushLocked(log, 4, shardPayload(1, 4, 10)); err != nil {
+			t.Fatal(err)
+		}
+		big := frames
+		if err := sh.pushRunLocked(log, append(big[:len(big):len(big)], big...), 6, 9, 60); !errors.Is(err, ErrQueueFull) {
+			t.Fatalf("a run past QueueMessages: %v, want ErrQueueFull", err)
+		}
+		if sh.Full() != 0 {
+			t.Fatalf("a refused run counted %d refusals, want 0", sh.Full())
+		}
+		if err := sh.pushRunLocked(log, frames[:2*(HeaderSize+10)], 2, 2, 20); err != nil { // seqs 1, 2 again: the shard does not check
+			t.Fatal(err)
+		}
+		sh.unlockPush()
+		d.Close()
+		wantSeqs := []uint64{1, 2, 3, 4, 1, 2}
+		if fmt.Sprint(log.seqs) != fmt.Sprint(wantSeqs) {
+			t.Fatalf("Done seqs %v, want %v", log.seqs, wantSeqs)
+		}
+		for _, e := range log.errs {
+			if (e != nil) != fail {
+				t.Fatalf("Done error %v with the sink failing: %v", e, fail)
+			}
+		}
+		if fail {
+			continue
+		}
+		if len(sink.recs) != 6 {
+			t.Fatalf("sink has %d records, want 6", len(sink.recs))
+		}
+		for i, r := range sink.recs {
+			want := shardPayload(1, int(wantSeqs[i]), 10)
+			if r.Seq != wantSeqs[i] || r.Conn != 7 || !bytes.Equal(r.Payload, want) {
+				t.Fatalf("record %d: conn %d seq %d payload %x, want conn 7 seq %d payload %x", i, r.Conn, r.Seq, r.Payload, wantSeqs[i], want)
 			}
 		}
 	}

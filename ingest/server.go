@@ -457,9 +457,9 @@ func (h *tcpHandler) OnClose(c *reactor.Conn, cause error) {
 // that lasts SlowReaderTimeout, the write deadline closes the connection.
 func (h *tcpHandler) OnPressure(c *reactor.Conn, paused bool) {
 	if paused {
-		c.SetWriteDeadline(time.Now().Add(h.s.cfg.SlowReaderTimeout))
+		c.SetWriteTimeoutAt(time.Now().Add(h.s.cfg.SlowReaderTimeout))
 	} else {
-		c.SetWriteDeadline(time.Time{})
+		c.SetWriteTimeoutAt(time.Time{})
 	}
 }
 
@@ -614,9 +614,10 @@ func (tc *tcpConn) send(frame []byte) {
 // Frames are decoded in place; a frame cut at the end of b is copied into
 // the connection's reassembly buffer (part) and completed from the next
 // receive, so the reactor never has to accumulate whole receive buffers
-// behind it. DATA frames are queued under one hold of the shard's lock for
-// the whole receive (pushLocked), released before anything else: a reply,
-// a refusal, the overload policy.
+// behind it. Consecutive DATA frames are queued as runs (see run): one
+// copy and one queue entry for up to a batch of them. The shard's lock is
+// held for the whole receive, released before anything else: a reply, a
+// refusal, the overload policy.
 func (tc *tcpConn) onData(b []byte) int {
 	defer tc.publishCounts()
 	defer tc.watchFrame()
@@ -632,12 +633,42 @@ func (tc *tcpConn) onData(b []byte) int {
 		}
 	}
 	locked := false
+	defer func() {
+		if locked {
+			tc.rs.unlockPush()
+		}
+	}()
+	var r run
+	maxRun := tc.rs.shard.maxRun()
 	for consumed < len(b) && tc.skip == 0 && !tc.c.Closed() {
 		dec := tc.dec // commit only if the frame is consumed
 		f, n, err := dec.Decode(b[consumed:])
+		if err == nil && f.Kind == KindData && !tc.draining {
+			if r.count == 0 {
+				r.start, r.lastSeqBefore = consumed, tc.dec.lastSeq
+			}
+			r.count++
+			r.bytes += len(f.Payload)
+			r.lastSeq = f.Seq
+			tc.dec = dec
+			consumed += n
+			if r.count < maxRun {
+				continue
+			}
+		}
+		if r.count > 0 {
+			// The run ends here (b[r.start:consumed]): queue it before
+			// anything after it.
+			if used, ok := tc.pushRun(b[r.start:consumed], &r, &locked); !ok {
+				return r.start + used // the rest stays unconsumed: reading paused
+			}
+			r = run{}
+			if err == nil && f.Kind == KindData && !tc.draining {
+				continue // the frame that ended the run was in it
+			}
+		}
 		if errors.Is(err, ErrNeedMore) {
-			// A cut frame: keep it here (or park, or refuse it) and
-			// consume it.
+			// A cut frame: keep it here (or refuse it) and consume it.
 			if locked {
 				tc.rs.unlockPush()
 				locked = false
@@ -649,6 +680,7 @@ func (tc *tcpConn) onData(b []byte) int {
 		if err != nil {
 			if locked {
 				tc.rs.unlockPush()
+				locked = false
 			}
 			tc.protocolError(err)
 			return len(b)
@@ -659,10 +691,52 @@ func (tc *tcpConn) onData(b []byte) int {
 		tc.dec = dec
 		consumed += n
 	}
-	if locked {
-		tc.rs.unlockPush()
+	if r.count > 0 {
+		if used, ok := tc.pushRun(b[r.start:consumed], &r, &locked); !ok {
+			return r.start + used
+		}
 	}
 	return consumed
+}
+
+// run is a run of consecutive DATA frames of one receive being gathered
+// for the shard: they start at start in the receive, the decoder's last
+// seq before them was lastSeqBefore.
+type run struct {
+	start, count, bytes    int
+	lastSeq, lastSeqBefore uint64
+}
+
+// pushRun queues a run of DATA frames (frames holds exactly them): as one
+// entry when the shard has room for all, else frame by frame through take,
+// which applies the overload policy to those that do not fit. It returns
+// how many bytes of frames were taken and false when a frame must wait
+// for room (block policy: the decoder is set back to before it).
+func (tc *tcpConn) pushRun(frames []byte, r *run, locked *bool) (int, bool) {
+	sh := tc.rs.shard
+	if !*locked {
+		sh.mu.Lock()
+		*locked = true
+	}
+	if sh.pushRunLocked(tc, frames, r.count, r.lastSeq, r.bytes) == nil {
+		tc.inflight += r.count
+		tc.pushedMsgs += r.count
+		tc.pushedBytes += r.bytes
+		return len(frames), true
+	}
+	prev := r.lastSeqBefore
+	for off := 0; off < len(frames); {
+		end := off + 4 + int(binary.BigEndian.Uint32(frames[off:]))
+		seq := binary.BigEndian.Uint64(frames[off+8 : off+16])
+		f := Frame{Header: Header{Kind: KindData, Seq: seq, PayloadLen: uint32(end - off - HeaderSize)}, Payload: frames[off+HeaderSize : end : end]}
+		if !tc.take(f, locked) {
+			tc.dec.lastSeq = prev // the frame will be decoded again
+			return off, false
+		}
+		prev = seq
+		off = end
+	}
+	return len(frames), true
 }
 
 // watchFrame starts the frame deadline when a frame is left unfinished
@@ -679,10 +753,10 @@ func (tc *tcpConn) watchFrame() {
 	switch {
 	case cut && !tc.frameClock:
 		tc.frameClock = true
-		tc.c.SetReadDeadline(tc.c.Reactor().Now().Add(timeout))
+		tc.c.SetReadTimeoutAt(tc.c.Reactor().Now().Add(timeout))
 	case !cut && tc.frameClock:
 		tc.frameClock = false
-		tc.c.SetReadDeadline(time.Time{})
+		tc.c.SetReadTimeoutAt(time.Time{})
 	}
 }
 

@@ -61,12 +61,12 @@ type Conn struct {
 
 	cause error
 
-	lastActive    int64 // reactor clock, ns
-	readDeadline  int64
-	writeDeadline int64
-	flushDeadline int64
-	lingerUntil   int64
-	timerAt       int64 // when this connection's timer entry fires; 0: none
+	lastActive     int64 // reactor clock, ns
+	readTimeoutAt  int64 // SetReadTimeoutAt; 0: none
+	writeTimeoutAt int64 // SetWriteTimeoutAt; 0: none
+	flushDeadline  int64
+	lingerUntil    int64
+	timerAt        int64 // when this connection's timer entry fires; 0: none
 
 	local, remote net.Addr
 	ctx           any
@@ -232,17 +232,28 @@ func (c *Conn) ReadingPaused() bool { return c.readStopped() }
 
 func (c *Conn) readStopped() bool { return c.paused || c.userPause }
 
-// SetReadDeadline closes the connection with ErrReadTimeout at t, unless
-// the deadline is moved first. The zero time clears it. Loop-only.
-func (c *Conn) SetReadDeadline(t time.Time) {
-	c.readDeadline = c.r.clockAt(t)
+// SetReadTimeoutAt closes the connection at t, gracefully (queued output
+// is flushed first) and with the cause ErrReadTimeout, unless it is called
+// again with another time first. Traffic does not move it. The zero time
+// clears it. Loop-only.
+//
+// It ends the connection. That is unlike net.Conn's SetReadDeadline, which
+// only fails a blocked Read and leaves the connection open (package gyrenet
+// serves net.Conns with those semantics over the reactors).
+func (c *Conn) SetReadTimeoutAt(t time.Time) {
+	c.readTimeoutAt = c.r.clockAt(t)
 	c.r.schedule(c)
 }
 
-// SetWriteDeadline closes the connection with ErrWriteTimeout if output is
-// still unsent at t. The zero time clears it. Loop-only.
-func (c *Conn) SetWriteDeadline(t time.Time) {
-	c.writeDeadline = c.r.clockAt(t)
+// SetWriteTimeoutAt closes the connection at t with the cause
+// ErrWriteTimeout, at once and dropping the rest, if output is still
+// unsent then; with nothing unsent at t it does nothing. The zero time
+// clears it. Loop-only.
+//
+// It ends the connection. That is unlike net.Conn's SetWriteDeadline,
+// which only fails a blocked Write and leaves the connection open.
+func (c *Conn) SetWriteTimeoutAt(t time.Time) {
+	c.writeTimeoutAt = c.r.clockAt(t)
 	c.r.schedule(c)
 }
 

@@ -27,12 +27,12 @@ func (r *Reactor) nextDeadline(c *Conn) int64 {
 		}
 	}
 	if c.state == stateOpen {
-		consider(c.readDeadline)
+		consider(c.readTimeoutAt)
 		if r.cfg.IdleTimeout > 0 {
 			consider(c.lastActive + int64(r.cfg.IdleTimeout))
 		}
 	}
-	consider(c.writeDeadline)
+	consider(c.writeTimeoutAt)
 	switch c.state {
 	case stateClosing:
 		consider(c.flushDeadline)
@@ -71,8 +71,8 @@ func (r *Reactor) runTimers() {
 // expire acts on whichever of c's deadlines have passed.
 func (r *Reactor) expire(c *Conn) {
 	now := r.now
-	if c.writeDeadline != 0 && now >= c.writeDeadline {
-		c.writeDeadline = 0
+	if c.writeTimeoutAt != 0 && now >= c.writeTimeoutAt {
+		c.writeTimeoutAt = 0
 		if c.Buffered() > 0 {
 			r.closeNow(c, ErrWriteTimeout)
 			return
@@ -80,7 +80,7 @@ func (r *Reactor) expire(c *Conn) {
 	}
 	switch c.state {
 	case stateOpen:
-		if c.readDeadline != 0 && now >= c.readDeadline {
+		if c.readTimeoutAt != 0 && now >= c.readTimeoutAt {
 			r.closeGraceful(c, ErrReadTimeout)
 		} else if r.cfg.IdleTimeout > 0 && now-c.lastActive >= int64(r.cfg.IdleTimeout) {
 			r.closeGraceful(c, ErrIdleTimeout)

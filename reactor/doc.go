@@ -42,10 +42,11 @@
 //
 // # Timers
 //
-// Idle timeouts, read and write deadlines and the Ticker run on a timer
-// heap per reactor, woken by an io_uring TIMEOUT (the epoll wait's timeout,
-// a runtime timer per reactor on net): no goroutine or runtime timer per
-// connection.
+// Idle timeouts, read and write timeouts (Conn.SetReadTimeoutAt and
+// SetWriteTimeoutAt, which close the connection) and the Ticker run on a
+// timer heap per reactor, woken by an io_uring TIMEOUT (the epoll wait's
+// timeout, a runtime timer per reactor on net): no goroutine or runtime
+// timer per connection.
 //
 // # Shutdown
 //

@@ -120,7 +120,7 @@ func (e *uringEngine) attach(*Conn) error { return nil }
 
 func (e *uringEngine) wait(block bool, until int64) error {
 	if !block {
-		if err := e.ring.Submit(); err != nil {
+		if err := e.ring.SubmitAndGetEvents(); err != nil {
 			return err
 		}
 	} else {

@@ -16,10 +16,12 @@ var (
 	ErrConnClosed = fmt.Errorf("reactor: connection closed: %w", net.ErrClosed)
 	// ErrIdleTimeout: no byte was received or sent for Config.IdleTimeout.
 	ErrIdleTimeout = errors.New("reactor: idle timeout")
-	// ErrReadTimeout: the read deadline set with SetReadDeadline passed.
-	ErrReadTimeout = errors.New("reactor: read deadline exceeded")
-	// ErrWriteTimeout: output was still unsent at the write deadline.
-	ErrWriteTimeout = errors.New("reactor: write deadline exceeded")
+	// ErrReadTimeout: the connection was closed at the time set with
+	// Conn.SetReadTimeoutAt.
+	ErrReadTimeout = errors.New("reactor: read timeout: connection closed")
+	// ErrWriteTimeout: the connection was closed because output was still
+	// unsent at the time set with Conn.SetWriteTimeoutAt.
+	ErrWriteTimeout = errors.New("reactor: write timeout: connection closed with output unsent")
 	// ErrFlushTimeout: a closing connection could not flush its output
 	// within Config.FlushTimeout.
 	ErrFlushTimeout = errors.New("reactor: flush on close timed out")

@@ -166,10 +166,10 @@ type deadlineHandler struct {
 
 func (h *deadlineHandler) OnOpen(c *reactor.Conn) {
 	if h.read > 0 {
-		c.SetReadDeadline(time.Now().Add(h.read))
+		c.SetReadTimeoutAt(time.Now().Add(h.read))
 	}
 	if h.write > 0 {
-		c.SetWriteDeadline(time.Now().Add(h.write))
+		c.SetWriteTimeoutAt(time.Now().Add(h.write))
 		for off := 0; off < len(h.payload); off += 1 << 20 {
 			if _, err := c.Write(h.payload[off:min(off+1<<20, len(h.payload))]); err != nil {
 				panic(err)
@@ -179,13 +179,13 @@ func (h *deadlineHandler) OnOpen(c *reactor.Conn) {
 	h.connGrabber.OnOpen(c)
 }
 
-func TestReadDeadline(t *testing.T) {
+func TestReadTimeoutAt(t *testing.T) {
 	h := &deadlineHandler{connGrabber: newGrabber(), read: 200 * time.Millisecond}
 	s := start(t, reactor.Config{Reactors: 1}, h)
 	c := s.dial(t)
 	defer c.Close()
 	h.conn(t)
-	// Traffic does not move a read deadline (as with net.Conn).
+	// Traffic does not move a read timeout.
 	go func() {
 		for i := 0; i < 20; i++ {
 			if _, err := c.Write([]byte("x")); err != nil {
@@ -199,7 +199,7 @@ func TestReadDeadline(t *testing.T) {
 	}
 }
 
-func TestWriteDeadline(t *testing.T) {
+func TestWriteTimeoutAt(t *testing.T) {
 	h := &deadlineHandler{connGrabber: newGrabber(), write: 200 * time.Millisecond, payload: make([]byte, 8<<20)}
 	cfg := reactor.Config{Reactors: 1, MaxOutput: 16 << 20}
 	before := leakcheck.Take(t)
@@ -230,9 +230,9 @@ func TestWriteDeadline(t *testing.T) {
 	leakcheck.Check(t, before)
 }
 
-// TestWriteDeadlineMet: a write deadline with output sent in time is
+// TestWriteTimeoutAtMet: a write timeout with output sent in time is
 // harmless.
-func TestWriteDeadlineMet(t *testing.T) {
+func TestWriteTimeoutAtMet(t *testing.T) {
 	h := &deadlineHandler{connGrabber: newGrabber(), write: 100 * time.Millisecond, payload: []byte("small")}
 	s := start(t, reactor.Config{Reactors: 1}, h)
 	c := s.dial(t)

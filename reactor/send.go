@@ -30,7 +30,7 @@ func (r *Reactor) flush() {
 		if !c.sending && len(c.out) > 0 {
 			r.startSend(c)
 		}
-		if c.writeDeadline != 0 {
+		if c.writeTimeoutAt != 0 {
 			r.schedule(c)
 		}
 	}

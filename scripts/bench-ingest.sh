@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # bench-ingest.sh: the ingest node on gyre's reactors (bin/ingestd) against
 # the net-package baseline (bench's ingest-net: goroutine per connection, the
-# same dispatcher and sinks), both driven by bin/ingest-load, server pinned to
-# one CPU and the load generator to the other.
+# same dispatcher and sinks) and, with the discard sink, the C liburing
+# reference (uring_ingest: one thread, multishot recv into a buffer ring, one
+# cumulative ACK per receive, no sink; built from C_SRC when it is there),
+# all driven by bin/ingest-load, server pinned to one CPU and the load
+# generator to the other.
 #
 #   make bench-ingest                         # builds, then runs this script
 #   CONNS=64 SIZES=64 MODES=ack SINKS=discard RUNS=3 ./scripts/bench-ingest.sh
 #
-# For every (connections, payload size, client mode, sink) the two servers run
+# For every (connections, payload size, client mode, sink) the servers run
 # alternately, RUNS times each, each on a fresh process: a warm-up load, then
 # the measured load. The server's CPU time (utime+stime, /proc/PID/stat) is
 # sampled around the measured load, which gives messages per server
@@ -26,6 +29,8 @@
 #   PORT        127.0.0.1 port                    [7490]
 #   REACTORS    ingestd --reactors                [1]
 #   ENGINE      ingestd --engine                  [io_uring]
+#   C_SRC       the C reference's source; without it the c column is left
+#               out                      [../shared/reference/uring_ingest.c]
 #   MAX_SPREAD  fail when a server's (max-min)/median of msgs per CPU-s
 #               exceeds this percentage (too noisy to trust)  [25]
 #   RESULTS_DIR                                   [bench/results]
@@ -48,6 +53,7 @@ REACTORS=${REACTORS:-1}
 ENGINE=${ENGINE:-io_uring}
 MAX_SPREAD=${MAX_SPREAD:-25}
 RESULTS_DIR=${RESULTS_DIR:-bench/results}
+C_SRC=${C_SRC:-../shared/reference/uring_ingest.c}
 HOST=127.0.0.1
 
 die() { echo "bench-ingest: FAIL: $*" >&2; exit 1; }
@@ -68,6 +74,22 @@ if ! command -v jq >/dev/null; then
 	export DEBIAN_FRONTEND=noninteractive
 	"${SUDO[@]}" apt-get install -y jq >/dev/null 2>&1 || { "${SUDO[@]}" apt-get update >/dev/null && "${SUDO[@]}" apt-get install -y jq >/dev/null; } || die "cannot install jq"
 fi
+# The C reference, when its source is there: gcc and liburing-dev are
+# installed if missing, and it is built into the results directory.
+C_BIN=
+if [[ -f $C_SRC ]]; then
+	SUDO=(); [[ $(id -u) -eq 0 ]] || SUDO=(sudo)
+	export DEBIAN_FRONTEND=noninteractive
+	apt_get() { "${SUDO[@]}" apt-get install -y "$@" >/dev/null 2>&1 || { "${SUDO[@]}" apt-get update >/dev/null && "${SUDO[@]}" apt-get install -y "$@" >/dev/null; }; }
+	command -v gcc >/dev/null || { log "gcc not found (C reference), installing it with apt-get"; apt_get gcc || die "cannot install gcc"; }
+	echo '#include <liburing.h>' | gcc -x c -E - >/dev/null 2>&1 || { log "liburing.h not found (C reference), installing liburing-dev"; apt_get liburing-dev || die "cannot install liburing-dev"; }
+	mkdir -p "$RESULTS_DIR/tmp"
+	C_BIN="$RESULTS_DIR/tmp/uring_ingest"
+	gcc -O2 -o "$C_BIN" "$C_SRC" -luring || die "building the C reference $C_SRC failed"
+else
+	log "no C reference at $C_SRC: the c column is left out"
+fi
+
 CLK_TCK=$(getconf CLK_TCK)
 port_open() { (exec 3<>"/dev/tcp/$HOST/$PORT") 2>/dev/null; }
 port_open && die "something already listens on $HOST:$PORT; set PORT"
@@ -100,6 +122,8 @@ start_server() { # server sink
 	net) taskset -c "$CPU_SERVER" bin/ingest-net --tcp "$HOST:$PORT" --sink "$sink" --data-dir "$dir" \
 		--shards "$REACTORS" >"$RAW/server.log" 2>&1 &
 		;;
+	c) taskset -c "$CPU_SERVER" "$C_BIN" "$PORT" >"$RAW/server.log" 2>&1 &
+		;;
 	esac
 	SERVER_PID=$!
 	for _ in $(seq 100); do
@@ -131,8 +155,10 @@ spread() { sort -g | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1
 log "results: $TSV"
 for conns in $CONNS; do for size in $SIZES; do for mode in $MODES; do for sink in $SINKS; do
 	window=256; [[ $mode == ack ]] && window=1
+	servers="uring net"
+	[[ -n $C_BIN && $sink == discard ]] && servers="uring net c"
 	for run in $(seq "$RUNS"); do
-		for server in uring net; do
+		for server in $servers; do
 			start_server "$server" "$sink"
 			load "$conns" "$size" "$window" "$WARMUP" "$RAW/warm.json" || die "warm-up load against $server failed"
 			t0=$(cpu_ticks "$SERVER_PID")
@@ -165,8 +191,10 @@ col() { # conns size mode sink server column -> values
 	echo "- command: \`CONNS=\"$CONNS\" SIZES=\"$SIZES\" MODES=\"$MODES\" SINKS=\"$SINKS\" RUNS=$RUNS DURATION=$DURATION WARMUP=$WARMUP ./scripts/bench-ingest.sh\`"
 	echo "- raw numbers: \`$TSV\`; medians of $RUNS alternating runs; pipelined = 256 unacked per connection, ack = window 1"
 	echo
-	echo "| conns | size | mode | sink | msgs/s gyre | msgs/s net | ratio | msgs/CPU-s gyre | msgs/CPU-s net | **ratio** | p99 µs gyre | p99 µs net |"
-	echo "|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+	echo "- c: the C liburing reference (\`$C_SRC\`, discard sink rows only; no sink at all, no validation beyond framing)"
+	echo
+	echo "| conns | size | mode | sink | msgs/s gyre | msgs/s net | ratio | msgs/CPU-s gyre | msgs/CPU-s net | **gyre/net** | msgs/CPU-s C | **gyre/C** | p99 µs gyre | p99 µs net |"
+	echo "|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 } >"$MD"
 noisy=()
 for conns in $CONNS; do for size in $SIZES; do for mode in $MODES; do for sink in $SINKS; do
@@ -176,12 +204,14 @@ for conns in $CONNS; do for size in $SIZES; do for mode in $MODES; do for sink i
 	n_cpu=$(col "$conns" "$size" "$mode" "$sink" net 9 | median)
 	u_p99=$(col "$conns" "$size" "$mode" "$sink" uring 11 | median)
 	n_p99=$(col "$conns" "$size" "$mode" "$sink" net 11 | median)
-	for srv in uring net; do
+	c_cpu=$(col "$conns" "$size" "$mode" "$sink" c 9 | median)
+	for srv in uring net c; do
+		[[ -n $(col "$conns" "$size" "$mode" "$sink" "$srv" 9) ]] || continue
 		sp=$(col "$conns" "$size" "$mode" "$sink" "$srv" 9 | spread)
 		if awk -v s="$sp" -v m="$MAX_SPREAD" 'BEGIN {exit !(s > m)}'; then noisy+=("$srv $conns/$size/$mode/$sink spread ${sp}%"); fi
 	done
-	awk -v c="$conns" -v s="$size" -v m="$mode" -v k="$sink" -v um="$u_mps" -v nm="$n_mps" -v uc="$u_cpu" -v nc="$n_cpu" -v up="$u_p99" -v np="$n_p99" \
-		'BEGIN {printf "| %s | %s | %s | %s | %.0f | %.0f | %.2fx | %.0f | %.0f | **%.2fx** | %.0f | %.0f |\n", c, s, m, k, um, nm, (nm>0?um/nm:0), uc, nc, (nc>0?uc/nc:0), up, np}' >>"$MD"
+	awk -v c="$conns" -v s="$size" -v m="$mode" -v k="$sink" -v um="$u_mps" -v nm="$n_mps" -v uc="$u_cpu" -v nc="$n_cpu" -v cc="$c_cpu" -v up="$u_p99" -v np="$n_p99" \
+		'BEGIN {cr = (cc>0) ? sprintf("%.0f | **%.2f**", cc, uc/cc) : "- | -"; printf "| %s | %s | %s | %s | %.0f | %.0f | %.2fx | %.0f | %.0f | **%.2fx** | %s | %.0f | %.0f |\n", c, s, m, k, um, nm, (nm>0?um/nm:0), uc, nc, (nc>0?uc/nc:0), cr, up, np}' >>"$MD"
 done; done; done; done
 cat "$MD"
 if ((${#noisy[@]} > 0)); then

@@ -517,6 +517,27 @@ func (r *Ring) Submit() error {
 	}
 }
 
+// SubmitAndGetEvents submits queued entries and, without waiting, has
+// the kernel post the completions that are ready: with DEFER_TASKRUN a
+// completion is posted only when the ring's task enters with GETEVENTS,
+// so a plain Submit would leave them for the next wait, one more
+// io_uring_enter per loop iteration that has work left.
+func (r *Ring) SubmitAndGetEvents() error {
+	if r.closed {
+		return os.NewSyscallError("io_uring_enter", unix.EBADF)
+	}
+	for {
+		_, errno := r.enter(r.flushSQ(), 0, enterGetEvents, nil, 0)
+		switch errno {
+		case unix.EINTR:
+			continue
+		case unix.EBUSY:
+			return nil // CQ full with overflow pending: the caller drains
+		}
+		return wrapEnter(errno)
+	}
+}
+
 // SubmitAndWait submits queued entries and waits until at least one
 // completion is ready, or timeout passes (timeout <= 0 waits without
 // limit). EINTR (Go's preemption signal) is retried; a timeout is not an
