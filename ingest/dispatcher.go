@@ -621,23 +621,27 @@ func (s *Shard) writeBatch(sc *batchScratch) {
 	}
 }
 
-// runProducer is implemented by producers that take a run of successful
-// completions in one call (the TCP connection): doneRun(seq, count, bytes)
-// stands for count Done(…, nil) calls, the last with seq, of bytes payload
-// bytes in all. A run's messages are consecutive in push order, so the
-// producer sees the same order either way.
-type runProducer interface {
-	doneRun(lastSeq uint64, count, bytes int)
+// RunProducer is a Producer that takes a run of successful completions in
+// one call: DoneRun(lastSeq, count, bytes) stands for count Done(…, nil)
+// calls, the last with lastSeq, of bytes payload bytes in all. A run's
+// messages are consecutive in push order, so the producer sees the same
+// order either way; a failure is always reported with Done. The shard
+// reports a batch's messages this way when their producer implements it:
+// a few atomics or one lock per batch instead of per message (the TCP
+// server's connections and the QUIC bridge's streams do).
+type RunProducer interface {
+	Producer
+	DoneRun(lastSeq uint64, count, bytes int)
 }
 
 // reportDone reports every message of the taken entries (whose records
 // are batch, in the same order) to its producer, in order, collapsing runs
-// of one runProducer's successes into one doneRun call.
+// of one RunProducer's successes into one DoneRun call.
 func reportDone(taken []entry, batch []Record, err error) {
 	r := 0 // the first record of taken[i]
 	for i := 0; i < len(taken); {
 		p := taken[i].p
-		rp, ok := p.(runProducer)
+		rp, ok := p.(RunProducer)
 		if !ok || err != nil {
 			for _, rec := range batch[r : r+taken[i].count] {
 				p.Done(rec.Seq, len(rec.Payload), err)
@@ -652,7 +656,7 @@ func reportDone(taken []entry, batch []Record, err error) {
 			bytes += taken[j].bytes
 			j++
 		}
-		rp.doneRun(taken[j-1].seq, count, bytes)
+		rp.DoneRun(taken[j-1].seq, count, bytes)
 		r += count
 		i = j
 	}

@@ -528,13 +528,13 @@ func (tc *tcpConn) Done(seq uint64, size int, err error) {
 		tc.completed(1)
 		return
 	}
-	tc.doneRun(seq, 1, size)
+	tc.DoneRun(seq, 1, size)
 }
 
-// doneRun records count successful completions ending with seq, of bytes
+// DoneRun records count successful completions ending with seq, of bytes
 // payload bytes (the worker's shortcut for a run of Done calls: a receive's
 // worth of frames costs a few atomics, not a few per message).
-func (tc *tcpConn) doneRun(seq uint64, count, bytes int) {
+func (tc *tcpConn) DoneRun(seq uint64, count, bytes int) {
 	tc.queued.Add(-int64(bytes))
 	tc.doneSeq.Store(seq)
 	tc.completed(count)

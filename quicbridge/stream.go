@@ -50,6 +50,7 @@ type stream struct {
 	readDone bool      // (mu) serve is done reading and owns the writing
 	dead     bool      // (mu) writing is over: the connection is gone or a write failed
 	finished bool      // (mu) serve returned: start no writer
+	inRead   bool      // (mu) serve is handling a read's frames and writes the replies due after it (see afterRead)
 
 	done chan struct{} // closed when the stream is finished
 }
@@ -72,6 +73,18 @@ func (s *stream) Done(seq uint64, _ int, err error) {
 	s.mu.Unlock()
 }
 
+// DoneRun records count successful completions ending with seq: one lock
+// for a batch's worth of the stream's messages rather than one each.
+func (s *stream) DoneRun(seq uint64, count, _ int) {
+	s.mu.Lock()
+	if seq > s.doneSeq {
+		s.doneSeq = seq
+	}
+	s.inflight -= count
+	s.kickLocked()
+	s.mu.Unlock()
+}
+
 // kickLocked gets pending replies written: while serve reads it starts a
 // writer goroutine if none runs; afterwards serve writes and is woken.
 // Nothing is written before the handshake completes: a DATA frame that
@@ -81,6 +94,9 @@ func (s *stream) kickLocked() {
 	if s.readDone {
 		s.cond.Signal()
 		return
+	}
+	if s.inRead {
+		return // serve writes once the read's frames are handled (afterRead)
 	}
 	if s.writing || s.dead || s.finished || !s.c.handshook.Load() || !s.pendingLocked() {
 		return
@@ -252,7 +268,12 @@ func (s *stream) readLoop() ending {
 		n, err := s.str.Read(s.buf[s.have:])
 		if n > 0 {
 			s.have += n
-			if end, ok := s.process(); !ok {
+			s.mu.Lock()
+			s.inRead = true
+			s.mu.Unlock()
+			end, ok := s.process()
+			s.afterRead()
+			if !ok {
 				return end
 			}
 		}
@@ -260,6 +281,26 @@ func (s *stream) readLoop() ending {
 			return s.readFailed(err)
 		}
 	}
+}
+
+// afterRead writes the replies that came due while serve handled a read:
+// with a sink that the pushing goroutine writes itself (the discard sink),
+// a read's messages are usually stored by the time process returns, and
+// serve writing their ACK costs less than starting a writer goroutine for
+// it. A writer already running, or replies that cannot go yet, are left
+// as kickLocked would leave them.
+func (s *stream) afterRead() {
+	s.mu.Lock()
+	s.inRead = false
+	if !s.writing && !s.dead && !s.finished && s.c.handshook.Load() && s.pendingLocked() {
+		s.writing = true
+		for s.pendingLocked() && !s.dead {
+			s.writeLocked()
+		}
+		s.writing = false
+		s.cond.Broadcast()
+	}
+	s.mu.Unlock()
 }
 
 // process decodes and handles every complete frame in buf[:have], keeps

@@ -3,7 +3,9 @@
 # sink) against quic-plain (bench/cmd/quic-plain: plain quic-go, messages
 # handed to a channel and dropped by one consumer), under ingest-load with
 # both stream styles (reuse: one long-lived stream per connection;
-# per-message: DATA and FIN on a stream of its own), and ingestd over TCP
+# per-message: DATA and FIN on a stream of its own), with reuse also
+# quic-direct (quic-plain --direct: read and ACK on the reader, no queue, no
+# copy: the floor of what a quic-go server costs), and ingestd over TCP
 # under the same load for reference. Server and load are pinned to
 # different cores; runs alternate between the servers.
 #
@@ -167,6 +169,9 @@ start_server() { # server mode conns
 	quic-plain)
 		env "${env[@]}" taskset -c "$CPU_SERVER" "$BIN/quic-plain" --addr "$HOST:$PORT" --metrics "$MADDR" >"$RAW/server.log" 2>&1 &
 		;;
+	quic-direct)
+		env "${env[@]}" taskset -c "$CPU_SERVER" "$BIN/quic-plain" --direct --addr "$HOST:$PORT" --metrics "$MADDR" >"$RAW/server.log" 2>&1 &
+		;;
 	esac
 	SERVER_PID=$!
 	for _ in $(seq 100); do
@@ -303,6 +308,7 @@ skipped=()
 for conns in $CONNS; do
 	for mode in $MODES; do
 		servers="ingestd quic-plain"
+		[[ $mode == reuse ]] && servers="ingestd quic-plain quic-direct"
 		if [[ $mode == tcp ]]; then
 			servers=ingestd
 			if ((conns + FD_MARGIN > NOFILE)); then
@@ -347,7 +353,7 @@ for conns in $CONNS; do
 		ref_mode=$mode
 		[[ $mode == tcp ]] && ref_mode=reuse
 		ref=$(col "$conns" "$ref_mode" quic-plain 7 | median)
-		for server in ingestd quic-plain; do
+		for server in ingestd quic-plain quic-direct; do
 			[[ -n $(col "$conns" "$mode" "$server" 7 | head -1) ]] || continue
 			label="QUIC $mode"
 			[[ $mode == tcp ]] && label=TCP
@@ -370,6 +376,9 @@ for conns in $CONNS; do
 			g=$(col "$conns" "$mode" ingestd 7 | median)
 			[[ -n $g ]] && verdict+=("$(awk -v c="$conns" -v m="$mode" -v g="$g" -v r="$ref" 'BEGIN {cost=(1-g/r)*100
 				printf "- %s connections, %s: the bridge costs %.1f%% of quic-plain'"'"'s messages per CPU-second (target at most 10%%: %s)", c, m, cost, (cost <= 10 ? "met" : "NOT met")}')")
+			d=$(col "$conns" "$mode" quic-direct 7 | median)
+			[[ -n $g && -n $d ]] && verdict+=("$(awk -v c="$conns" -v m="$mode" -v g="$g" -v r="$d" 'BEGIN {
+				printf "- %s connections, %s: ingestd does %.2fx quic-direct'"'"'s messages per CPU-second (read and ACK, no queue, no sink; target at least 0.9x: %s)", c, m, g/r, (g/r >= 0.9 ? "met" : "NOT met")}')")
 		fi
 	done
 done

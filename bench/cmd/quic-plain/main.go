@@ -56,6 +56,7 @@ func main() {
 	metrics := flag.String("metrics", "127.0.0.1:9401", "address of the /metrics and /debug/pprof/ HTTP server (empty: off)")
 	flag.IntVar(&cfg.queue, "queue", ingest.DefaultQueueMessages, "capacity of the message channel (ingestd: --queue-messages)")
 	flag.IntVar(&cfg.maxPayload, "max-payload", ingest.DefaultMaxPayload, "largest DATA payload in bytes")
+	flag.BoolVar(&cfg.direct, "direct", false, "read and ACK: no queue, no copy; each read's last DATA seq is acknowledged by the reader itself (the simplest server quic-go allows; what issue 14 calls plain quic-go)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -92,6 +93,7 @@ type config struct {
 	addr       string
 	queue      int
 	maxPayload int
+	direct     bool // --direct
 }
 
 // server is the listener, the message channel and its consumer.
@@ -368,6 +370,7 @@ func (st *stream) read() error {
 	var bp *[]byte
 	var buf []byte // *bp, or a larger buffer for one big frame
 	have := 0
+	var lastData uint64 // direct: the last DATA seq of this read
 	defer func() {
 		if bp != nil {
 			st.s.readBufs.Put(bp)
@@ -407,8 +410,24 @@ func (st *stream) read() error {
 			}
 			used += k
 			if f.Kind == ingest.KindData {
-				st.push(f.Seq, f.Payload)
+				if st.s.cfg.direct {
+					lastData = f.Seq
+					st.s.messages.Add(1)
+					st.s.bytes.Add(uint64(len(f.Payload)))
+				} else {
+					st.push(f.Seq, f.Payload)
+				}
 			} // PING: not used by the load; ignored
+		}
+		if lastData > 0 {
+			// Direct: acknowledge what this read brought, from the reader.
+			if _, err := st.str.Write(ingest.AppendAck(st.ack[:0], lastData)); err != nil {
+				return err
+			}
+			st.mu.Lock()
+			st.pushed, st.done, st.acked = lastData, lastData, lastData
+			st.mu.Unlock()
+			lastData = 0
 		}
 		have = copy(buf, buf[used:have])
 		if len(buf) > readBufSize && have == 0 {
