@@ -187,8 +187,13 @@ func checkLog(t *testing.T, dir string, acked, nacked []uint64) {
 // be created) and with one (the segment is created, but the directory
 // cannot be opened to make it durable). The Write fails and stores
 // nothing, no empty segment is left, Health names EMFILE, and once the
-// limit is restored the sink stores again by itself; a reopen works.
+// descriptors are given back the sink stores again by itself; a reopen
+// works. It runs in a child process with a low RLIMIT_NOFILE, which it
+// fills with open files: the test process is never short of descriptors.
 func TestFileSinkDescriptorsExhaustedDuringRotation(t *testing.T) {
+	if !testenv.RunWithNOFILE(t, 128) {
+		return // ran in a child process
+	}
 	for _, spare := range []int{0, 1} {
 		t.Run(fmt.Sprintf("spare=%d", spare), func(t *testing.T) {
 			dir := t.TempDir()
@@ -201,10 +206,10 @@ func TestFileSinkDescriptorsExhaustedDuringRotation(t *testing.T) {
 			segsBefore := segmentFiles(t, dir)
 
 			big := Record{Conn: 1, Seq: 100, Payload: bytes.Repeat([]byte("x"), 5000)}
-			restore := testenv.LimitDescriptors(t, spare)
+			release := testenv.ExhaustDescriptors(t, spare)
 			werr := sink.Write([]Record{big})
 			herr := sink.Health()
-			restore()
+			release()
 			if !errors.Is(werr, syscall.EMFILE) {
 				t.Fatalf("Write needing a new segment without descriptors = %v, want EMFILE", werr)
 			}
@@ -215,7 +220,7 @@ func TestFileSinkDescriptorsExhaustedDuringRotation(t *testing.T) {
 				t.Fatalf("segments after the failed rotation %v, want %v (no empty one)", got, segsBefore)
 			}
 			took := waitHealthy(t, sink, time.Second)
-			t.Logf("healthy again %v after descriptors came back", took)
+			t.Logf("healthy again %v after the descriptors were given back", took)
 
 			stored = append(stored, writeRecords(t, sink, 200, 3)...)
 			big.Seq = 300

@@ -582,7 +582,12 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 			}
 			_, _ = io.WriteString(w, "ok\n")
 		})
-		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		// net/http's own messages (an accept failing for want of descriptors
+		// and retried, a client's broken request) go to the structured log at
+		// debug: they repeat once per scrape while the process is out of
+		// descriptors, and gyre_ingest_accept_errors_total counts the cause.
+		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second,
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 		go func() { _ = metricsSrv.Serve(ln) }()
 		log.Info("metrics listening", "addr", ln.Addr().String())
 	}

@@ -1,6 +1,7 @@
 // Package testenv makes the hostile conditions gyre's tests put the
 // runtime and the ingest node under: a full filesystem and a process out
-// of file descriptors. For tests only.
+// of file descriptors (in a child process with a lowered RLIMIT_NOFILE:
+// RunWithNOFILE, CommandWithNOFILE, ExhaustDescriptors). For tests only.
 package testenv
 
 import (
@@ -56,7 +57,9 @@ func FillDisk(t *testing.T, dir string) string {
 // LimitDescriptors lowers RLIMIT_NOFILE so that exactly spare more
 // descriptors can be opened, and returns the function that restores it
 // (idempotent; also run at cleanup). The whole process is limited, so the
-// test does nothing else meanwhile.
+// test does nothing else meanwhile; where the limit need not be low at an
+// exact moment of the test process, prefer RunWithNOFILE with
+// ExhaustDescriptors, which starve only a child process.
 func LimitDescriptors(t *testing.T, spare int) (restore func()) {
 	t.Helper()
 	var orig unix.Rlimit
