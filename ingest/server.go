@@ -136,8 +136,8 @@ type ServerConfig struct {
 	// replies before it is closed (default 10 s).
 	SlowReaderTimeout time.Duration
 	// ReceiveBuffers sizes each reactor's receive buffer ring (default
-	// DefaultReceiveBufferCount x DefaultReceiveBufferSize, populated at
-	// start: see reactor.BufferConfig.Populate).
+	// DefaultReceiveBufferCount x DefaultReceiveBufferSize, taken at
+	// start: see reactor.BufferConfig.Lazy).
 	ReceiveBuffers reactor.BufferConfig
 	// FrameMemory bounds the memory of large frames arriving in pieces,
 	// over every connection and the QUIC bridge fed by this server's
@@ -182,7 +182,7 @@ func (c ServerConfig) withDefaults() (ServerConfig, error) {
 		c.Logger = slog.Default()
 	}
 	if c.ReceiveBuffers == (reactor.BufferConfig{}) {
-		c.ReceiveBuffers = reactor.BufferConfig{Count: DefaultReceiveBufferCount, Size: DefaultReceiveBufferSize, Populate: true}
+		c.ReceiveBuffers = reactor.BufferConfig{Count: DefaultReceiveBufferCount, Size: DefaultReceiveBufferSize}
 	}
 	switch {
 	case c.MaxPayload < 0 || c.MaxPayload > MaxFramePayload:

@@ -59,3 +59,44 @@ func (p *bufPool) stats() (int, uint64) { return int(p.owned.Load()), p.exhauste
 func (p *bufPool) available() bool {
 	return len(p.free) > 0 || p.limit == 0 || len(p.bufs) < p.limit
 }
+
+// The output buffers (Conn.out, Conn.inflight) and the accumulation buffer
+// (Conn.acc) of a connection are taken from the reactor's spares when the
+// connection has something to hold and given back as soon as it has
+// nothing: an idle connection holds no buffer, however large its last
+// burst was, and a busy one allocates nothing in steady state.
+const (
+	spareSize     = 2 << 10  // a fresh spare's capacity: most replies fit
+	spareMaxCap   = 64 << 10 // larger buffers are left to the collector
+	spareMaxBytes = 4 << 20  // the most the spares hold, per reactor
+)
+
+// spares is a reactor's free list of byte buffers. Loop-only.
+type spares struct {
+	free  [][]byte
+	bytes int
+}
+
+// get returns an empty buffer with room for at least n bytes.
+func (s *spares) get(n int) []byte {
+	for i := len(s.free) - 1; i >= 0 && i >= len(s.free)-4; i-- {
+		if b := s.free[i]; cap(b) >= n {
+			last := len(s.free) - 1
+			s.free[i] = s.free[last]
+			s.free[last] = nil
+			s.free = s.free[:last]
+			s.bytes -= cap(b)
+			return b
+		}
+	}
+	return make([]byte, 0, max(n, spareSize))
+}
+
+// put keeps b for reuse if it is not too large and the spares have room.
+func (s *spares) put(b []byte) {
+	if cap(b) == 0 || cap(b) > spareMaxCap || s.bytes+cap(b) > spareMaxBytes {
+		return
+	}
+	s.free = append(s.free, b[:0])
+	s.bytes += cap(b)
+}

@@ -85,6 +85,9 @@ func (r *Reactor) finish(c *Conn, cause error) {
 		r.h.OnClose(c, cause)
 	}
 	c.fd = -1
+	r.spare.put(c.acc)
+	r.spare.put(c.out)
+	r.spare.put(c.inflight)
 	c.acc, c.out, c.inflight = nil, nil, nil
 	r.conns[c.index] = nil
 	r.free = append(r.free, c.index)

@@ -40,14 +40,17 @@ type BufferConfig struct {
 	Count int
 	// Size is the size of each buffer in bytes, at least 64, at most 1 MiB.
 	Size int
-	// Populate (io_uring engine) takes the buffers' memory from the system
-	// at start instead of page by page as receives first fill them. The
-	// buffers are reused, never freed while the reactor runs, and the
-	// first burst that fills them all (a load peak, an attack) would leave
-	// RSS that much higher for good; populated, RSS shows the node's real
-	// footprint from the start, which is what a container's memory limit
-	// must be set against. The ingest server sets it.
-	Populate bool
+	// Lazy (io_uring engine) leaves the buffers' pages to be taken from
+	// the system as receives first fill them, instead of at start. The
+	// kernel hands out the ring's buffers in turn, so even a lightly
+	// loaded reactor soon has touched every one, and the buffers are
+	// reused, never freed while the reactor runs: by default their memory
+	// is taken at start, so RSS shows the reactor's real footprint from
+	// the beginning (what a container's memory limit must be set
+	// against) instead of creeping up with the first bursts and staying
+	// there. Lazy suits a process that starts many reactors it may not
+	// use.
+	Lazy bool
 }
 
 // Config configures a Group of reactors. The zero value is valid: one

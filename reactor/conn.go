@@ -145,6 +145,9 @@ func (c *Conn) Write(p []byte) (int, error) {
 		c.r.stats.outputFull.Add(1)
 		return 0, ErrOutputFull
 	}
+	if cap(c.out) == 0 {
+		c.out = c.r.spare.get(len(p))
+	}
 	c.out = append(c.out, p...)
 	c.r.markDirty(c)
 	return len(p), nil

@@ -23,3 +23,7 @@ func BufferRegion(g *Group, i int) uintptr {
 	}
 	return 0
 }
+
+// HeldBuffers returns the bytes of buffer capacity c holds for input and
+// output (loop-only: call it from a Post).
+func HeldBuffers(c *Conn) int { return cap(c.acc) + cap(c.out) + cap(c.inflight) }

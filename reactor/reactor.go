@@ -35,6 +35,7 @@ type Reactor struct {
 	log   *slog.Logger
 	epoch time.Time
 	eng   engine
+	spare spares // output and accumulation buffers of idle connections go back here
 
 	// Fixed after start.
 	tid   int64

@@ -53,6 +53,11 @@ func (r *Reactor) readEnded(c *Conn, cause error) {
 	c.eof = true
 	switch {
 	case cause == io.EOF:
+		if c.state == stateOpen && c.readStopped() && len(c.acc) > c.accOff {
+			// Bytes received after reading stopped wait for the resume:
+			// restart presents them, then closes.
+			return
+		}
 		if c.state == stateOpen {
 			r.closeGraceful(c, io.EOF)
 		}
@@ -88,13 +93,13 @@ func (r *Reactor) deliver(c *Conn, view []byte, id int32) {
 		// Received before the pause took effect: keep it for the resume,
 		// without calling the handler. Bounded by the receives already in
 		// flight when the stop landed, so MaxInput is not applied here.
-		c.acc = append(c.acc, view...)
+		r.appendInput(c, view)
 		r.eng.releaseBuffer(id)
 		return
 	}
 	if len(c.acc) == c.accOff {
 		// Fast path: the handler reads straight from the receive buffer.
-		c.acc, c.accOff = c.acc[:0], 0
+		r.dropInput(c)
 		c.curBuf, c.held, c.inAcc = id, false, false
 		n := r.callData(c, view)
 		c.curBuf = -1
@@ -140,8 +145,18 @@ func (r *Reactor) keep(c *Conn, b []byte) bool {
 	return true
 }
 
+// dropInput gives the emptied accumulation buffer back: a connection
+// holds none while it has no input kept.
+func (r *Reactor) dropInput(c *Conn) {
+	r.spare.put(c.acc)
+	c.acc, c.accOff = nil, 0
+}
+
 // appendInput appends b to the accumulation buffer, compacting first.
 func (r *Reactor) appendInput(c *Conn, b []byte) {
+	if cap(c.acc) == 0 {
+		c.acc = r.spare.get(len(b))
+	}
 	if c.accOff > 0 && len(c.acc)+len(b) > cap(c.acc) {
 		n := copy(c.acc, c.acc[c.accOff:])
 		c.acc, c.accOff = c.acc[:n], 0
@@ -167,7 +182,7 @@ func (r *Reactor) redeliver(c *Conn) {
 	}
 	c.accOff += n
 	if c.accOff == len(c.acc) {
-		c.acc, c.accOff = c.acc[:0], 0
+		r.dropInput(c)
 	}
 }
 
@@ -199,6 +214,13 @@ func (r *Reactor) restart(c *Conn) {
 		// Input the handler left while it could not take it gets another
 		// look now; nothing else would present it if the peer sends no more.
 		r.redeliver(c)
+	}
+	if c.eof {
+		// The peer's FIN came while reading was stopped.
+		if c.state == stateOpen && !c.readStopped() {
+			r.closeGraceful(c, io.EOF)
+		}
+		return
 	}
 	if c.state == stateOpen && !c.readStopped() {
 		r.stats.rearms.Add(1)

@@ -80,7 +80,11 @@ func (r *Reactor) sendDone(c *Conn, n int) {
 		c.inflight = c.inflight[:0]
 		r.startSend(c)
 	default:
-		c.inflight, c.sent = c.inflight[:0], 0
+		// Everything is out: the connection holds no output buffer while
+		// it has nothing to send.
+		r.spare.put(c.inflight)
+		r.spare.put(c.out)
+		c.inflight, c.out, c.sent = nil, nil, 0
 	}
 	if c.state == stateClosed {
 		return // a send that completed at once failed and closed c (epoll)
@@ -95,7 +99,8 @@ func (r *Reactor) sendDone(c *Conn, n int) {
 // connection is closed and its unsent output dropped.
 func (r *Reactor) sendFailed(c *Conn, err error) {
 	c.sending = false
-	c.inflight, c.sent = c.inflight[:0], 0
+	r.spare.put(c.inflight)
+	c.inflight, c.sent = nil, 0
 	if c.state == stateOpen || c.state == stateClosing {
 		r.closeNow(c, opError("write", c, err))
 	}

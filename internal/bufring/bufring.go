@@ -48,8 +48,9 @@ type Config struct {
 	Count int
 	// Size is the size of each buffer in bytes, at least 64, at most 1 MiB.
 	Size int
-	// Populate maps every buffer page at once (see reactor.BufferConfig).
-	Populate bool
+	// Lazy leaves the buffer pages unmapped until the kernel first fills
+	// them (see reactor.BufferConfig); by default they are mapped at once.
+	Lazy bool
 }
 
 // Check reports whether cfg (with defaults for zero fields) is valid.

@@ -22,7 +22,7 @@ func New(cfg Config) (*Ring, error) {
 		return nil, fmt.Errorf("bufring: mapping %d ring entries: %w", cfg.Count, err)
 	}
 	flags := unix.MAP_ANONYMOUS | unix.MAP_PRIVATE
-	if cfg.Populate {
+	if !cfg.Lazy {
 		flags |= unix.MAP_POPULATE
 	}
 	mem, err := unix.Mmap(-1, 0, cfg.Count*cfg.Size, unix.PROT_READ|unix.PROT_WRITE, flags)

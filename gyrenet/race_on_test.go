@@ -1,0 +1,5 @@
+//go:build race
+
+package gyrenet_test
+
+const raceEnabled = true
