@@ -68,7 +68,9 @@ func Test0RTTAcrossRestart(t *testing.T) {
 	}
 	sink := newRecSink()
 	b := startBridge(t, Config{TicketKeys: keys2}, ingest.DispatcherConfig{}, sink)
-	const delay = 800 * time.Millisecond
+	// Long enough that a 0-RTT packet lost under load and resent after a
+	// probe timeout (or two) still arrives before the held-back handshake.
+	const delay = 2 * time.Second
 	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
