@@ -9,7 +9,7 @@ func (r *Reactor) closeGraceful(c *Conn, cause error) {
 	c.cause = cause
 	c.closedFlag.Store(true)
 	r.stopRead(c)
-	c.flushDeadline = r.now + int64(r.cfg.FlushTimeout)
+	c.closeBy = r.now + int64(r.cfg.FlushTimeout)
 	r.schedule(c)
 	if len(c.out) > 0 {
 		r.markDirty(c)
@@ -55,16 +55,16 @@ func (r *Reactor) maybeFinish(c *Conn) {
 			// Everything is sent: queue FIN and read until the peer closes,
 			// so unread input does not turn our close into an RST.
 			c.state = stateLinger
-			c.lingerUntil = r.now + int64(r.cfg.LingerTimeout)
+			c.closeBy = r.now + int64(r.cfg.LingerTimeout)
 			r.eng.shutdownWrite(c)
 			r.schedule(c)
 			r.armLinger(c)
-			if c.lingerUntil > r.now {
+			if c.closeBy > r.now {
 				return
 			}
 		}
 	case stateLinger:
-		if !c.eof && r.now < c.lingerUntil {
+		if !c.eof && r.now < c.closeBy {
 			return
 		}
 	}

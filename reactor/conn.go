@@ -42,6 +42,8 @@ type Conn struct {
 	readable  bool // epoll: input may be waiting (an edge not yet read to EAGAIN)
 	inReady   bool // epoll: queued on the ready list
 	hup       bool // epoll: the peer's FIN or an error was reported
+	// closedFlag: Closed, for other goroutines (fits the padding here).
+	closedFlag atomic.Bool
 
 	// Input kept between OnData calls: acc[accOff:] is unconsumed.
 	acc    []byte
@@ -64,15 +66,16 @@ type Conn struct {
 	lastActive     int64 // reactor clock, ns
 	readTimeoutAt  int64 // SetReadTimeoutAt; 0: none
 	writeTimeoutAt int64 // SetWriteTimeoutAt; 0: none
-	flushDeadline  int64
-	lingerUntil    int64
+	closeBy        int64 // stateClosing: the flush deadline; stateLinger: the end of lingering
 	timerAt        int64 // when this connection's timer entry fires; 0: none
 
-	local, remote net.Addr
-	ctx           any
-
-	closedFlag atomic.Bool
+	addrs *connAddrs // looked up when first asked for
+	ctx   any
 }
+
+// connAddrs is a connection's addresses, kept apart from Conn so that the
+// many connections nobody asks about do not carry two empty interfaces.
+type connAddrs struct{ local, remote net.Addr }
 
 // ID identifies the connection in logs: unique among the reactor's open
 // connections and not reused for a long time. Safe for concurrent use.
@@ -105,19 +108,25 @@ func (c *Conn) Closed() bool { return c.closedFlag.Load() }
 // LocalAddr returns the local address (looked up once, then cached).
 // Loop-only.
 func (c *Conn) LocalAddr() net.Addr {
-	if c.local == nil {
-		c.local = c.addr(false)
+	if c.addrs == nil {
+		c.addrs = &connAddrs{}
 	}
-	return c.local
+	if c.addrs.local == nil {
+		c.addrs.local = c.addr(false)
+	}
+	return c.addrs.local
 }
 
 // RemoteAddr returns the peer's address (looked up once, then cached).
 // Loop-only.
 func (c *Conn) RemoteAddr() net.Addr {
-	if c.remote == nil {
-		c.remote = c.addr(true)
+	if c.addrs == nil {
+		c.addrs = &connAddrs{}
 	}
-	return c.remote
+	if c.addrs.remote == nil {
+		c.addrs.remote = c.addr(true)
+	}
+	return c.addrs.remote
 }
 
 func (c *Conn) addr(peer bool) net.Addr {

@@ -35,10 +35,10 @@ func (r *Reactor) nextDeadline(c *Conn) int64 {
 	consider(c.writeTimeoutAt)
 	switch c.state {
 	case stateClosing:
-		consider(c.flushDeadline)
+		consider(c.closeBy)
 	case stateLinger:
 		if !c.eof {
-			consider(c.lingerUntil)
+			consider(c.closeBy)
 		}
 	}
 	return when
@@ -86,7 +86,7 @@ func (r *Reactor) expire(c *Conn) {
 			r.closeGraceful(c, ErrIdleTimeout)
 		}
 	case stateClosing:
-		if now >= c.flushDeadline {
+		if now >= c.closeBy {
 			r.closeNow(c, ErrFlushTimeout)
 		}
 	case stateLinger:

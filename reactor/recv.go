@@ -27,7 +27,7 @@ func (r *Reactor) armLinger(c *Conn) {
 		return
 	}
 	if !r.eng.startRead(c) {
-		c.lingerUntil = r.now
+		c.closeBy = r.now
 	}
 }
 
@@ -76,7 +76,7 @@ func (r *Reactor) afterRead(c *Conn) {
 		r.stats.rearms.Add(1)
 		r.armRecv(c)
 	}
-	if !c.reading && c.state == stateLinger && !c.eof && r.now < c.lingerUntil {
+	if !c.reading && c.state == stateLinger && !c.eof && r.now < c.closeBy {
 		r.armLinger(c)
 	}
 	r.maybeFinish(c)
