@@ -339,8 +339,8 @@ type reactorState struct {
 	wakeAsked bool              // wakeFn is queued with Reactor.Later
 
 	blocked []*tcpConn // waiting for queue room (block policy)
-	conns   map[*tcpConn]struct{}
-	small   [][]byte // free small reassembly buffers (see reassembly.go)
+	conns   []*tcpConn // open connections; tcpConn.slot is the index
+	small   [][]byte   // free small reassembly buffers (see reassembly.go)
 }
 
 // schedule asks the reactor to run flush. Safe for concurrent use; called
@@ -421,10 +421,8 @@ func (h *tcpHandler) OnOpen(c *reactor.Conn) {
 	rs := h.s.rs[c.Reactor().ID()]
 	tc := &tcpConn{c: c, rs: rs, dec: NewDecoder(h.s.cfg.MaxPayload), id: c.ID()}
 	c.SetContext(tc)
-	if rs.conns == nil {
-		rs.conns = make(map[*tcpConn]struct{})
-	}
-	rs.conns[tc] = struct{}{}
+	tc.slot = int32(len(rs.conns))
+	rs.conns = append(rs.conns, tc)
 	h.s.stats.connsAccepted.Add(1)
 }
 
@@ -437,7 +435,7 @@ func (h *tcpHandler) OnClose(c *reactor.Conn, cause error) {
 	if tc == nil {
 		return
 	}
-	delete(tc.rs.conns, tc)
+	tc.rs.forget(tc)
 	tc.dropPart()
 	h.s.stats.connsActive.Add(-1)
 	if tc.slow {
@@ -488,17 +486,18 @@ type tcpConn struct {
 	partHeld int64 // frame budget bytes held for part (a budget buffer)
 	// skip is the payload of a refused frame still to be discarded.
 	skip int
-	// frameClock: part holds an unfinished frame and the read deadline
-	// (FrameTimeout) runs for it.
-	frameClock bool
 
 	inflight int    // messages pushed and not yet reported
 	acked    uint64 // highest seq acknowledged on the wire
-	draining bool
-	blocked  bool
-	slow     bool // closed for not reading its replies
+	// frameClock: part holds an unfinished frame and the read deadline
+	// (FrameTimeout) runs for it.
+	frameClock bool
+	draining   bool
+	blocked    bool
+	slow       bool  // closed for not reading its replies
+	slot       int32 // index in rs.conns
 	// Pushed during the current onData, published by publishCounts.
-	pushedMsgs, pushedBytes int
+	pushedMsgs, pushedBytes int32
 	queued                  atomic.Int64 // payload bytes in the shard (for shed)
 
 	// Completions from the worker. The common case (success) touches only
@@ -508,11 +507,19 @@ type tcpConn struct {
 	inReady   atomic.Bool
 	doneSeq   atomic.Uint64
 	doneCount atomic.Int64
-	failed    []uint64 // (mu)
 	// Taken from the worker's fields by flush, then reported (loop).
 	tDoneSeq   uint64
 	tDoneCount int
-	tFailed    []uint64
+	// fails holds the seqs the sink failed to store, until they are
+	// NACKed; allocated at the first failure, so the many connections that
+	// never see one do not carry two slices.
+	fails *sinkFailures
+}
+
+// sinkFailures is a connection's failed seqs: failed from the worker
+// (under rs.mu), taken into taken by flush and NACKed from there (loop).
+type sinkFailures struct {
+	failed, taken []uint64
 }
 
 // ID identifies the producer in sink records.
@@ -523,7 +530,10 @@ func (tc *tcpConn) Done(seq uint64, size int, err error) {
 	if err != nil {
 		tc.queued.Add(-int64(size))
 		tc.rs.mu.Lock()
-		tc.failed = append(tc.failed, seq)
+		if tc.fails == nil {
+			tc.fails = &sinkFailures{}
+		}
+		tc.fails.failed = append(tc.fails.failed, seq)
 		tc.rs.mu.Unlock()
 		tc.completed(1)
 		return
@@ -561,7 +571,9 @@ func (tc *tcpConn) takeDone() {
 	tc.inReady.Store(false) // a Done from now on queues the connection again
 	tc.tDoneSeq = max(tc.tDoneSeq, tc.doneSeq.Load())
 	tc.tDoneCount += int(tc.doneCount.Swap(0))
-	tc.tFailed, tc.failed = append(tc.tFailed[:0], tc.failed...), tc.failed[:0]
+	if f := tc.fails; f != nil {
+		f.taken, f.failed = append(f.taken[:0], f.failed...), f.failed[:0]
+	}
 }
 
 // report writes what takeDone collected: NACKs before the ACK that covers
@@ -570,18 +582,21 @@ func (tc *tcpConn) report() {
 	st := &tc.rs.s.stats
 	tc.inflight -= tc.tDoneCount
 	tc.tDoneCount = 0
+	var taken []uint64
+	if tc.fails != nil {
+		taken = tc.fails.taken
+		tc.fails.taken = taken[:0]
+	}
 	if tc.c.Closed() {
-		tc.tFailed = tc.tFailed[:0]
 		return
 	}
 	var buf [HeaderSize + 2 + 64]byte
-	for _, seq := range tc.tFailed {
+	for _, seq := range taken {
 		// Nothing of a failed sink write is stored (the file sink cuts what
 		// it wrote back off): the client should go elsewhere and resend.
 		tc.send(AppendNack(buf[:0], seq, NackStorageUnavailable, "sink write failed"))
 		st.nack(NackStorageUnavailable)
 	}
-	tc.tFailed = tc.tFailed[:0]
 	if tc.tDoneSeq > tc.acked {
 		tc.acked = tc.tDoneSeq
 		tc.send(AppendAck(buf[:0], tc.acked))
@@ -720,8 +735,8 @@ func (tc *tcpConn) pushRun(frames []byte, r *run, locked *bool) (int, bool) {
 	}
 	if sh.pushRunLocked(tc, frames, r.count, r.lastSeq, r.bytes) == nil {
 		tc.inflight += r.count
-		tc.pushedMsgs += r.count
-		tc.pushedBytes += r.bytes
+		tc.pushedMsgs += int32(r.count)
+		tc.pushedBytes += int32(r.bytes)
 		return len(frames), true
 	}
 	prev := r.lastSeqBefore
@@ -833,7 +848,7 @@ func (tc *tcpConn) take(f Frame, locked *bool) bool {
 		if err == nil {
 			tc.inflight++
 			tc.pushedMsgs++
-			tc.pushedBytes += len(f.Payload)
+			tc.pushedBytes += int32(len(f.Payload))
 			return true
 		}
 		tc.rs.unlockPush()
@@ -932,10 +947,21 @@ func (tc *tcpConn) refused(f Frame, err error) bool {
 	return true
 }
 
+// forget removes a closed connection from conns (the last one takes its
+// slot).
+func (rs *reactorState) forget(tc *tcpConn) {
+	last := len(rs.conns) - 1
+	moved := rs.conns[last]
+	rs.conns[tc.slot] = moved
+	moved.slot = tc.slot
+	rs.conns[last] = nil
+	rs.conns = rs.conns[:last]
+}
+
 // biggest returns the open connection with the most queued bytes.
 func (rs *reactorState) biggest() *tcpConn {
 	var best *tcpConn
-	for tc := range rs.conns {
+	for _, tc := range rs.conns {
 		if tc.c.Closed() {
 			continue
 		}
