@@ -10,7 +10,7 @@ NOORACLE  = $$($(GO) list ./... | grep -v /internal/uring$$)
 ORACLE_FLAGS := -ldflags=-checklinkname=0
 # the suites that run once more on the epoll engine (io_uring is the
 # default here): everything that serves connections
-ENGINE_PKGS := ./reactor/ ./acceptor/ ./gyrenet/ ./ingest/ ./quicbridge/ ./cmd/...
+ENGINE_PKGS := ./reactor/ ./acceptor/ ./gyrenet/ ./http1/ ./ingest/ ./quicbridge/ ./cmd/...
 BIN       := bin
 STATICCHECK_VERSION := v0.8.2
 
@@ -23,8 +23,8 @@ build:
 
 ## test: what CI runs. vet; the whole suite with the race detector on the
 ## engine Auto picks (io_uring here), then the serving suites again on
-## epoll (GYRE_ENGINE, see reactor.EngineAuto) and the reactor and gyrenet
-## suites on the net engine; the zero-allocation tests without -race (the race detector
+## epoll (GYRE_ENGINE, see reactor.EngineAuto) and the reactor, gyrenet and
+## http1 suites on the net engine; the zero-allocation tests without -race (the race detector
 ## allocates, so they skip under it); a fresh module outside the repo that
 ## imports every public package with a plain go build, and builds for
 ## darwin and freebsd; a short fuzz run of the ingest frame decoder; the
@@ -35,8 +35,8 @@ test:
 	$(GO) test -race -count=1 -timeout 14m $(NOORACLE)
 	$(GO) test -race -count=1 $(ORACLE_FLAGS) ./internal/uring/
 	GYRE_ENGINE=epoll $(GO) test -race -count=1 -timeout 10m $(ENGINE_PKGS)
-	GYRE_ENGINE=net $(GO) test -race -count=1 -timeout 5m ./reactor/ ./gyrenet/
-	$(GO) test -count=1 -run 'Alloc' -v ./reactor/ ./gyrenet/ ./ingest/ ./cmd/ingest-load/ | grep -E '^(=== RUN|--- |ok|FAIL|PASS)'
+	GYRE_ENGINE=net $(GO) test -race -count=1 -timeout 5m ./reactor/ ./gyrenet/ ./http1/
+	$(GO) test -count=1 -run 'Alloc' -v ./reactor/ ./gyrenet/ ./http1/ ./ingest/ ./cmd/ingest-load/ | grep -E '^(=== RUN|--- |ok|FAIL|PASS)'
 	./scripts/check-importable.sh
 	$(GO) test -run '^$$' -fuzz '^FuzzDecoder$$' -fuzztime 15s ./ingest/
 	cd bench && $(GO) vet ./... && $(GO) test -count=1 ./...
