@@ -1,6 +1,9 @@
 package reactor
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+	"time"
+)
 
 // bufPool hands out the receive buffers of the engines that read with
 // read(2) or package net (epoll, net), by ID so that a Lease works the same
@@ -62,14 +65,52 @@ func (p *bufPool) available() bool {
 
 // The output buffers (Conn.out, Conn.inflight) and the accumulation buffer
 // (Conn.acc) of a connection are taken from the reactor's spares when the
-// connection has something to hold and given back as soon as it has
-// nothing: an idle connection holds no buffer, however large its last
-// burst was, and a busy one allocates nothing in steady state.
+// connection first has something to hold, kept while it is busy, and given
+// back once it has been quiet for sweepQuiet (sweepSpares, every
+// sweepEvery while any connection holds buffers): an idle connection holds
+// no buffer, however large its last burst was, and a busy one neither
+// allocates nor regrows its buffers.
 const (
 	spareSize     = 2 << 10  // a fresh spare's capacity: most replies fit
 	spareMaxCap   = 64 << 10 // larger buffers are left to the collector
 	spareMaxBytes = 4 << 20  // the most the spares hold, per reactor
+	sweepEvery    = 500 * time.Millisecond
+	sweepQuiet    = 500 * time.Millisecond
 )
+
+// armSweep schedules a sweep if none is: a connection now holds buffers.
+func (r *Reactor) armSweep() {
+	if !r.sweeping {
+		r.sweeping = true
+		r.timers.add(timerEntry{when: r.now + int64(sweepEvery), index: sweepIndex})
+	}
+}
+
+// sweepSpares takes back the buffers of connections that have nothing
+// buffered, nothing in flight and no activity for sweepQuiet, and schedules
+// the next sweep while some connection still holds buffers. It visits
+// every connection: a few nanoseconds each, twice a second.
+func (r *Reactor) sweepSpares() {
+	r.sweeping = false
+	holding := false
+	quietSince := r.now - int64(sweepQuiet)
+	for _, c := range r.conns {
+		if c == nil || cap(c.acc)+cap(c.out)+cap(c.inflight) == 0 {
+			continue
+		}
+		if c.sending || len(c.out) > 0 || len(c.acc) > c.accOff || c.lastActive > quietSince {
+			holding = true
+			continue
+		}
+		r.spare.put(c.acc)
+		r.spare.put(c.out)
+		r.spare.put(c.inflight)
+		c.acc, c.accOff, c.out, c.inflight, c.sent = nil, 0, nil, nil, 0
+	}
+	if holding {
+		r.armSweep()
+	}
+}
 
 // spares is a reactor's free list of byte buffers. Loop-only.
 type spares struct {

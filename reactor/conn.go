@@ -156,6 +156,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 	}
 	if cap(c.out) == 0 {
 		c.out = c.r.spare.get(len(p))
+		c.r.armSweep()
 	}
 	c.out = append(c.out, p...)
 	c.r.markDirty(c)

@@ -50,6 +50,10 @@ func (r *Reactor) runTimers() {
 		if !ok {
 			return
 		}
+		if e.index == sweepIndex {
+			r.sweepSpares()
+			continue
+		}
 		if e.index == tickIndex {
 			if d := r.tk.OnTick(r); d > 0 {
 				r.timers.add(timerEntry{when: r.now + int64(d), index: tickIndex})

@@ -36,6 +36,9 @@ type Reactor struct {
 	epoch time.Time
 	eng   engine
 	spare spares // output and accumulation buffers of idle connections go back here
+	// sweeping: a sweep of quiet connections' buffers is scheduled
+	// (sweepIndex), because some connection holds buffers.
+	sweeping bool
 
 	// Fixed after start.
 	tid   int64

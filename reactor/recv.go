@@ -145,17 +145,17 @@ func (r *Reactor) keep(c *Conn, b []byte) bool {
 	return true
 }
 
-// dropInput gives the emptied accumulation buffer back: a connection
-// holds none while it has no input kept.
+// dropInput empties the accumulation buffer; sweepSpares takes it back
+// once the connection has been quiet for a while.
 func (r *Reactor) dropInput(c *Conn) {
-	r.spare.put(c.acc)
-	c.acc, c.accOff = nil, 0
+	c.acc, c.accOff = c.acc[:0], 0
 }
 
 // appendInput appends b to the accumulation buffer, compacting first.
 func (r *Reactor) appendInput(c *Conn, b []byte) {
 	if cap(c.acc) == 0 {
 		c.acc = r.spare.get(len(b))
+		r.armSweep()
 	}
 	if c.accOff > 0 && len(c.acc)+len(b) > cap(c.acc) {
 		n := copy(c.acc, c.acc[c.accOff:])

@@ -80,11 +80,20 @@ func (r *Reactor) sendDone(c *Conn, n int) {
 		c.inflight = c.inflight[:0]
 		r.startSend(c)
 	default:
-		// Everything is out: the connection holds no output buffer while
-		// it has nothing to send.
-		r.spare.put(c.inflight)
-		r.spare.put(c.out)
-		c.inflight, c.out, c.sent = nil, nil, 0
+		// Everything is out. Buffers of a spare's size go back at once,
+		// so a request-response connection holds none between requests
+		// and a burst over many connections needs few. Larger ones, grown
+		// by a stream, stay while the connection is busy (it would regrow
+		// them on every burst); sweepSpares takes them back once it has
+		// been quiet for a while.
+		c.sent = 0
+		if cap(c.inflight) <= spareSize && cap(c.out) <= spareSize {
+			r.spare.put(c.inflight)
+			r.spare.put(c.out)
+			c.inflight, c.out = nil, nil
+		} else {
+			c.inflight = c.inflight[:0]
+		}
 	}
 	if c.state == stateClosed {
 		return // a send that completed at once failed and closed c (epoll)

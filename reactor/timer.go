@@ -11,8 +11,11 @@ type timerEntry struct {
 	gen   uint32
 }
 
-// tickIndex marks the Ticker's entry.
-const tickIndex = ^uint32(0)
+// tickIndex marks the Ticker's entry, sweepIndex the spare-buffer sweep's.
+const (
+	tickIndex  = ^uint32(0)
+	sweepIndex = ^uint32(0) - 1
+)
 
 // timerHeap is a binary min-heap on when. Hand-written rather than
 // container/heap so that pushing does not box entries (no allocation).
