@@ -292,14 +292,17 @@ func (s *stream) readLoop() ending {
 func (s *stream) afterRead() {
 	s.mu.Lock()
 	s.inRead = false
-	if !s.writing && !s.dead && !s.finished && s.c.handshook.Load() && s.pendingLocked() {
+	if len(s.out) == 0 && !s.writing && !s.dead && !s.finished && s.c.handshook.Load() && s.doneSeq > s.acked {
+		// Only an ACK is due: 16 bytes, cumulative. NACKs and PONGs go
+		// through a writer goroutine, so that a client that does not read
+		// them blocks that goroutine, not this reader, and reply can
+		// detect it (maxPendingOutput).
 		s.writing = true
-		for s.pendingLocked() && !s.dead {
-			s.writeLocked()
-		}
+		s.writeLocked()
 		s.writing = false
 		s.cond.Broadcast()
 	}
+	s.kickLocked() // whatever is still due
 	s.mu.Unlock()
 }
 
