@@ -14,7 +14,7 @@ ENGINE_PKGS := ./reactor/ ./acceptor/ ./gyrenet/ ./http1/ ./ingest/ ./quicbridge
 BIN       := bin
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all build test test-short test-hostile lint run bench bench-http bench-ingest bench-quic clean
+.PHONY: all build test test-short test-hostile lint run bench bench-http bench-httpfw bench-ingest bench-quic clean
 
 all: build
 
@@ -93,6 +93,12 @@ bench-full:
 ## bench-http: gyre vs net, HTTP fixed response under wrk, pinned cores.
 bench-http: build
 	./scripts/bench-http.sh
+
+## bench-httpfw: the HTTP-framework workload (issue 11): gyre-http native and
+## net/http faces vs net/http, fasthttp and nbhttp under wrk on pinned cores,
+## plus memory per idle keep-alive connection (see docs/benchmarks.md).
+bench-httpfw:
+	./scripts/bench-httpfw.sh
 
 ## bench-ingest: ingestd vs the net-package baseline under ingest-load,
 ## pinned cores (see docs/benchmarks.md).
