@@ -1,6 +1,7 @@
 package http1
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -50,13 +51,20 @@ const (
 // reactor; a handler whose client does not read blocks in Write once the
 // connection's output is over the reactor's WriteHighWater, until it
 // drains. It implements http.Flusher (and FlushError, for
-// http.ResponseController); not http.Hijacker (see docs/http.md).
+// http.ResponseController) and http.Hijacker: the hijacked net.Conn
+// reads and writes through the reactor with blocking calls and deadlines,
+// so WebSocket libraries work on it (see exchange.Hijack's rules).
 //
 // Request.Context is canceled when ServeHTTP returns, when the connection
-// closes (a write fails, a timeout, Server.Close, the Shutdown deadline),
-// and when a body read fails. The server does not read from a connection
-// while its request is being served, so a client that merely closes its
-// side is noticed when the response is written, not before.
+// closes (the client closes or resets it, a write fails, a timeout,
+// Server.Close, the Shutdown deadline), and when a body read fails. Once
+// the request has been read the connection keeps reading while the
+// handler runs, to see the client go away, until bytes of a next
+// (pipelined) request arrive; as in net/http, a client's FIN behind such
+// bytes is seen only after the response. Unlike net/http, a client that
+// only half-closes (shuts down its sending side) is gone as well: the
+// reactor closes a connection at the peer's FIN, so its response is not
+// sent.
 type NetHTTP struct {
 	// Handler serves the requests; nil means http.DefaultServeMux.
 	Handler http.Handler
@@ -81,6 +89,9 @@ type NetHTTP struct {
 	bodyBuffer int
 	base       context.Context
 	handler    http.Handler
+
+	hjMu    sync.Mutex
+	hjLoops map[*reactor.Reactor]*hijackLoop // per reactor, made at its first Hijack
 }
 
 var _ Handler = (*NetHTTP)(nil)
@@ -123,7 +134,27 @@ func (a *NetHTTP) ServeHTTP1(w *Response, r *Request) {
 		w.AddHeader("Connection", "close")
 		_, _ = w.WriteString("503 Service Unavailable")
 		_ = w.End()
+		return
 	}
+	x.watchLater(w.cn)
+}
+
+// watchLater keeps the connection reading while the handler runs, once
+// the request has been read whole, so that the client going away (its
+// FIN or a reset) closes the connection and cancels the request's
+// context, as net/http's background read does. The connection pauses
+// (pauseWait) as the request ends; at the end of this loop iteration the
+// pause is lifted. Bytes that arrive meanwhile (a pipelined request)
+// pause it again and wait, and the peer's FIN behind them is then only
+// seen after the response, as in net/http. Loop-only.
+func (x *exchange) watchLater(cn *conn) {
+	c, seq := cn.c, cn.resp.seq
+	cn.ls.r.Later(func() {
+		if cn.c != c || cn.resp.seq != seq || cn.resp.ended || cn.in != inDone || cn.pause != pauseWait {
+			return
+		}
+		cn.clearPause(pauseWait)
+	})
 }
 
 // exchange is one request served by a worker. Fields marked (loop) are
@@ -147,6 +178,7 @@ type exchange struct {
 	failed      error // a write that failed: every later one fails too
 	shipped     bool  // bytes went to the reactor: the head is out
 	highWater   int
+	hijacked    bool // Hijack succeeded: the connection is the handler's
 
 	// Between the two.
 	ack       chan error    // the loop's answer to each hand-over
@@ -267,6 +299,9 @@ func (x *exchange) logf(format string, args ...any) {
 // abort closes the connection after a panic, without the rest of the
 // response (as net/http does).
 func (x *exchange) abort() {
+	if x.hijacked {
+		return // the connection is the handler's (net/http leaves it too)
+	}
 	_ = x.post(func(w *Response, r *Request) { w.cn.abort() })
 }
 
@@ -284,7 +319,7 @@ func (x *exchange) WriteHeader(code int) {
 	if code < 100 || code > 999 {
 		panic(fmt.Sprintf("invalid WriteHeader code %v", code))
 	}
-	if x.wroteHeader || code < 200 {
+	if x.wroteHeader || code < 200 || x.hijacked {
 		return
 	}
 	x.wroteHeader = true
@@ -301,6 +336,9 @@ func (x *exchange) WriteHeader(code int) {
 // Write gathers p and hands it to the reactor in 4 KiB pieces, blocking
 // while the connection's output is over the high-water mark.
 func (x *exchange) Write(p []byte) (int, error) {
+	if x.hijacked {
+		return 0, http.ErrHijacked
+	}
 	if !x.wroteHeader {
 		x.WriteHeader(200)
 	}
@@ -337,6 +375,9 @@ func (x *exchange) Flush() { _ = x.FlushError() }
 // FlushError is Flush reporting an error (http.ResponseController uses
 // it).
 func (x *exchange) FlushError() error {
+	if x.hijacked {
+		return http.ErrHijacked
+	}
 	if !x.wroteHeader {
 		x.WriteHeader(200)
 	}
@@ -346,8 +387,72 @@ func (x *exchange) FlushError() error {
 	return x.ship(true, false)
 }
 
+// Hijack implements http.Hijacker: the connection becomes the handler's.
+// The returned net.Conn reads and writes through the reactor (blocking
+// calls with deadlines, no goroutine of its own); its Close closes the
+// TCP connection. The bufio.Reader holds the bytes the client sent past
+// the request (up to its 4 KiB), as net/http's does. Hijack fails once
+// the handler has called WriteHeader, Write or Flush (errHijackStarted),
+// a second time with http.ErrHijacked, and while the server is shutting
+// down with ErrServerClosed. After Hijack, Write and FlushError return
+// http.ErrHijacked, the request body fails with http.ErrHijacked, and
+// nothing more is sent for this response. The request's context stays
+// valid until ServeHTTP returns, as in net/http. A streamed body not read
+// to its end is not decoded further: its remaining bytes (with their
+// framing) are read from the net.Conn.
+func (x *exchange) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if x.hijacked {
+		return nil, nil, http.ErrHijacked
+	}
+	if x.wroteHeader || x.shipped || x.failed != nil {
+		return nil, nil, errHijackStarted
+	}
+	var hc *hijackConn
+	err := x.post(func(w *Response, r *Request) {
+		switch {
+		case w.committed:
+			x.ack <- errHijackStarted
+		case w.cn.draining:
+			x.ack <- ErrServerClosed
+		default:
+			hc = x.a.takeOver(w.cn)
+			x.ack <- nil
+		}
+	})
+	if err == nil {
+		select {
+		case err = <-x.ack:
+		case <-x.closedC:
+			err = x.closeErr
+		}
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	x.hijacked = true
+	if b := x.body; b != nil {
+		b.mu.Lock()
+		if b.err == nil {
+			b.err = http.ErrHijacked
+		}
+		b.mu.Unlock()
+		select {
+		case b.notify <- struct{}{}:
+		default:
+		}
+	}
+	br := bufio.NewReader(hc)
+	if n := min(hc.buffered(), br.Size()); n > 0 {
+		_, _ = br.Peek(n) // the bytes past the request move into br, as in net/http
+	}
+	return hc, bufio.NewReadWriter(br, bufio.NewWriter(hc)), nil
+}
+
 // finish ends the response once the handler has returned.
 func (x *exchange) finish() {
+	if x.hijacked {
+		return
+	}
 	if !x.wroteHeader {
 		x.WriteHeader(200)
 	}
@@ -453,6 +558,7 @@ var netBodyFunc = BodyFunc(func(w *Response, r *Request, chunk []byte, err error
 	switch {
 	case err == io.EOF:
 		b.err = io.EOF
+		x.watchLater(w.cn)
 	case err != nil:
 		b.err = err
 		x.cancel()

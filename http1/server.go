@@ -182,25 +182,41 @@ func (h *reactorHandler) OnOpen(c *reactor.Conn) {
 	cn.open(c)
 }
 
+// A connection's context is its *conn, or a *hijackConn once a net/http
+// handler has hijacked it.
+
 func (h *reactorHandler) OnData(c *reactor.Conn, b []byte) int {
-	return c.Context().(*conn).onData(b)
+	if cn, ok := c.Context().(*conn); ok {
+		return cn.onData(b)
+	}
+	return c.Context().(*hijackConn).onData(b)
 }
 
 func (h *reactorHandler) OnClose(c *reactor.Conn, cause error) {
-	if cn, ok := c.Context().(*conn); ok {
+	switch cn := c.Context().(type) {
+	case *conn:
+		c.SetContext(nil)
+		cn.onClose(cause)
+	case *hijackConn:
 		c.SetContext(nil)
 		cn.onClose(cause)
 	}
 }
 
 func (h *reactorHandler) OnPressure(c *reactor.Conn, paused bool) {
-	if cn, ok := c.Context().(*conn); ok {
+	switch cn := c.Context().(type) {
+	case *conn:
+		cn.onPressure(paused)
+	case *hijackConn:
 		cn.onPressure(paused)
 	}
 }
 
 func (h *reactorHandler) OnShutdown(c *reactor.Conn) {
-	if cn, ok := c.Context().(*conn); ok {
+	switch cn := c.Context().(type) {
+	case *conn:
+		cn.onShutdown()
+	case *hijackConn:
 		cn.onShutdown()
 	}
 }
