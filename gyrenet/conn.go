@@ -54,6 +54,8 @@ type Conn struct {
 	resumeReq  bool // a Read drained in: resume reading
 	closeReq   bool // Close: hand over out, then close
 	pressured  bool // the reactor's unsent output is over WriteHighWater
+	// A Read or a Write is waiting (tests synchronise on it).
+	readWaiting, writeWaiting bool
 }
 
 var _ net.Conn = (*Conn)(nil)
@@ -101,9 +103,11 @@ func (c *Conn) Read(p []byte) (int, error) {
 			return 0, err
 		}
 		dl := c.rdl
+		c.readWaiting = true
 		c.mu.Unlock()
 		wait(c.rwake, dl, &c.rtimer)
 		c.mu.Lock()
+		c.readWaiting = false
 	}
 }
 
@@ -145,10 +149,12 @@ func (c *Conn) Write(p []byte) (int, error) {
 			}
 		}
 		dl := c.wdl
+		c.writeWaiting = true
 		c.mu.Unlock()
 		c.rs.queue(c) // the reactor takes out as soon as it may
 		wait(c.wwake, dl, &c.wtimer)
 		c.mu.Lock()
+		c.writeWaiting = false
 	}
 }
 

@@ -94,7 +94,7 @@ func TestEOFAfterBufferedBytes(t *testing.T) {
 		_, _ = client.Write(payload)
 		client.(*net.TCPConn).CloseWrite()
 	}()
-	time.Sleep(200 * time.Millisecond) // the server's read buffer fills and reading pauses
+	waitUntil(t, "the server's read buffer to fill and reading to pause", func() bool { return gyrenet.ReadPaused(server) })
 	_ = server.SetReadDeadline(time.Now().Add(30 * time.Second))
 	got, err := io.ReadAll(server)
 	if err != nil {
@@ -144,7 +144,10 @@ func TestReadDeadline(t *testing.T) {
 	// The zero time clears the deadline.
 	_ = server.SetReadDeadline(time.Time{})
 	go func() {
-		time.Sleep(50 * time.Millisecond)
+		// Write once the Read waits, with no deadline.
+		for deadline := time.Now().Add(5 * time.Second); !gyrenet.ReadWaiting(server) && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
 		_, _ = client.Write([]byte("again"))
 	}()
 	n, err = server.Read(buf)
@@ -163,7 +166,7 @@ func TestDeadlineMovedWhileWaiting(t *testing.T) {
 		_, err := server.Read(make([]byte, 1))
 		done <- err
 	}()
-	time.Sleep(50 * time.Millisecond)
+	waitUntil(t, "the Read to wait", func() bool { return gyrenet.ReadWaiting(server) })
 	_ = server.SetReadDeadline(time.Now().Add(-time.Second)) // how net/http aborts its background read
 	select {
 	case err := <-done:
@@ -178,7 +181,7 @@ func TestDeadlineMovedWhileWaiting(t *testing.T) {
 		_, err := server.Read(make([]byte, 1))
 		done <- err
 	}()
-	time.Sleep(50 * time.Millisecond)
+	waitUntil(t, "the Read to wait", func() bool { return gyrenet.ReadWaiting(server) })
 	_ = server.SetDeadline(time.Now().Add(50 * time.Millisecond))
 	select {
 	case err := <-done:
@@ -232,7 +235,7 @@ func TestCloseWakesRead(t *testing.T) {
 		_, err := server.Read(make([]byte, 10))
 		done <- err
 	}()
-	time.Sleep(50 * time.Millisecond)
+	waitUntil(t, "the Read to wait", func() bool { return gyrenet.ReadWaiting(server) })
 	if err := server.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -266,7 +269,7 @@ func TestCloseWakesWrite(t *testing.T) {
 		_, err := server.Write(make([]byte, 64<<20))
 		done <- err
 	}()
-	time.Sleep(200 * time.Millisecond)
+	waitUntil(t, "the Write to wait", func() bool { return gyrenet.WriteWaiting(server) })
 	select {
 	case err := <-done:
 		t.Fatalf("Write to a peer that does not read returned: %v", err)

@@ -28,15 +28,16 @@ var ErrPeerClosed = fmt.Errorf("gyrenet: connection ended by the peer's FIN: %w"
 // closed (Done is then closed). Shutdown also closes the connections, and
 // waits for the reactors.
 type Listener struct {
-	cfg     Config
-	g       *reactor.Group
-	a       *acceptor.Acceptor
-	addr    net.Addr        // set once Listen returns; the loops use bind
-	bind    string          // the address asked for: fixed before the reactors start
-	rs      []*reactorState // by reactor ID; fixed before accepting
-	acceptq chan *Conn
-	closedC chan struct{} // closed by Close
-	done    chan struct{} // closed once the reactors have stopped
+	cfg       Config
+	g         *reactor.Group
+	a         *acceptor.Acceptor
+	addr      net.Addr        // set once Listen returns; the loops use bind
+	bind      string          // the address asked for: fixed before the reactors start
+	rs        []*reactorState // by reactor ID; fixed before accepting
+	acceptq   chan *Conn
+	accepting atomic.Int32  // Accepts waiting (tests synchronise on it)
+	closedC   chan struct{} // closed by Close
+	done      chan struct{} // closed once the reactors have stopped
 
 	mu       sync.Mutex
 	closed   bool
@@ -137,6 +138,8 @@ func (l *Listener) Accept() (net.Conn, error) {
 		return nil, l.opError("accept", net.ErrClosed)
 	default:
 	}
+	l.accepting.Add(1)
+	defer l.accepting.Add(-1)
 	select {
 	case c := <-l.acceptq:
 		return c, nil

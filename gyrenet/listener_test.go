@@ -19,7 +19,7 @@ func TestCloseWakesAccept(t *testing.T) {
 		_, err := l.Accept()
 		done <- err
 	}()
-	time.Sleep(50 * time.Millisecond)
+	waitUntil(t, "the Accept to wait", func() bool { return gyrenet.AcceptWaiting(l) })
 	if err := l.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -55,7 +55,7 @@ func TestCloseKeepsAcceptedConns(t *testing.T) {
 	l := listen(t, gyrenet.Config{})
 	client, server := pair(t, l)
 	pending := dial(t, l) // accepted by the reactors, never by Accept
-	time.Sleep(50 * time.Millisecond)
+	waitUntil(t, "the connection to wait for Accept", func() bool { return gyrenet.Pending(l) == 1 })
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +98,7 @@ func TestShutdownClosesConns(t *testing.T) {
 		_, err := server.Read(make([]byte, 1))
 		done <- err
 	}()
-	time.Sleep(50 * time.Millisecond)
+	waitUntil(t, "the Read to wait", func() bool { return gyrenet.ReadWaiting(server) })
 	if err := l.Shutdown(t.Context()); err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
@@ -124,10 +124,7 @@ func TestBacklogFull(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		dial(t, l)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for l.Refused() < 2 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitUntil(t, "two refusals", func() bool { return l.Refused() >= 2 })
 	if got := l.Refused(); got != 2 {
 		t.Fatalf("Refused = %d, want 2", got)
 	}

@@ -87,3 +87,17 @@ func pair(t testing.TB, l net.Listener) (client, server net.Conn) {
 	server = accept(t, l)
 	return client, server
 }
+
+// waitUntil polls cond until it holds, failing t after 5 s: for states a
+// test must reach before it acts (a call waiting, a buffer full), which
+// have no event of their own to receive.
+func waitUntil(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -68,7 +68,8 @@ func TestPipelinedUnreadResponses(t *testing.T) {
 	go func() {
 		_, _ = io.WriteString(c, strings.Repeat("GET / HTTP/1.1\r\nHost: x\r\n\r\n", n))
 	}()
-	time.Sleep(300 * time.Millisecond)
+	// The output fills (reading pauses), then nothing more is served.
+	waitFor(t, "reading to pause on full output", func() bool { return s.Group().Stats().Paused > 0 })
 	held := served.Load()*size - int64(s.Group().Stats().BytesOut)
 	t.Logf("served %d of %d requests; %d response bytes held by the server", served.Load(), n, held)
 	if served.Load() == n {
@@ -143,7 +144,7 @@ func TestWhenWritable(t *testing.T) {
 	c := dial(t, s)
 	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
 	_, _ = io.WriteString(c, okGet)
-	time.Sleep(200 * time.Millisecond) // the output fills up first
+	waitFor(t, "the output to fill up first", func() bool { return s.Group().Stats().Paused > 0 })
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
 		t.Fatal(err)

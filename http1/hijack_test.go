@@ -95,7 +95,7 @@ func wsReadFrame(r io.Reader) (op byte, payload []byte, masked bool, err error) 
 }
 
 // wsEcho is a WebSocket echo server written against http.Hijacker only.
-func wsEcho(t *testing.T, done chan<- error) http.HandlerFunc {
+func wsEcho(t *testing.T, done chan<- error, arrived func() bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") || r.Header.Get("Sec-WebSocket-Key") == "" {
 			http.Error(w, "not a websocket handshake", 400)
@@ -106,9 +106,14 @@ func wsEcho(t *testing.T, done chan<- error) http.HandlerFunc {
 			done <- errors.New("ResponseWriter is not an http.Hijacker")
 			return
 		}
-		// The frame the client sent with the handshake has surely
-		// reached the server by now (it waits, unread, in the reactor).
-		time.Sleep(20 * time.Millisecond)
+		// Wait until the frame the client sent with the handshake has
+		// reached the server (it waits, unread, in the reactor).
+		for deadline := time.Now().Add(5 * time.Second); !arrived(); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				done <- errors.New("the frame sent with the handshake never reached the server")
+				return
+			}
+		}
 		conn, brw, err := hj.Hijack()
 		if err != nil {
 			done <- err
@@ -168,8 +173,11 @@ func errString(err error) string {
 func TestNetHTTPHijackWebSocket(t *testing.T) {
 	done := make(chan error, 2)
 	m := http.NewServeMux()
-	m.HandleFunc("GET /ws", wsEcho(t, done))
+	var srv atomic.Pointer[Server] // read by the handler: set before any request
+	var sent atomic.Int64
+	m.HandleFunc("GET /ws", wsEcho(t, done, func() bool { return srv.Load().Group().Stats().BytesIn >= uint64(sent.Load()) }))
 	s := startNetHTTP(t, Config{}, &NetHTTP{Handler: m})
+	srv.Store(s)
 	c := dial(t, s)
 	key := base64.StdEncoding.EncodeToString([]byte("0123456789abcdef"))
 	var req bytes.Buffer
@@ -178,6 +186,7 @@ func TestNetHTTPHijackWebSocket(t *testing.T) {
 	mask := []byte{1, 2, 3, 4}
 	first := []byte("hello, early frame")
 	_ = wsWriteFrame(&req, 1, first, mask)
+	sent.Store(int64(req.Len()))
 	if _, err := c.Write(req.Bytes()); err != nil {
 		t.Fatal(err)
 	}
@@ -364,9 +373,15 @@ func TestNetHTTPContextClientGone(t *testing.T) {
 // and is served after it, its context alive too.
 func TestNetHTTPContextPipelined(t *testing.T) {
 	var n atomic.Int32
+	var srv atomic.Pointer[Server] // read by the handler: set before any request
+	const both = "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n"
 	h2 := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if n.Add(1) == 1 {
-			time.Sleep(50 * time.Millisecond)
+			// The first handler runs on until the second request has
+			// reached the server behind it.
+			for deadline := time.Now().Add(5 * time.Second); srv.Load().Group().Stats().BytesIn < uint64(len(both)) && time.Now().Before(deadline); {
+				time.Sleep(time.Millisecond)
+			}
 		}
 		if err := r.Context().Err(); err != nil {
 			t.Errorf("context ended: %v", err)
@@ -374,8 +389,9 @@ func TestNetHTTPContextPipelined(t *testing.T) {
 		_, _ = io.WriteString(w, r.URL.Path)
 	})
 	s2 := startNetHTTP(t, Config{}, &NetHTTP{Handler: h2})
+	srv.Store(s2)
 	c := dial(t, s2)
-	_, _ = io.WriteString(c, "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+	_, _ = io.WriteString(c, both)
 	br := bufio.NewReader(c)
 	for _, want := range []string{"/a", "/b"} {
 		if _, body := readResponse(t, br, "GET"); body != want {

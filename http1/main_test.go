@@ -115,6 +115,25 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 	}
 }
 
+// waitSteady polls v until it has not changed for 100 ms, failing t after
+// 5 s: for "nothing more moves" (a server that stopped reading), which has
+// no event of its own.
+func waitSteady(t testing.TB, what string, v func() uint64) uint64 {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	last, since := v(), time.Now()
+	for time.Since(since) < 100*time.Millisecond {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+		if now := v(); now != last {
+			last, since = now, time.Now()
+		}
+	}
+	return last
+}
+
 func engineName(s *Server) string { return s.Group().Engine().String() }
 
 // reactorOne is a one-reactor group on the engine Auto picks.

@@ -220,9 +220,9 @@ func TestNetHTTPBodyBound(t *testing.T) {
 			}
 		}
 	}()
-	time.Sleep(300 * time.Millisecond)
+	waitFor(t, "the handler to read 1 MiB", func() bool { return read.Load() >= 1<<20 })
 	in, r := s.Group().Stats().BytesIn, read.Load()
-	t.Logf("after 300 ms: server received %d bytes, the handler read %d", in, r)
+	t.Logf("server received %d bytes, the handler read %d", in, r)
 	if in-uint64(r) > 2<<20 {
 		t.Fatalf("server holds %d bytes the handler has not read", in-uint64(r))
 	}
@@ -316,7 +316,7 @@ func TestNetHTTPServerKnobs(t *testing.T) {
 	<-started
 	shut := make(chan error, 1)
 	go func() { shut <- s.Shutdown(context.Background()) }()
-	time.Sleep(50 * time.Millisecond)
+	waitFor(t, "Shutdown to reach the connection", func() bool { return s.drained.Load() > 0 })
 	close(release)
 	br := bufio.NewReader(c)
 	if resp, body := readResponse(t, br, "GET"); body != "slow done" || !resp.Close {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/gyre-io/gyre/acceptor"
 	"github.com/gyre-io/gyre/reactor"
@@ -30,6 +31,9 @@ type Server struct {
 	group *reactor.Group
 	acc   *acceptor.Acceptor
 	loops []*loopState
+	// drained counts connections told of a Shutdown (OnShutdown ran), so
+	// a test can act once a Shutdown has reached a connection.
+	drained atomic.Int32
 }
 
 // ListenAndServe starts the server on addr (see Start) and blocks until it
@@ -213,6 +217,7 @@ func (h *reactorHandler) OnPressure(c *reactor.Conn, paused bool) {
 }
 
 func (h *reactorHandler) OnShutdown(c *reactor.Conn) {
+	h.s.drained.Add(1)
 	switch cn := c.Context().(type) {
 	case *conn:
 		cn.onShutdown()

@@ -235,8 +235,7 @@ func TestUntakenBodyNotRead(t *testing.T) {
 		}
 	}()
 	h := <-handles
-	time.Sleep(300 * time.Millisecond)
-	in := s.Group().Stats().BytesIn
+	in := waitSteady(t, "the server to stop reading the body", func() uint64 { return s.Group().Stats().BytesIn })
 	if in > 4<<20 {
 		t.Fatalf("the server read %d bytes of a body nobody took", in)
 	}
@@ -547,12 +546,14 @@ func TestBodyErrors(t *testing.T) {
 // returns once it has.
 func TestShutdownDrains(t *testing.T) {
 	release := make(chan struct{})
+	slowStarted := make(chan struct{}, 1)
 	s := startServer(t, Config{}, HandlerFunc(func(w *Response, r *Request) {
 		if string(r.Path()) != "/slow" {
 			_, _ = w.WriteString("fast")
 			return
 		}
 		h := w.Detach()
+		slowStarted <- struct{}{}
 		go func() {
 			<-release
 			_ = h.Post(func(w *Response, r *Request) {
@@ -568,7 +569,7 @@ func TestShutdownDrains(t *testing.T) {
 
 	busy := dial(t, s)
 	fmt.Fprintf(busy, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
-	time.Sleep(50 * time.Millisecond)
+	<-slowStarted
 
 	shut := make(chan error, 1)
 	go func() { shut <- s.Shutdown(t.Context()) }()

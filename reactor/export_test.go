@@ -35,3 +35,8 @@ func HeldBuffers(c *Conn) int { return cap(c.acc) + cap(c.out) + cap(c.inflight)
 // ConnSize is the size of a Conn: the bulk of what an idle connection
 // costs the reactor.
 const ConnSize = unsafe.Sizeof(Conn{})
+
+// ReadSettled reports whether c's receiving has stopped for now: the
+// engine has no receive in flight, or the peer's FIN was seen. Loop-only:
+// call it from a Post.
+func ReadSettled(c *Conn) bool { return c.eof || !c.reading }

@@ -39,7 +39,21 @@ func TestFINWhilePausedKeepsInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = client.(interface{ CloseWrite() error }).CloseWrite()
-	time.Sleep(200 * time.Millisecond) // the FIN arrives while paused
+	// Wait until receiving has stopped (the pause took effect) or the FIN
+	// was seen: the bytes that arrived meanwhile are kept for the resume.
+	settled := make(chan bool, 1)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if err := sc.Post(func(c *reactor.Conn) { settled <- reactor.ReadSettled(c) }); err != nil {
+			t.Fatal(err)
+		}
+		if <-settled {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("receiving did not stop after the pause")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	deadline := time.Now().Add(10 * time.Second)
 	for h.n.Load() < size && time.Now().Before(deadline) {
 		_ = sc.Post(func(c *reactor.Conn) { c.ResumeReading() })
