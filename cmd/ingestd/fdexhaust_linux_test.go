@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"github.com/gyre-io/gyre/ingest"
-	"github.com/gyre-io/gyre/internal/syncbuf"
 	"github.com/gyre-io/gyre/internal/testenv"
 )
 
@@ -345,29 +344,7 @@ func startServeNOFILE(t *testing.T, nofile int, dir string, extra ...string) *da
 	t.Helper()
 	args := append([]string{"--quic", "127.0.0.1:0", "--tcp", "127.0.0.1:0", "--metrics", "127.0.0.1:0",
 		"--reactors", "2", "--sink", "file", "--data-dir", dir}, extra...)
-	d := &daemon{t: t, stdout: &syncbuf.Buffer{}, stderr: &syncbuf.Buffer{}, exited: make(chan struct{})}
-	d.cmd = testenv.CommandWithNOFILE(t, nofile, ingestdBin, args...)
-	d.cmd.Stdout, d.cmd.Stderr = d.stdout, d.stderr
-	if err := d.cmd.Start(); err != nil {
-		t.Fatalf("starting ingestd: %v", err)
-	}
-	go func() {
-		d.waitErr = d.cmd.Wait()
-		close(d.exited)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-d.exited:
-			return
-		default:
-		}
-		_ = d.cmd.Process.Kill()
-		select {
-		case <-d.exited:
-		case <-time.After(10 * time.Second):
-			t.Errorf("ingestd pid %d did not exit after SIGKILL", d.cmd.Process.Pid)
-		}
-	})
+	d := startCommand(t, testenv.CommandWithNOFILE(t, nofile, ingestdBin, args...))
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("ingestd's stderr:\n%s", d.stderr.String())

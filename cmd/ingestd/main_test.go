@@ -68,13 +68,19 @@ type daemon struct {
 // startProcess runs ingestd with args. It does not wait for readiness.
 func startProcess(t *testing.T, args ...string) *daemon {
 	t.Helper()
-	d := &daemon{t: t, stdout: &syncbuf.Buffer{}, stderr: &syncbuf.Buffer{}, exited: make(chan struct{})}
 	if !hasFlag(args, "--quic") && (len(args) == 0 || args[0] != "read") {
 		// QUIC listens on a fixed UDP port by default: tests running
 		// daemons side by side give each a free one.
 		args = append([]string{"--quic", "127.0.0.1:0"}, args...)
 	}
-	d.cmd = exec.Command(ingestdBin, args...)
+	return startCommand(t, exec.Command(ingestdBin, args...))
+}
+
+// startCommand starts cmd (ingestd, however launched), collects its
+// output, and kills it at cleanup if it is still running.
+func startCommand(t *testing.T, cmd *exec.Cmd) *daemon {
+	t.Helper()
+	d := &daemon{t: t, cmd: cmd, stdout: &syncbuf.Buffer{}, stderr: &syncbuf.Buffer{}, exited: make(chan struct{})}
 	d.cmd.Stdout, d.cmd.Stderr = d.stdout, d.stderr
 	if err := d.cmd.Start(); err != nil {
 		t.Fatalf("starting ingestd: %v", err)
