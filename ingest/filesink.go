@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -146,6 +147,10 @@ type FileSink struct {
 	// repairDir: a segment was removed and the directory not yet fsynced.
 	repair, repairDir bool
 	repairTo          segMark
+
+	// recovered is what openLog read of the producer sessions; it does not
+	// change afterwards.
+	recovered []RecoveredSession
 }
 
 // segMark is a point in the log to cut back to: the number of segments
@@ -161,17 +166,22 @@ const (
 	maxRetryBackoff = 250 * time.Millisecond
 )
 
-var _ Sink = (*FileSink)(nil)
+var _ SessionRecoverer = (*FileSink)(nil)
 
 // OpenFileSink opens (creating if needed) the log in cfg.Dir and starts its
 // syncer goroutine. If the last segment ends in a torn tail, as a crash
 // leaves it, recovery truncates it to the last complete record and logs
-// what it dropped; earlier segments are not read. If intact records follow
-// the damage, they were never acknowledged by a returned Write unless the
-// disk lost acknowledged data, so recovery keeps the dropped bytes in a
-// file next to the segment (never read as part of the log) and logs an
-// error. A damaged segment header is not repaired: OpenFileSink returns a
-// *CorruptError.
+// what it dropped. If intact records follow the damage, they were never
+// acknowledged by a returned Write unless the disk lost acknowledged data,
+// so recovery keeps the dropped bytes in a file next to the segment (never
+// read as part of the log) and logs an error. A damaged header of the last
+// segment is not repaired: OpenFileSink returns a *CorruptError.
+//
+// OpenFileSink also reads every segment once to rebuild the producer
+// sessions (RecoveredSessions); damage in an earlier segment is logged as
+// an error and ends the reading of that segment only. If the last segment
+// is of format version 1, it is kept as it is and the first records
+// written go into a new segment.
 func OpenFileSink(cfg FileSinkConfig) (*FileSink, error) {
 	return openFileSink(cfg, (*os.File).Sync)
 }
@@ -232,8 +242,9 @@ func cmpOr[T comparable](v, def T) T {
 	return v
 }
 
-// openLog finds the segments, recovers the last one and opens it for
-// appending, or creates the first segment of an empty log.
+// openLog finds the segments, rebuilds the sessions from all of them,
+// recovers the last one and opens it for appending, or creates the first
+// segment of an empty log.
 func (s *FileSink) openLog() error {
 	segs, err := listSegments(s.dir)
 	if err != nil {
@@ -242,6 +253,7 @@ func (s *FileSink) openLog() error {
 	if len(segs) == 0 {
 		return s.createSegment(1)
 	}
+	start := time.Now()
 	if len(segs) > 1 && segs[len(segs)-1].size < segHeaderSize {
 		// A rotation failed (or a crash came) before the new segment's
 		// header was durable: it holds no record. Removing it, rather than
@@ -256,10 +268,19 @@ func (s *FileSink) openLog() error {
 		s.log.Warn("ingest: removed log segment with a torn header", "segment", torn.path, "size", torn.size)
 		segs = segs[:len(segs)-1]
 	}
+	var sessions sessionScan
+	var scanned int64
+	for _, seg := range segs[:len(segs)-1] {
+		scanned += s.scanSegmentSessions(seg.path, &sessions)
+	}
 	last := &segs[len(segs)-1]
-	if last.size, err = s.recoverSegment(last.path); err != nil {
+	if last.size, last.version, err = s.recoverSegment(last.path, &sessions); err != nil {
 		return err
 	}
+	scanned += last.size
+	s.recovered = sessions.result()
+	s.log.Info("ingest: rebuilt producer sessions from the log", "sessions", len(s.recovered),
+		"segments", len(segs), "bytes", scanned, "took", time.Since(start))
 	f, err := os.OpenFile(last.path, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		return fmt.Errorf("ingest: open file sink: %w", err)
@@ -269,63 +290,195 @@ func (s *FileSink) openLog() error {
 	for _, seg := range segs {
 		s.total += seg.size
 	}
-	s.segFill = last.size
+	if last.version != segVersion {
+		s.log.Info("ingest: last log segment is of an older format version; new records go into a new segment",
+			"segment", last.path, "version", last.version)
+	}
+	s.segFill = s.activeFill()
 	s.applyRetention()
 	return nil
 }
 
-// recoverSegment checks the newest segment at open, cuts a torn tail and
-// returns the segment's size afterwards.
-func (s *FileSink) recoverSegment(path string) (int64, error) {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+// activeFill is the size the active segment has for placing records: its
+// size, or that of the new segment the next write will start if the active
+// one is of an older version. Only the syncer goroutine (and openLog,
+// before it runs) may call it.
+func (s *FileSink) activeFill() int64 {
+	last := s.segs[len(s.segs)-1]
+	if last.version != segVersion {
+		return segHeaderSize
+	}
+	return last.size
+}
+
+// sessionScan gathers, while segments are read at open, the highest seq
+// and the newest timestamp of every non-zero session.
+type sessionScan struct {
+	byID map[SessionID]int // index in list
+	list []scannedSession
+	// The session of the previous record, which the next one usually
+	// shares: it saves a map lookup per record.
+	prevID SessionID
+	prev   int
+}
+
+type scannedSession struct {
+	id  SessionID
+	seq uint64
+	ts  int64
+}
+
+// add notes an intact record of session id (a zero id is ignored).
+func (a *sessionScan) add(id SessionID, seq uint64, ts int64) {
+	if id.IsZero() {
+		return
+	}
+	i := a.prev
+	if id != a.prevID || a.list == nil {
+		var ok bool
+		if i, ok = a.byID[id]; !ok {
+			if a.byID == nil {
+				a.byID = make(map[SessionID]int)
+			}
+			i = len(a.list)
+			a.byID[id] = i
+			a.list = append(a.list, scannedSession{id: id, seq: seq, ts: ts})
+		}
+		a.prevID, a.prev = id, i
+	}
+	e := &a.list[i]
+	e.seq = max(e.seq, seq)
+	e.ts = max(e.ts, ts)
+}
+
+// result returns the sessions in the order they first appeared.
+func (a *sessionScan) result() []RecoveredSession {
+	if len(a.list) == 0 {
+		return nil
+	}
+	out := make([]RecoveredSession, len(a.list))
+	for i, e := range a.list {
+		out[i] = RecoveredSession{ID: e.id, Seq: e.seq, Last: time.Unix(0, e.ts)}
+	}
+	return out
+}
+
+// scanSegmentSessions adds the sessions of the intact records of a segment
+// that is not the last to a and returns the number of bytes it read. Damage
+// (which neither a crash nor a failed write leaves outside the last
+// segment) or a read error is logged as an error and ends the segment: no
+// record at or after it counts, so no seq comes from a damaged record, and
+// the open goes on (a seq too low only lets a resent record be stored
+// twice, where failing would keep the node from starting).
+func (s *FileSink) scanSegmentSessions(path string, a *sessionScan) int64 {
+	fail := func(off int64, reason string) {
+		s.log.Error("ingest: log segment damaged or unreadable; producer sessions rebuilt from its records before that point only",
+			"segment", path, "offset", off, "reason", reason)
+	}
+	f, err := os.Open(path)
 	if err != nil {
-		return 0, fmt.Errorf("ingest: recover log: %w", err)
+		fail(0, err.Error())
+		return 0
 	}
 	defer f.Close()
 	info, err := f.Stat()
 	if err != nil {
-		return 0, fmt.Errorf("ingest: recover log: %w", err)
+		fail(0, err.Error())
+		return 0
+	}
+	size := info.Size()
+	if size < segHeaderSize {
+		fail(0, "segment header is truncated")
+		return size
+	}
+	var hdr [segHeaderSize]byte
+	if _, err := io.ReadFull(f, hdr[:]); err != nil {
+		fail(0, err.Error())
+		return 0
+	}
+	version, reason := checkSegmentHeader(hdr[:])
+	if reason != "" {
+		fail(0, reason)
+		return segHeaderSize
+	}
+	sc := newRecordScanner(f, size, version)
+	for {
+		h, err := sc.nextHeader()
+		if err == io.EOF {
+			return size
+		}
+		if err != nil {
+			var bad *badRecord
+			if errors.As(err, &bad) {
+				fail(bad.off, bad.reason)
+			} else {
+				fail(sc.off, err.Error())
+			}
+			return sc.off
+		}
+		a.add(h.session, h.seq, h.ts)
+	}
+}
+
+// recoverSegment checks the newest segment at open, cuts a torn tail,
+// adds the sessions of the records it keeps to a, and returns the
+// segment's size afterwards and its version.
+func (s *FileSink) recoverSegment(path string, a *sessionScan) (int64, uint32, error) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return 0, 0, fmt.Errorf("ingest: recover log: %w", err)
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return 0, 0, fmt.Errorf("ingest: recover log: %w", err)
 	}
 	size := info.Size()
 	if size < segHeaderSize {
 		// The crash came between creating the segment and making its
 		// header durable; no record can be in it.
 		if err := s.rewriteHeader(f); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		s.log.Warn("ingest: recovered log segment with a torn header", "segment", path, "size", size)
-		return segHeaderSize, nil
+		return segHeaderSize, segVersion, nil
 	}
 	var hdr [segHeaderSize]byte
 	if _, err := io.ReadFull(f, hdr[:]); err != nil {
-		return 0, fmt.Errorf("ingest: recover log: %w", err)
+		return 0, 0, fmt.Errorf("ingest: recover log: %w", err)
 	}
-	if reason := checkSegmentHeader(hdr[:]); reason != "" {
-		return 0, &CorruptError{Segment: path, Offset: 0, Reason: reason}
+	version, reason := checkSegmentHeader(hdr[:])
+	if reason != "" {
+		return 0, 0, &CorruptError{Segment: path, Offset: 0, Reason: reason}
 	}
-	sc := newRecordScanner(f, size)
+	sc := newRecordScanner(f, size, version)
 	kept := 0
 	for {
-		_, _, err := sc.next()
+		h, err := sc.nextHeader()
 		if err == io.EOF {
-			return size, nil
+			return size, version, nil
 		}
 		var bad *badRecord
 		if errors.As(err, &bad) {
-			return s.cutTail(f, size, kept, bad)
+			// Only the records before bad were added: they are the ones
+			// the cut keeps.
+			size, err := s.cutTail(f, size, sc.hs, kept, bad)
+			return size, version, err
 		}
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
+		a.add(h.session, h.seq, h.ts)
 		kept++
 	}
 }
 
-// cutTail truncates the segment f at the bad record, first saving the
-// dropped bytes if intact records are among them.
-func (s *FileSink) cutTail(f *os.File, size int64, kept int, bad *badRecord) (int64, error) {
+// cutTail truncates the segment f, whose records have hs-byte headers, at
+// the bad record, first saving the dropped bytes if intact records are
+// among them.
+func (s *FileSink) cutTail(f *os.File, size int64, hs, kept int, bad *badRecord) (int64, error) {
 	path := f.Name()
-	at, found, err := findIntactRecord(f, bad.off+1, size)
+	at, found, err := findIntactRecord(f, bad.off+1, size, hs)
 	if err != nil {
 		return 0, err
 	}
@@ -422,7 +575,7 @@ func (s *FileSink) createSegment(index uint64) error {
 		}
 	}
 	s.active = f
-	s.segs = append(s.segs, segmentInfo{index: index, path: path, size: segHeaderSize})
+	s.segs = append(s.segs, segmentInfo{index: index, path: path, size: segHeaderSize, version: segVersion})
 	s.total += segHeaderSize
 	return nil
 }
@@ -520,6 +673,17 @@ func (s *FileSink) Write(batch []Record) error {
 	}
 	s.mu.Unlock()
 	return err
+}
+
+// RecoveredSessions returns, for every producer session with a record in
+// the log when the sink was opened, the highest seq stored for it and the
+// time its newest record was stored, in no particular order. Only records
+// with a valid CRC count, and none in a torn tail that recovery cut or
+// after damage in an earlier segment. Sessions whose records retention had
+// deleted are not known. The result is computed once, by OpenFileSink;
+// each call returns a new slice.
+func (s *FileSink) RecoveredSessions() []RecoveredSession {
+	return slices.Clone(s.recovered)
 }
 
 // Health returns nil while the sink can store records, and otherwise the
@@ -638,7 +802,7 @@ func (s *FileSink) flush() {
 		s.failWaiters = writes + s.pendWrites
 		s.pendWrites = 0
 		s.pend, s.breaks = s.pend[:0], s.breaks[:0]
-		s.segFill = s.segs[len(s.segs)-1].size
+		s.segFill = s.activeFill()
 	} else {
 		s.synced = end
 		s.setHealthyLocked()
@@ -774,8 +938,21 @@ func (s *FileSink) repairLog() error {
 }
 
 // writeOut writes buf to the log, starting a new segment at each break,
-// and fsyncs each segment it wrote to before going on.
+// and fsyncs each segment it wrote to before going on. If the active
+// segment is of an older format version (the log was opened on it), it
+// first starts a new segment: records are never appended to it.
 func (s *FileSink) writeOut(buf []byte, breaks []int) error {
+	if s.segs[len(s.segs)-1].version != segVersion && len(buf) > 0 {
+		// Whatever the previous process left in it unsynced must be
+		// durable before a newer segment is: that keeps torn tails in the
+		// last segment.
+		if err := s.fsync(s.active); err != nil {
+			return err
+		}
+		if err := s.createSegment(s.segs[len(s.segs)-1].index + 1); err != nil {
+			return err
+		}
+	}
 	pos := 0
 	for _, b := range breaks {
 		if err := s.writeSync(buf[pos:b]); err != nil {

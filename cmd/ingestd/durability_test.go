@@ -188,21 +188,26 @@ func lastSegment(t *testing.T, dir string) string {
 }
 
 // recordOffsets returns the offset of every record in a segment file,
-// walking the headers (magic "GREC", length at byte 8).
+// walking the headers (magic "GREC", length at byte 8; 52 bytes in a
+// version 2 segment, 36 in a version 1 one).
 func recordOffsets(t *testing.T, path string) []int64 {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
+	hs := 52
+	if len(b) >= 12 && b[11] == 1 {
+		hs = 36
+	}
 	var offs []int64
-	for off := 16; off+36 <= len(b); {
+	for off := 16; off+hs <= len(b); {
 		if string(b[off:off+4]) != "GREC" {
 			t.Fatalf("%s: no record at offset %d", path, off)
 		}
 		n := int(b[off+8])<<24 | int(b[off+9])<<16 | int(b[off+10])<<8 | int(b[off+11])
 		offs = append(offs, int64(off))
-		off += 36 + n
+		off += hs + n
 	}
 	return offs
 }
@@ -265,7 +270,7 @@ func TestTornTailRecovery(t *testing.T) {
 			name: "record in the middle damaged",
 			damage: func(t *testing.T, seg string) int {
 				offs := recordOffsets(t, seg)
-				flipByte(t, seg, offs[n-10]+40) // a payload byte of record n-10
+				flipByte(t, seg, offs[n-10]+56) // a payload byte of record n-10 (52-byte header)
 				return n - 10
 			},
 			logWant:    "damaged before intact records",

@@ -126,7 +126,7 @@ func TestPprof(t *testing.T) {
 	}
 }
 
-var reReadLine = regexp.MustCompile(`^(\S+) conn=(\d+) seq=(\d+) len=(\d+) (".*")$`)
+var reReadLine = regexp.MustCompile(`^(\S+) conn=(\d+) session=(-|[0-9a-f]{32}) seq=(\d+) len=(\d+) (".*")$`)
 
 // TestReadSubcommand: `ingestd read` prints one line per record and a
 // count line; --count prints only the count; --limit stops early; a path
@@ -165,11 +165,11 @@ func TestReadSubcommand(t *testing.T) {
 		if err != nil || ts.Before(before.Add(-time.Minute)) || ts.After(time.Now()) {
 			t.Errorf("line %d: timestamp %q (%v)", i, m[1], err)
 		}
-		if m[3] != strconv.FormatUint(seq, 10) || m[4] != strconv.Itoa(len(p)) {
-			t.Errorf("line %d: seq=%s len=%s, want seq=%d len=%d", i, m[3], m[4], seq, len(p))
+		if m[3] != "-" || m[4] != strconv.FormatUint(seq, 10) || m[5] != strconv.Itoa(len(p)) {
+			t.Errorf("line %d: session=%s seq=%s len=%s, want session=- seq=%d len=%d", i, m[3], m[4], m[5], seq, len(p))
 		}
-		if want := strconv.Quote(string(p[:min(len(p), 48)])); m[5] != want {
-			t.Errorf("line %d: payload %s, want %s", i, m[5], want)
+		if want := strconv.Quote(string(p[:min(len(p), 48)])); m[6] != want {
+			t.Errorf("line %d: payload %s, want %s", i, m[6], want)
 		}
 	}
 	if lines[n] != countLine {
