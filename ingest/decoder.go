@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"unicode/utf8"
 )
 
 // Sentinel errors. A *ProtocolError matches the one for its code with
@@ -26,6 +27,10 @@ var (
 	ErrOverloaded = errors.New("ingest: server overloaded")
 	// ErrShuttingDown matches protocol errors with code NackShuttingDown.
 	ErrShuttingDown = errors.New("ingest: server shutting down")
+	// ErrUnknownSession matches protocol errors with code
+	// NackUnknownSession: a HELLO named a session the server does not
+	// know (never opened here, or expired).
+	ErrUnknownSession = errors.New("ingest: unknown session")
 )
 
 // sentinel returns the sentinel error matching code c, or nil.
@@ -39,6 +44,8 @@ func (c NackCode) sentinel() error {
 		return ErrOverloaded
 	case NackShuttingDown:
 		return ErrShuttingDown
+	case NackUnknownSession:
+		return ErrUnknownSession
 	}
 	return nil
 }
@@ -81,6 +88,8 @@ type Decoder struct {
 	maxPayload uint64
 	// replies is set for a decoder of server frames (NewReplyDecoder).
 	replies bool
+	// started: a client frame was accepted, so HELLO may no longer come.
+	started bool
 	// lastSeq is the seq of the last client frame accepted. Client seqs
 	// start above 0, so 0 also means "none yet".
 	lastSeq uint64
@@ -90,12 +99,13 @@ type Decoder struct {
 	err *ProtocolError
 }
 
-// NewDecoder returns a Decoder for the frames a client sends (DATA and
-// PING), as a server reads them. DATA payloads longer than maxPayload are
-// refused with NackTooLarge; maxPayload <= 0 means DefaultMaxPayload.
+// NewDecoder returns a Decoder for the frames a client sends (HELLO, DATA
+// and PING), as a server reads them. DATA payloads longer than maxPayload
+// are refused with NackTooLarge; maxPayload <= 0 means DefaultMaxPayload.
 //
 // It enforces that seq strictly increases across all frames of the
-// connection, DATA and PING alike, starting above 0.
+// connection, DATA and PING alike, starting above 0, and that a HELLO
+// (seq 0) comes only as the first frame.
 func NewDecoder(maxPayload int) Decoder {
 	d := Decoder{}
 	if maxPayload > 0 {
@@ -171,8 +181,14 @@ func (d *Decoder) Decode(b []byte) (f Frame, n int, err error) {
 			return Frame{}, 0, d.fail(NackMalformed, h.Seq, "unknown NACK code "+strconv.Itoa(int(c)))
 		}
 	}
+	if h.Kind == KindHello {
+		if name := payload[SessionIDSize:]; !utf8.Valid(name) {
+			return Frame{}, 0, d.fail(NackMalformed, h.Seq, "HELLO client name is not valid UTF-8")
+		}
+	}
 	if !d.replies {
 		d.lastSeq = h.Seq
+		d.started = true
 	}
 	return Frame{Header: h, Payload: payload}, total, nil
 }
@@ -202,6 +218,21 @@ func (d *Decoder) checkHeader(ver byte, h Header) error {
 	case KindPing, KindPong:
 		if plen > MaxPingPayload {
 			return d.fail(NackTooLarge, h.Seq, fmt.Sprintf("%v payload of %d bytes exceeds the maximum of %d", h.Kind, plen, MaxPingPayload))
+		}
+	case KindHello:
+		if d.started {
+			return d.fail(NackMalformed, h.Seq, "HELLO must be the first frame of a connection, and comes once")
+		}
+		if h.Seq != 0 {
+			return d.fail(NackMalformed, h.Seq, fmt.Sprintf("HELLO seq must be 0, is %d", h.Seq))
+		}
+		if plen < SessionIDSize || plen > SessionIDSize+MaxClientName {
+			return d.fail(NackMalformed, h.Seq, fmt.Sprintf("HELLO payload of %d bytes: want a %d-byte session id and at most %d bytes of name", plen, SessionIDSize, MaxClientName))
+		}
+		return nil // seq 0: the only client frame exempt from the seq rule
+	case KindWelcome:
+		if plen != SessionIDSize {
+			return d.fail(NackMalformed, h.Seq, fmt.Sprintf("WELCOME payload must be the %d-byte session id, has %d bytes", SessionIDSize, plen))
 		}
 	case KindAck, KindGoaway:
 		if plen != 0 {

@@ -77,6 +77,13 @@ type DispatcherConfig struct {
 	// A connection that finds it used up waits with reading paused, or
 	// has its frame refused with NACK 3; see docs/ingest.md.
 	FrameMemory int64
+	// SessionTTL is how long a producer session is kept after its
+	// connection ended (default DefaultSessionTTL); MaxSessions bounds the
+	// sessions so kept, the least recently seen going first (default
+	// DefaultMaxSessions). Attached sessions are bounded by the
+	// connections.
+	SessionTTL  time.Duration
+	MaxSessions int
 }
 
 func (c DispatcherConfig) withDefaults() (DispatcherConfig, error) {
@@ -98,6 +105,15 @@ func (c DispatcherConfig) withDefaults() (DispatcherConfig, error) {
 	if c.FrameMemory == 0 {
 		c.FrameMemory = DefaultFrameMemory
 	}
+	if c.SessionTTL == 0 {
+		c.SessionTTL = DefaultSessionTTL
+	}
+	if c.MaxSessions == 0 {
+		c.MaxSessions = DefaultMaxSessions
+	}
+	if c.SessionTTL < 0 || c.MaxSessions < 0 {
+		return c, fmt.Errorf("ingest: negative session limit (SessionTTL %v, MaxSessions %d)", c.SessionTTL, c.MaxSessions)
+	}
 	if c.Shards < 0 || c.QueueMessages < 1 || c.QueueBytes < 1 || c.BatchMessages < 1 || c.FrameMemory < 0 {
 		return c, fmt.Errorf("ingest: invalid dispatcher limits %+v", c)
 	}
@@ -110,6 +126,7 @@ type Dispatcher struct {
 	frameMemory // quicbridge finds the budget through it (framemem.Of)
 	cfg         DispatcherConfig
 	shards      []*Shard
+	sessions    *Sessions
 	wg          sync.WaitGroup
 }
 
@@ -126,7 +143,11 @@ func NewDispatcher(cfg DispatcherConfig) (*Dispatcher, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Dispatcher{cfg: cfg, frameMemory: framemem.NewEmbed(framemem.New(cfg.FrameMemory))}
+	d := &Dispatcher{cfg: cfg, frameMemory: framemem.NewEmbed(framemem.New(cfg.FrameMemory)),
+		sessions: newSessions(sessionConfig{ttl: cfg.SessionTTL, max: cfg.MaxSessions})}
+	if sr, ok := cfg.Sink.(SessionRecoverer); ok {
+		d.sessions.restore(sr.RecoveredSessions())
+	}
 	for i := 0; i < cfg.Shards; i++ {
 		s := newShard(i, cfg)
 		d.shards = append(d.shards, s)
@@ -141,6 +162,10 @@ func NewDispatcher(cfg DispatcherConfig) (*Dispatcher, error) {
 
 // Shard returns shard i (i modulo the number of shards).
 func (d *Dispatcher) Shard(i int) *Shard { return d.shards[i%len(d.shards)] }
+
+// Sessions returns the producer-session table the transports feeding this
+// dispatcher share.
+func (d *Dispatcher) Sessions() *Sessions { return d.sessions }
 
 // Shards returns every shard.
 func (d *Dispatcher) Shards() []*Shard { return d.shards }
@@ -176,6 +201,9 @@ type entry struct {
 	count int // messages: 1, or the run's frames
 	bytes int // payload bytes
 	run   bool
+	// skip (in a drainer's taken copy): the producer's session failed, so
+	// the entry is refused without being written (errSessionFailed).
+	skip bool
 }
 
 // Shard is a bounded FIFO of messages in front of the sink, drained by one
@@ -587,23 +615,39 @@ func (s *Shard) writeBatch(sc *batchScratch) {
 	k := len(taken)
 	s.mu.Unlock()
 
-	// The ID lookup is done once per entry, not per message.
-	for _, e := range taken {
-		id := producerID(e.p)
+	// The ID and session lookups are done once per entry, not per message.
+	skipped := false
+	for i := range taken {
+		e := &taken[i]
+		id, sess := producerID(e.p), sessionOf(e.p)
+		var sid SessionID
+		if sess != nil {
+			if sess.failed.Load() {
+				e.skip, skipped = true, true
+				continue
+			}
+			sid = sess.id
+		}
 		if !e.run {
-			batch = append(batch, Record{Conn: id, Seq: e.seq, Payload: s.arena[e.off : e.off+e.n : e.off+e.n]})
+			batch = append(batch, Record{Conn: id, Seq: e.seq, Session: sid, Payload: s.arena[e.off : e.off+e.n : e.off+e.n]})
 			continue
 		}
 		for f := s.arena[e.off : e.off+e.n]; len(f) > 0; {
 			end := 4 + int(binary.BigEndian.Uint32(f))
-			batch = append(batch, Record{Conn: id, Seq: binary.BigEndian.Uint64(f[8:16]), Payload: f[HeaderSize:end:end]})
+			batch = append(batch, Record{Conn: id, Seq: binary.BigEndian.Uint64(f[8:16]), Session: sid, Payload: f[HeaderSize:end:end]})
 			f = f[end:]
 		}
 	}
-	began := time.Now()
-	err := s.cfg.Sink.Write(batch)
-	if s.cfg.OnBatch != nil {
-		s.cfg.OnBatch(time.Since(began), len(batch), err)
+	var err error
+	if len(batch) > 0 {
+		began := time.Now()
+		err = s.cfg.Sink.Write(batch)
+		if s.cfg.OnBatch != nil {
+			s.cfg.OnBatch(time.Since(began), len(batch), err)
+		}
+	}
+	if skipped {
+		s.reportSkipped(taken)
 	}
 	reportDone(taken, batch, err)
 	clear(batch) // drop payload views before the arena is reused
@@ -640,10 +684,21 @@ type RunProducer interface {
 func reportDone(taken []entry, batch []Record, err error) {
 	r := 0 // the first record of taken[i]
 	for i := 0; i < len(taken); {
+		if taken[i].skip {
+			i++
+			continue
+		}
 		p := taken[i].p
+		sess := sessionOf(p)
 		rp, ok := p.(RunProducer)
 		if !ok || err != nil {
+			if sess != nil && err != nil {
+				sess.failed.Store(true) // before Done: the producer's next batch sees it
+			}
 			for _, rec := range batch[r : r+taken[i].count] {
+				if sess != nil && err == nil {
+					sess.accepted.Store(rec.Seq)
+				}
 				p.Done(rec.Seq, len(rec.Payload), err)
 			}
 			r += taken[i].count
@@ -651,14 +706,36 @@ func reportDone(taken []entry, batch []Record, err error) {
 			continue
 		}
 		j, count, bytes := i, 0, 0
-		for j < len(taken) && taken[j].p == p {
+		for j < len(taken) && taken[j].p == p && !taken[j].skip {
 			count += taken[j].count
 			bytes += taken[j].bytes
 			j++
 		}
+		if sess != nil {
+			sess.accepted.Store(taken[j-1].seq)
+		}
 		rp.DoneRun(taken[j-1].seq, count, bytes)
 		r += count
 		i = j
+	}
+}
+
+// reportSkipped fails, in order, every message of the entries skipped
+// because their session had failed; none of them reached the sink.
+func (s *Shard) reportSkipped(taken []entry) {
+	for _, e := range taken {
+		if !e.skip {
+			continue
+		}
+		if !e.run {
+			e.p.Done(e.seq, e.bytes, errSessionFailed)
+			continue
+		}
+		for f := s.arena[e.off : e.off+e.n]; len(f) > 0; {
+			end := 4 + int(binary.BigEndian.Uint32(f))
+			e.p.Done(binary.BigEndian.Uint64(f[8:16]), end-HeaderSize, errSessionFailed)
+			f = f[end:]
+		}
 	}
 }
 

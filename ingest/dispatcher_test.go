@@ -26,7 +26,7 @@ func (s *recordingSink) Write(b []Record) error {
 		return s.fail
 	}
 	for _, r := range b {
-		s.recs = append(s.recs, Record{Conn: r.Conn, Seq: r.Seq, Payload: append([]byte(nil), r.Payload...)})
+		s.recs = append(s.recs, Record{Conn: r.Conn, Seq: r.Seq, Session: r.Session, Payload: append([]byte(nil), r.Payload...)})
 	}
 	return nil
 }

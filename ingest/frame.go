@@ -51,13 +51,21 @@ const (
 
 	// nackCodeSize is the size of the code that starts a NACK payload.
 	nackCodeSize = 2
+
+	// SessionIDSize is the size of a session id: the start of a HELLO
+	// payload and the whole WELCOME payload.
+	SessionIDSize = 16
+
+	// MaxClientName is the largest client name a HELLO may carry after
+	// the session id, in bytes of UTF-8.
+	MaxClientName = 64
 )
 
 // Kind is the type of a frame, carried in byte 5 of the header.
 type Kind uint8
 
-// The frame kinds of ingest-v1. Clients send DATA and PING; servers send
-// ACK, NACK, PONG and GOAWAY.
+// The frame kinds of ingest-v1. Clients send HELLO, DATA and PING; servers
+// send WELCOME, ACK, NACK, PONG and GOAWAY.
 const (
 	KindData   Kind = 1
 	KindAck    Kind = 2
@@ -65,6 +73,12 @@ const (
 	KindPing   Kind = 4
 	KindPong   Kind = 5
 	KindGoaway Kind = 6
+	// KindHello opens or resumes a producer session; only as the first
+	// frame of a connection (see docs/protocol.md, "Sessions").
+	KindHello Kind = 7
+	// KindWelcome answers HELLO with the session id and the highest seq
+	// of the session the sink has accepted.
+	KindWelcome Kind = 8
 )
 
 // String returns the upper-case protocol name of k ("DATA", "ACK", ...), or
@@ -83,33 +97,42 @@ func (k Kind) String() string {
 		return "PONG"
 	case KindGoaway:
 		return "GOAWAY"
+	case KindHello:
+		return "HELLO"
+	case KindWelcome:
+		return "WELCOME"
 	}
 	return "Kind(" + strconv.Itoa(int(k)) + ")"
 }
 
 // fromClient reports whether k is a kind that only clients send.
-func (k Kind) fromClient() bool { return k == KindData || k == KindPing }
+func (k Kind) fromClient() bool { return k == KindData || k == KindPing || k == KindHello }
 
 // fromServer reports whether k is a kind that only servers send.
 func (k Kind) fromServer() bool {
-	return k == KindAck || k == KindNack || k == KindPong || k == KindGoaway
+	return k == KindAck || k == KindNack || k == KindPong || k == KindGoaway || k == KindWelcome
 }
 
 // NackCode says why the server refused a frame. It is the first two bytes
 // of a NACK payload.
 type NackCode uint16
 
-// The NACK codes of ingest-v1. After NackMalformed and NackTooLarge the
-// server closes the connection (Fatal reports true); after NackOverloaded,
-// NackShuttingDown and NackStorageUnavailable the connection stays usable
-// and the client may send the payload again under a new seq (for
-// NackStorageUnavailable, preferably to another node). Code 5 is not
-// defined.
+// The NACK codes of ingest-v1. After NackMalformed, NackTooLarge and
+// NackUnknownSession the server closes the connection (Fatal reports
+// true); after NackOverloaded, NackShuttingDown and NackStorageUnavailable
+// a connection without a session stays usable and the client may send the
+// payload again under a new seq (for NackStorageUnavailable, preferably to
+// another node). A connection with a session is ended by the server after
+// any of them (GOAWAY), and the client resends on a new one; see
+// docs/protocol.md, "Sessions".
 const (
 	NackMalformed    NackCode = 1
 	NackTooLarge     NackCode = 2
 	NackOverloaded   NackCode = 3
 	NackShuttingDown NackCode = 4
+	// NackUnknownSession: a HELLO named a session the server does not
+	// know (never opened, or expired); the connection closes.
+	NackUnknownSession NackCode = 5
 	// NackStorageUnavailable: the sink could not store the record (disk
 	// full, out of descriptors, I/O error); nothing of it was kept.
 	NackStorageUnavailable NackCode = 6
@@ -129,6 +152,8 @@ func (c NackCode) String() string {
 		return "shutting down"
 	case NackStorageUnavailable:
 		return "storage unavailable"
+	case NackUnknownSession:
+		return "unknown session"
 	}
 	return "NackCode(" + strconv.Itoa(int(c)) + ")"
 }
@@ -142,7 +167,7 @@ func (c NackCode) Fatal() bool {
 
 // valid reports whether c is one of the codes ingest-v1 defines.
 func (c NackCode) valid() bool {
-	return c >= NackMalformed && c <= NackShuttingDown || c == NackStorageUnavailable
+	return c >= NackMalformed && c <= NackStorageUnavailable
 }
 
 // Header is the decoded fixed part of a frame. PayloadLen is the length of
@@ -248,6 +273,48 @@ func AppendAck(dst []byte, seq uint64) []byte {
 // server accepted on this connection (0 if none).
 func AppendGoaway(dst []byte, seq uint64) []byte {
 	return appendHeader(dst, KindGoaway, 0, seq, 0)
+}
+
+// AppendHello appends a HELLO frame: resume the session id, or open a new
+// one if id is zero, with an optional client name for the server's logs.
+// It fails, leaving dst as it was, if name is longer than MaxClientName
+// bytes or not valid UTF-8.
+func AppendHello(dst []byte, id SessionID, name string) ([]byte, error) {
+	if len(name) > MaxClientName || !utf8.ValidString(name) {
+		return dst, fmt.Errorf("ingest: client name %q: want at most %d bytes of UTF-8: %w", name, MaxClientName, ErrMalformed)
+	}
+	dst = appendHeader(dst, KindHello, 0, 0, SessionIDSize+len(name))
+	dst = append(dst, id[:]...)
+	return append(dst, name...), nil
+}
+
+// AppendWelcome appends a WELCOME frame: the session id, and seq, the
+// highest seq of the session the sink has accepted (0 for a new session).
+func AppendWelcome(dst []byte, seq uint64, id SessionID) []byte {
+	dst = appendHeader(dst, KindWelcome, 0, seq, SessionIDSize)
+	return append(dst, id[:]...)
+}
+
+// Hello returns the session id and client name of a HELLO frame, as views
+// (the name into the payload). Frames from a Decoder are already checked;
+// for anything else it returns a zero id and an empty name.
+func (f Frame) Hello() (SessionID, []byte) {
+	var id SessionID
+	if f.Kind != KindHello || len(f.Payload) < SessionIDSize {
+		return id, nil
+	}
+	copy(id[:], f.Payload)
+	return id, f.Payload[SessionIDSize:]
+}
+
+// Welcome returns the session id of a WELCOME frame (zero for any other
+// frame); its seq is f.Seq.
+func (f Frame) Welcome() SessionID {
+	var id SessionID
+	if f.Kind == KindWelcome && len(f.Payload) == SessionIDSize {
+		copy(id[:], f.Payload)
+	}
+	return id
 }
 
 // AppendNack appends a NACK frame refusing the frame with the given seq.

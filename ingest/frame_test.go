@@ -92,6 +92,61 @@ func TestGoldenBytes(t *testing.T) {
 	if got, want := hex.EncodeToString(nack), "00000012"+"01"+"03"+"0000"+"0000000000000003"+"0003"+"62757379"; got != want {
 		t.Errorf("NACK = %s, want %s", got, want)
 	}
+	id := SessionID{0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff}
+	hello := mustFrame(AppendHello(nil, id, "cam-7"))
+	if got, want := hex.EncodeToString(hello), "00000021"+"01"+"07"+"0000"+"0000000000000000"+"00112233445566778899aabbccddeeff"+"63616d2d37"; got != want {
+		t.Errorf("HELLO = %s, want %s", got, want)
+	}
+	welcome := AppendWelcome(nil, 41, id)
+	if got, want := hex.EncodeToString(welcome), "0000001c"+"01"+"08"+"0000"+"0000000000000029"+"00112233445566778899aabbccddeeff"; got != want {
+		t.Errorf("WELCOME = %s, want %s", got, want)
+	}
+}
+
+// TestHelloRules: HELLO decodes only as the first frame, with seq 0, a
+// 16-byte id and a name of at most 64 bytes of UTF-8; WELCOME only with
+// the 16-byte id.
+func TestHelloRules(t *testing.T) {
+	id := SessionID{9}
+	hello := mustFrame(AppendHello(nil, id, "name"))
+	d := NewDecoder(0)
+	f, _, err := d.Decode(hello)
+	if gotID, name := f.Hello(); err != nil || gotID != id || string(name) != "name" {
+		t.Fatalf("HELLO decoded as %v %q, %v", gotID, name, err)
+	}
+	data := mustFrame(AppendData(nil, 1, []byte("x")))
+	if _, _, err := d.Decode(data); err != nil {
+		t.Fatalf("DATA after HELLO: %v", err)
+	}
+	bad := map[string][]byte{
+		"seq not 0":  append(rawHeader(12+SessionIDSize, 1, KindHello, 0, 3), make([]byte, SessionIDSize)...),
+		"short id":   append(rawHeader(12+8, 1, KindHello, 0, 0), make([]byte, 8)...),
+		"bad utf-8":  append(append(rawHeader(12+SessionIDSize+2, 1, KindHello, 0, 0), make([]byte, SessionIDSize)...), 0xff, 0xfe),
+		"after data": append(append([]byte(nil), data...), hello...),
+	}
+	for name, b := range bad {
+		d := NewDecoder(0)
+		var err error
+		for len(b) > 0 && err == nil {
+			var n int
+			_, n, err = d.Decode(b)
+			b = b[n:]
+		}
+		if !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: %v, want malformed", name, err)
+		}
+	}
+	if _, err := AppendHello(nil, id, strings.Repeat("n", MaxClientName+1)); err == nil {
+		t.Error("AppendHello took a 65-byte name")
+	}
+	rd := NewReplyDecoder()
+	if f, _, err := rd.Decode(AppendWelcome(nil, 7, id)); err != nil || f.Welcome() != id || f.Seq != 7 {
+		t.Fatalf("WELCOME decoded as %v seq %d, %v", f.Welcome(), f.Seq, err)
+	}
+	rd = NewReplyDecoder()
+	if _, _, err := rd.Decode(append(rawHeader(12+4, 1, KindWelcome, 0, 7), 1, 2, 3, 4)); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("short WELCOME: %v, want malformed", err)
+	}
 }
 
 func TestNackAccessors(t *testing.T) {
@@ -196,7 +251,7 @@ func TestDecodeProtocolErrors(t *testing.T) {
 		{"goaway with payload", true, 0, append(rawHeader(13, 1, KindGoaway, 0, 2), 0), NackMalformed, 2, ErrMalformed},
 		{"nack without code", true, 0, append(rawHeader(13, 1, KindNack, 0, 2), 0), NackMalformed, 2, ErrMalformed},
 		{"nack unknown code", true, 0, append(rawHeader(14, 1, KindNack, 0, 2), 0, 9), NackMalformed, 2, ErrMalformed},
-		{"nack undefined code 5", true, 0, append(rawHeader(14, 1, KindNack, 0, 2), 0, 5), NackMalformed, 2, ErrMalformed},
+		{"nack undefined code 7", true, 0, append(rawHeader(14, 1, KindNack, 0, 2), 0, 7), NackMalformed, 2, ErrMalformed},
 		{"nack reason too long", true, 0, rawHeader(12+2+MaxNackReason+1, 1, KindNack, 0, 2), NackTooLarge, 2, ErrTooLarge},
 	}
 	for _, tt := range tests {
@@ -274,13 +329,13 @@ func TestProtocolErrorIs(t *testing.T) {
 }
 
 func TestStrings(t *testing.T) {
-	kinds := map[Kind]string{KindData: "DATA", KindAck: "ACK", KindNack: "NACK", KindPing: "PING", KindPong: "PONG", KindGoaway: "GOAWAY", 0: "Kind(0)", 9: "Kind(9)"}
+	kinds := map[Kind]string{KindData: "DATA", KindAck: "ACK", KindNack: "NACK", KindPing: "PING", KindPong: "PONG", KindGoaway: "GOAWAY", KindHello: "HELLO", KindWelcome: "WELCOME", 0: "Kind(0)", 9: "Kind(9)"}
 	for k, want := range kinds {
 		if k.String() != want {
 			t.Errorf("Kind %d = %q, want %q", uint8(k), k.String(), want)
 		}
 	}
-	codes := map[NackCode]string{NackMalformed: "malformed", NackTooLarge: "too large", NackOverloaded: "overloaded", NackShuttingDown: "shutting down", NackStorageUnavailable: "storage unavailable", 0: "NackCode(0)", 5: "NackCode(5)"}
+	codes := map[NackCode]string{NackMalformed: "malformed", NackTooLarge: "too large", NackOverloaded: "overloaded", NackShuttingDown: "shutting down", NackStorageUnavailable: "storage unavailable", NackUnknownSession: "unknown session", 0: "NackCode(0)", 7: "NackCode(7)"}
 	for c, want := range codes {
 		if c.String() != want {
 			t.Errorf("NackCode %d = %q, want %q", uint16(c), c.String(), want)

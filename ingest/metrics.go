@@ -105,6 +105,9 @@ type Stats struct {
 	// frames refused with NACK 3 for want of it.
 	FrameMemory   int64
 	FrameRefusals uint64
+	// Sessions are the producer-session table's figures (TCP and QUIC
+	// together).
+	Sessions SessionStats
 }
 
 // Stats returns a snapshot of the counters.
@@ -126,6 +129,7 @@ func (s *Server) Stats() Stats {
 		SinkErrors:    st.sinkErrors.Load(),
 		FrameMemory:   s.frames.Held(),
 		FrameRefusals: st.frameRefusals.Load(),
+		Sessions:      s.disp.sessions.Stats(),
 	}
 	for i := range st.closedBy {
 		if v := st.closedBy[i].Load(); v > 0 {
@@ -176,6 +180,10 @@ var (
 	descFrameMem     = prometheus.NewDesc("gyre_ingest_frame_memory_bytes", "Memory held by frames arriving in pieces that are larger than a receive buffer, TCP and QUIC together.", nil, nil)
 	descFrameMemMax  = prometheus.NewDesc("gyre_ingest_frame_memory_limit_bytes", "The frame memory budget (--frame-memory).", nil, nil)
 	descFrameRefused = prometheus.NewDesc("gyre_ingest_frame_memory_refusals_total", "Large TCP frames refused with NACK 3 because frame memory was used up.", nil, nil)
+	descSessions     = prometheus.NewDesc("gyre_ingest_sessions", "Producer sessions, attached to a connection or detached (kept for --session-ttl, at most --max-sessions).", []string{"state"}, nil)
+	descSessionsNew  = prometheus.NewDesc("gyre_ingest_session_hellos_total", "HELLOs answered with WELCOME, by what they did: created a session, resumed a detached one, or took one over from a live connection.", []string{"result"}, nil)
+	descSessionsGone = prometheus.NewDesc("gyre_ingest_sessions_dropped_total", "Detached sessions dropped, by reason: expired (--session-ttl) or evicted (--max-sessions, oldest first).", []string{"reason"}, nil)
+	descDuplicates   = prometheus.NewDesc("gyre_ingest_duplicates_total", "DATA frames not stored again because their session had accepted their seq before (acknowledged as stored).", nil, nil)
 	descBufExhausted = prometheus.NewDesc("gyre_reactor_buffer_ring_exhausted_total", "Receives that found the reactor's buffer ring empty.", nil, nil)
 	descCQOverflow   = prometheus.NewDesc("gyre_reactor_cq_overflow_total", "Waits that found io_uring completions overflowed.", nil, nil)
 	descInboxDepth   = prometheus.NewDesc("gyre_reactor_inbox_depth", "Tasks waiting in reactor inboxes.", nil, nil)
@@ -186,7 +194,7 @@ var (
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConns, descAccepted, descRefused, descAcceptErrors, descClosed, descMessages, descBytes, descAcks,
 		descNacks, descQueueDepth, descQueueBytes, descBackpressure, descShed, descSlow, descSinkErrors,
-		descFrameMem, descFrameMemMax, descFrameRefused, descBufExhausted, descCQOverflow, descInboxDepth, descBytesOut, descEngine} {
+		descFrameMem, descFrameMemMax, descFrameRefused, descSessions, descSessionsNew, descSessionsGone, descDuplicates, descBufExhausted, descCQOverflow, descInboxDepth, descBytesOut, descEngine} {
 		ch <- d
 	}
 	c.sinkLatency.Describe(ch)
@@ -227,6 +235,15 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descFrameMem, float64(c.s.frames.Held()))
 	gauge(descFrameMemMax, float64(c.s.frames.Size()))
 	counter(descFrameRefused, st.frameRefusals.Load())
+	ss := c.s.disp.sessions.Stats()
+	gauge(descSessions, float64(ss.Attached), "attached")
+	gauge(descSessions, float64(ss.Detached), "detached")
+	counter(descSessionsNew, ss.Created, "created")
+	counter(descSessionsNew, ss.Resumed, "resumed")
+	counter(descSessionsNew, ss.Takeovers, "taken_over")
+	counter(descSessionsGone, ss.Expired, "expired")
+	counter(descSessionsGone, ss.Evicted, "evicted")
+	counter(descDuplicates, ss.Duplicates)
 	rstats := c.s.group.Stats()
 	counter(descBufExhausted, rstats.BufExhausted)
 	counter(descCQOverflow, rstats.CQOverflow)

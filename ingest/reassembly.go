@@ -115,6 +115,7 @@ func (tc *tcpConn) refuseFrame(total int, more []byte) {
 	var buf [HeaderSize + 2 + len(refuseReason)]byte
 	tc.send(AppendNack(buf[:0], seq, NackOverloaded, refuseReason))
 	s.stats.nack(NackOverloaded)
+	tc.nackedInSession()
 }
 
 // dropPart gives back part's memory (a small buffer, or a budget buffer

@@ -144,6 +144,11 @@ type ServerConfig struct {
 	// dispatcher (see DispatcherConfig.FrameMemory; default
 	// DefaultFrameMemory). It must hold one maximal frame.
 	FrameMemory int64
+	// SessionTTL and MaxSessions bound the producer sessions kept after
+	// their connection ended (see DispatcherConfig; defaults
+	// DefaultSessionTTL, DefaultMaxSessions).
+	SessionTTL  time.Duration
+	MaxSessions int
 	// Sink stores accepted messages.
 	Sink Sink
 	// NonBlockingSink: Sink.Write never blocks (DiscardSink); reactors
@@ -257,6 +262,8 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		NonBlockingSink: cfg.NonBlockingSink,
 		OnBatch:         s.stats.observeBatch,
 		FrameMemory:     cfg.FrameMemory,
+		SessionTTL:      cfg.SessionTTL,
+		MaxSessions:     cfg.MaxSessions,
 	})
 	if err != nil {
 		_ = g.Close()
@@ -338,6 +345,10 @@ type reactorState struct {
 	wakeFn    func()            // rs.wakeShard, made once
 	wakeAsked bool              // wakeFn is queued with Reactor.Later
 
+	// Session events from other goroutines, handled by flush (mu).
+	welcomes  []welcomeNote // answers to HELLOs that waited for a takeover
+	takeovers []*tcpConn    // connections whose session a newer HELLO took
+
 	blocked []*tcpConn // waiting for queue room (block policy)
 	conns   []*tcpConn // open connections; tcpConn.slot is the index
 	small   [][]byte   // free small reassembly buffers (see reassembly.go)
@@ -368,8 +379,18 @@ func (rs *reactorState) wakeShard() {
 	rs.shard.wakeWorker()
 }
 
+// welcomeNote is the answer to a HELLO that waited for its session's
+// previous connection to end.
+type welcomeNote struct {
+	tc   *tcpConn
+	sess *Session
+	seq  uint64
+	err  error
+}
+
 // flush runs on the reactor: it writes NACKs and cumulative ACKs for
-// completed messages, finishes draining connections, and lets blocked
+// completed messages, finishes draining connections, answers HELLOs that
+// waited, ends connections whose session was taken over, and lets blocked
 // connections try again.
 func (rs *reactorState) flush() {
 	rs.mu.Lock()
@@ -379,7 +400,19 @@ func (rs *reactorState) flush() {
 	for _, tc := range ready {
 		tc.takeDone()
 	}
+	var welcomes []welcomeNote
+	var takeovers []*tcpConn
+	if len(rs.welcomes) > 0 || len(rs.takeovers) > 0 {
+		welcomes, takeovers = rs.welcomes, rs.takeovers
+		rs.welcomes, rs.takeovers = nil, nil
+	}
 	rs.mu.Unlock()
+	for _, tc := range takeovers {
+		tc.endSession()
+	}
+	for _, w := range welcomes {
+		w.tc.welcomed(w.sess, w.seq, w.err)
+	}
 	for i, tc := range ready {
 		ready[i] = nil
 		tc.report()
@@ -437,6 +470,7 @@ func (h *tcpHandler) OnClose(c *reactor.Conn, cause error) {
 	}
 	tc.rs.forget(tc)
 	tc.dropPart()
+	tc.maybeDetach()
 	h.s.stats.connsActive.Add(-1)
 	if tc.slow {
 		cause = ErrSlowReader
@@ -489,11 +523,18 @@ type tcpConn struct {
 
 	inflight int    // messages pushed and not yet reported
 	acked    uint64 // highest seq acknowledged on the wire
+	// sess is the producer session (HELLO), nil without one; floor is
+	// its seq at WELCOME: DATA at or below it is a duplicate. Set before
+	// the first DATA is pushed, never changed after.
+	sess  *Session
+	floor uint64
 	// frameClock: part holds an unfinished frame and the read deadline
 	// (FrameTimeout) runs for it.
 	frameClock bool
 	draining   bool
 	blocked    bool
+	helloWait  bool  // the HELLO waits for the session's previous connection: reading paused
+	detached   bool  // sess was detached (the connection is over)
 	slow       bool  // closed for not reading its replies
 	slot       int32 // index in rs.conns
 	// Pushed during the current onData, published by publishCounts.
@@ -524,6 +565,10 @@ type sinkFailures struct {
 
 // ID identifies the producer in sink records.
 func (tc *tcpConn) ID() uint64 { return tc.id }
+
+// Session returns the connection's producer session, or nil (see
+// SessionProducer).
+func (tc *tcpConn) Session() *Session { return tc.sess }
 
 // Done records a completion; runs on the shard's worker, in push order.
 func (tc *tcpConn) Done(seq uint64, size int, err error) {
@@ -588,6 +633,7 @@ func (tc *tcpConn) report() {
 		tc.fails.taken = taken[:0]
 	}
 	if tc.c.Closed() {
+		tc.maybeDetach()
 		return
 	}
 	var buf [HeaderSize + 2 + 64]byte
@@ -596,6 +642,9 @@ func (tc *tcpConn) report() {
 		// it wrote back off): the client should go elsewhere and resend.
 		tc.send(AppendNack(buf[:0], seq, NackStorageUnavailable, "sink write failed"))
 		st.nack(NackStorageUnavailable)
+	}
+	if len(taken) > 0 {
+		tc.nackedInSession()
 	}
 	if tc.tDoneSeq > tc.acked {
 		tc.acked = tc.tDoneSeq
@@ -655,10 +704,10 @@ func (tc *tcpConn) onData(b []byte) int {
 	}()
 	var r run
 	maxRun := tc.rs.shard.maxRun()
-	for consumed < len(b) && tc.skip == 0 && !tc.c.Closed() {
+	for consumed < len(b) && tc.skip == 0 && !tc.helloWait && !tc.c.Closed() {
 		dec := tc.dec // commit only if the frame is consumed
 		f, n, err := dec.Decode(b[consumed:])
-		if err == nil && f.Kind == KindData && !tc.draining {
+		if err == nil && f.Kind == KindData && !tc.draining && f.Seq > tc.floor {
 			if r.count == 0 {
 				r.start, r.lastSeqBefore = consumed, tc.dec.lastSeq
 			}
@@ -678,7 +727,7 @@ func (tc *tcpConn) onData(b []byte) int {
 				return r.start + used // the rest stays unconsumed: reading paused
 			}
 			r = run{}
-			if err == nil && f.Kind == KindData && !tc.draining {
+			if err == nil && f.Kind == KindData && !tc.draining && f.Seq > tc.floor {
 				continue // the frame that ended the run was in it
 			}
 		}
@@ -839,7 +888,7 @@ func (tc *tcpConn) completePart(b []byte) (n int, done bool) {
 func (tc *tcpConn) take(f Frame, locked *bool) bool {
 	s := tc.rs.s
 	sh := tc.rs.shard
-	if f.Kind == KindData && !tc.draining {
+	if f.Kind == KindData && !tc.draining && f.Seq > tc.floor {
 		if !*locked {
 			sh.mu.Lock()
 			*locked = true
@@ -864,12 +913,118 @@ func (tc *tcpConn) take(f Frame, locked *bool) bool {
 		var buf [HeaderSize + MaxPingPayload]byte
 		pong, _ := AppendPong(buf[:0], f.Seq, f.Payload)
 		tc.send(pong)
-	case KindData: // draining
-		var buf [HeaderSize + 2 + 32]byte
+	case KindHello:
+		tc.hello(f)
+	case KindData:
+		if tc.sess != nil && !tc.draining && tc.sess.Duplicate(f.Seq) {
+			// Stored before: covered by an ACK now. Duplicates come
+			// before any new DATA (seqs increase), so nothing of this
+			// connection is in flight and the ACK is true at once.
+			if f.Seq > tc.acked && tc.inflight == 0 {
+				var buf [HeaderSize]byte
+				tc.acked = f.Seq
+				tc.send(AppendAck(buf[:0], f.Seq))
+				s.stats.acks.Add(1)
+			}
+			return true
+		}
+		var buf [HeaderSize + 2 + 32]byte // draining
 		tc.send(AppendNack(buf[:0], f.Seq, NackShuttingDown, "server draining"))
 		s.stats.nack(NackShuttingDown)
 	}
 	return true
+}
+
+// hello answers a HELLO: WELCOME at once for a new or detached session;
+// for a session attached elsewhere, reading pauses until that connection
+// has ended (welcomed is called then, through flush).
+func (tc *tcpConn) hello(f Frame) {
+	rs := tc.rs
+	id, name := f.Hello()
+	req := &attachRequest{
+		takeover: func() {
+			rs.mu.Lock()
+			rs.takeovers = append(rs.takeovers, tc)
+			rs.mu.Unlock()
+			rs.schedule()
+		},
+		ready: func(sess *Session, seq uint64, err error) {
+			rs.mu.Lock()
+			rs.welcomes = append(rs.welcomes, welcomeNote{tc, sess, seq, err})
+			rs.mu.Unlock()
+			rs.schedule()
+		},
+	}
+	sess, seq, pending, err := rs.s.disp.sessions.attach(id, string(name), req)
+	if pending {
+		tc.helloWait = true
+		tc.c.PauseReading() // what follows the HELLO waits for the WELCOME
+		return
+	}
+	tc.welcomed(sess, seq, err)
+}
+
+// welcomed finishes a HELLO: it sends WELCOME and resumes reading, or
+// refuses the HELLO. A connection that closed while it waited gives the
+// session back at once.
+func (tc *tcpConn) welcomed(sess *Session, seq uint64, err error) {
+	waited := tc.helloWait
+	tc.helloWait = false
+	if err != nil {
+		if errors.Is(err, ErrSessionTakenOver) {
+			// A newer HELLO for the same session came while this one
+			// waited: this connection never had it.
+			if !tc.c.Closed() {
+				tc.goaway()
+			}
+			return
+		}
+		tc.protocolError(err)
+		return
+	}
+	tc.sess, tc.floor = sess, seq
+	if tc.c.Closed() {
+		tc.maybeDetach()
+		return
+	}
+	var buf [HeaderSize + SessionIDSize]byte
+	tc.send(AppendWelcome(buf[:0], seq, sess.ID()))
+	if waited && !tc.draining {
+		tc.c.ResumeReading() // presents what followed the HELLO
+	}
+}
+
+// endSession ends a connection whose session a newer HELLO took over:
+// like a shutdown, it stops reading, and GOAWAY follows once what it
+// queued is acknowledged; the session is detached after that.
+func (tc *tcpConn) endSession() {
+	if tc.c.Closed() || tc.draining {
+		return
+	}
+	tc.draining = true
+	tc.c.PauseReading()
+	if tc.inflight == 0 {
+		tc.goaway()
+	}
+}
+
+// nackedInSession ends a session's connection after a NACK 3, 4 or 6 for
+// one of its DATA frames: nothing after a refused record may be accepted,
+// or the session's seq would pass a record that is not stored. The client
+// resends from WELCOME's seq on a new connection.
+func (tc *tcpConn) nackedInSession() {
+	if tc.sess != nil {
+		tc.endSession()
+	}
+}
+
+// maybeDetach gives the session back once the connection is closed and
+// every record it queued has been reported.
+func (tc *tcpConn) maybeDetach() {
+	if tc.sess != nil && !tc.detached && tc.inflight == 0 && tc.c.Closed() {
+		tc.detached = true
+		tc.sess.Detach()
+	}
 }
 
 // protocolError answers a frame that broke the protocol and closes.
@@ -920,6 +1075,7 @@ func (tc *tcpConn) refused(f Frame, err error) bool {
 	if !errors.Is(err, ErrQueueFull) {
 		tc.send(AppendNack(buf[:0], f.Seq, NackShuttingDown, "server draining"))
 		s.stats.nack(NackShuttingDown)
+		tc.nackedInSession()
 		return true
 	}
 	s.stats.backpressure.Add(1)
@@ -944,6 +1100,7 @@ func (tc *tcpConn) refused(f Frame, err error) bool {
 	}
 	tc.send(AppendNack(buf[:0], f.Seq, NackOverloaded, "queue full"))
 	s.stats.nack(NackOverloaded)
+	tc.nackedInSession()
 	return true
 }
 

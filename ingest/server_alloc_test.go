@@ -3,6 +3,8 @@ package ingest
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"runtime"
@@ -87,6 +89,23 @@ func (p *pipeClient) waitAck(seq uint64) error {
 	return nil
 }
 
+// hello opens a producer session (HELLO, then WELCOME) before any DATA.
+func (p *pipeClient) hello() error {
+	b, _ := AppendHello(nil, SessionID{}, "alloc-test")
+	if _, err := p.c.Write(b); err != nil {
+		return err
+	}
+	var w [HeaderSize + SessionIDSize]byte
+	if _, err := io.ReadFull(p.c, w[:]); err != nil {
+		return err
+	}
+	dec := NewReplyDecoder()
+	if f, _, err := dec.Decode(w[:]); err != nil || f.Kind != KindWelcome {
+		return fmt.Errorf("HELLO answered with %v: %v", f.Kind, err)
+	}
+	return nil
+}
+
 // round writes one batch and waits until at most depth batches are
 // unacknowledged.
 func (p *pipeClient) round(depth int) error {
@@ -121,12 +140,25 @@ func TestServerZeroAllocsPerMessage(t *testing.T) {
 	// Small records, many per receive; and records of 48 KiB, which are
 	// cut across receives and reassembled in buffers from the frame
 	// memory budget (reassembly.go).
-	for _, tc := range []struct{ perBatch, size, rounds int }{{256, 64, 4000}, {8, 48 << 10, 2000}} {
-		t.Run(strconv.Itoa(tc.size)+"B", func(t *testing.T) {
+	// And small records in a producer session.
+	for _, tc := range []struct {
+		perBatch, size, rounds int
+		session                bool
+	}{{256, 64, 4000, false}, {8, 48 << 10, 2000, false}, {256, 64, 4000, true}} {
+		name := strconv.Itoa(tc.size) + "B"
+		if tc.session {
+			name += "-session"
+		}
+		t.Run(name, func(t *testing.T) {
 			sink := &DiscardSink{}
 			s := startServer(t, ServerConfig{Sink: sink, Reactors: 1})
 			p := newPipeClient(t, s.Addr(), tc.perBatch, tc.size)
 			_ = p.c.SetDeadline(time.Now().Add(60 * time.Second))
+			if tc.session {
+				if err := p.hello(); err != nil {
+					t.Fatal(err)
+				}
+			}
 			// Warm-up: every buffer (decoder, ready lists, output, the
 			// inbox, the reassembly buffers) grows to its steady size.
 			for i := 0; i < 2000; i++ {

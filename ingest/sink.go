@@ -11,9 +11,10 @@ var ErrSinkClosed = errors.New("ingest: sink closed")
 
 // Record is one accepted DATA payload on its way to a sink.
 type Record struct {
-	Conn    uint64 // connection (or QUIC stream) id assigned by the server
-	Seq     uint64 // the client's seq
-	Payload []byte // valid only during the Write call
+	Conn    uint64    // connection (or QUIC stream) id assigned by the server
+	Seq     uint64    // the client's seq (the session's, when Session is set)
+	Session SessionID // the producer session, zero without one
+	Payload []byte    // valid only during the Write call
 }
 
 // Sink stores batches of records. Write blocks until every record of the

@@ -3,7 +3,10 @@
 //
 // Every client-initiated bidirectional stream is one ingest-v1 stream with
 // its own seq space: DATA and PING go up, ACK, NACK, PONG and GOAWAY come
-// back on the same stream. Clients may keep one long-lived stream per
+// back on the same stream. A stream that starts with HELLO belongs to a
+// producer session instead (WELCOME answers it), whose seq space
+// continues across streams and connections; a session is attached to one
+// stream at a time. Clients may keep one long-lived stream per
 // connection or open one stream per message (DATA, FIN; the server ACKs and
 // FINs). Each connection pushes into one shard, so every stream's order is
 // kept.
@@ -58,8 +61,14 @@ const (
 	StreamCodeMalformed quic.StreamErrorCode = 0x1
 	StreamCodeTooLarge  quic.StreamErrorCode = 0x2
 	// StreamCodeShuttingDown ends the reading half of a stream after
-	// GOAWAY, the ACKs due and FIN.
+	// GOAWAY, the ACKs due and FIN: the bridge drains, or a stream with a
+	// producer session was taken over by a newer HELLO or got NACK 3, 4
+	// or 6.
 	StreamCodeShuttingDown quic.StreamErrorCode = 0x4
+	// StreamCodeUnknownSession ends the reading half of a stream after
+	// NACK 5 (its HELLO named a session the server does not know), like
+	// StreamCodeMalformed.
+	StreamCodeUnknownSession quic.StreamErrorCode = 0x5
 	// StreamCodeSlowReader resets both halves of a stream whose client
 	// does not read its replies.
 	StreamCodeSlowReader quic.StreamErrorCode = 0x10

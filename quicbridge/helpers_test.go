@@ -60,6 +60,7 @@ type record struct {
 	seq     uint64
 	payload string
 	at      time.Time
+	session ingest.SessionID
 }
 
 // recSink records every record by producer id; it can be stalled.
@@ -90,7 +91,7 @@ func (s *recSink) Write(batch []ingest.Record) error {
 	now := time.Now()
 	s.mu.Lock()
 	for _, r := range batch {
-		s.byConn[r.Conn] = append(s.byConn[r.Conn], record{seq: r.Seq, payload: string(r.Payload), at: now})
+		s.byConn[r.Conn] = append(s.byConn[r.Conn], record{seq: r.Seq, payload: string(r.Payload), at: now, session: r.Session})
 	}
 	s.total += len(batch)
 	s.mu.Unlock()
@@ -470,4 +471,109 @@ func holdsHandshakePacket(b []byte) bool {
 		b = b[i:]
 	}
 	return false
+}
+
+// helloFrame is a HELLO for session id (zero: a new session).
+func helloFrame(id ingest.SessionID, name string) []byte {
+	b, err := ingest.AppendHello(nil, id, name)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// dataFrames is DATA seq from..to with payloadFor(key, seq).
+func dataFrames(key string, from, to uint64) []byte {
+	var b []byte
+	for seq := from; seq <= to; seq++ {
+		b = append(b, dataFrame(seq, payloadFor(key, seq))...)
+	}
+	return b
+}
+
+// replyStream is a raw client stream with its replies read in the
+// background (see replies).
+type replyStream struct {
+	t   *testing.T
+	str *quic.Stream
+	ch  <-chan ingest.Frame
+	end error // valid once ch is closed
+}
+
+// openReplyStream opens a stream on c and starts reading its replies.
+func openReplyStream(t *testing.T, c *quic.Conn) *replyStream {
+	t.Helper()
+	str, err := c.OpenStreamSync(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := &replyStream{t: t, str: str}
+	rs.ch = replies(str, &rs.end)
+	return rs
+}
+
+func (rs *replyStream) write(b []byte) {
+	rs.t.Helper()
+	if _, err := rs.str.Write(b); err != nil {
+		rs.t.Fatalf("write: %v", err)
+	}
+}
+
+// next returns the next reply; it fails if the stream ends first.
+func (rs *replyStream) next() ingest.Frame {
+	rs.t.Helper()
+	select {
+	case f, ok := <-rs.ch:
+		if !ok {
+			rs.t.Fatalf("the stream ended (%v) before the reply expected", rs.end)
+		}
+		return f
+	case <-time.After(10 * time.Second):
+		rs.t.Fatal("no reply in 10 s")
+	}
+	panic("unreachable")
+}
+
+// expect returns the next reply, which must be of kind k.
+func (rs *replyStream) expect(k ingest.Kind) ingest.Frame {
+	rs.t.Helper()
+	f := rs.next()
+	if f.Kind != k {
+		rs.t.Fatalf("got %v seq %d (code %v), want %v", f.Kind, f.Seq, f.NackCode(), k)
+	}
+	return f
+}
+
+// ackUpTo reads replies until an ACK of at least seq; anything but ACKs
+// fails the test.
+func (rs *replyStream) ackUpTo(seq uint64) {
+	rs.t.Helper()
+	for {
+		f := rs.expect(ingest.KindAck)
+		if f.Seq >= seq {
+			if f.Seq != seq {
+				rs.t.Fatalf("ACK %d, want %d", f.Seq, seq)
+			}
+			return
+		}
+	}
+}
+
+// rest reads the replies until the stream ends and returns them with the
+// end (io.EOF for the server's FIN).
+func (rs *replyStream) rest() ([]ingest.Frame, error) {
+	rs.t.Helper()
+	var got []ingest.Frame
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case f, ok := <-rs.ch:
+			if !ok {
+				return got, rs.end
+			}
+			got = append(got, f)
+		case <-timeout:
+			rs.t.Fatalf("the stream did not end in 10 s; replies so far %+v", got)
+		}
+	}
 }

@@ -85,7 +85,7 @@ type counters struct {
 // nackCodes are the NACK codes the bridge counts (every code ingest-v1
 // defines).
 var nackCodes = [...]ingest.NackCode{ingest.NackMalformed, ingest.NackTooLarge, ingest.NackOverloaded,
-	ingest.NackShuttingDown, ingest.NackStorageUnavailable}
+	ingest.NackShuttingDown, ingest.NackUnknownSession, ingest.NackStorageUnavailable}
 
 func (st *counters) nack(code ingest.NackCode) {
 	if int(code) < len(st.nacks) {

@@ -23,6 +23,15 @@ import (
 // (drain); then it marks readDone, takes over the writing itself, sends
 // what remains once every pushed message is Done, and FIN.
 //
+// Sessions: a stream whose first frame is HELLO attaches a producer
+// session (hello) and is then a SessionProducer. DATA at or below the
+// WELCOME's seq is not pushed but covered by the ACKs. The stream ends
+// like a drain (GOAWAY, the ACKs due, FIN) when another HELLO takes its
+// session over, and after it sent NACK 3, 4 or 6, so that the client
+// resends on a new stream everything above the next WELCOME's seq. It
+// detaches the session once it reads no more and every pushed message is
+// Done (detachDueLocked).
+//
 // Fields marked (mu) are shared with writers and the shard worker; the
 // rest belong to serve.
 type stream struct {
@@ -52,25 +61,48 @@ type stream struct {
 	finished bool      // (mu) serve returned: start no writer
 	inRead   bool      // (mu) serve is handling a read's frames and writes the replies due after it (see afterRead)
 
+	// Session streams only (nil otherwise), all set by serve at HELLO
+	// before anything is pushed, so the shard worker may read them in
+	// Done and Session.
+	sess   *ingest.Session
+	sctx   context.Context    // c.ctx, also ended by takeover or a NACK 3/4/6: bounds the waits (waitCtx)
+	cancel context.CancelFunc // ends sctx; safe from any goroutine
+	// detached (mu): Detach was called (or is being called) for sess.
+	detached bool
+
 	done chan struct{} // closed when the stream is finished
 }
 
 // ID identifies the stream in sink records.
 func (s *stream) ID() uint64 { return s.pid }
 
+// Session returns the stream's producer session, nil without HELLO. It
+// makes the stream an ingest.SessionProducer.
+func (s *stream) Session() *ingest.Session { return s.sess }
+
 // Done records a completion. It runs on the shard's worker and does not
 // block: it updates the pending state and starts a writer (or wakes serve).
+// A failure on a session stream (the sink's, or the refusal of the
+// records queued after it) also ends the stream: no more DATA, GOAWAY.
 func (s *stream) Done(seq uint64, _ int, err error) {
 	s.mu.Lock()
 	if err != nil {
 		s.out = ingest.AppendNack(s.out, seq, ingest.NackStorageUnavailable, "sink write failed")
 		s.c.b.stats.nack(ingest.NackStorageUnavailable)
+		if s.sess != nil {
+			s.stopLocked()
+			s.cancel()
+		}
 	} else if seq > s.doneSeq {
 		s.doneSeq = seq
 	}
 	s.inflight--
 	s.kickLocked()
+	detach := s.detachDueLocked()
 	s.mu.Unlock()
+	if detach {
+		s.sess.Detach()
+	}
 }
 
 // DoneRun records count successful completions ending with seq: one lock
@@ -82,7 +114,38 @@ func (s *stream) DoneRun(seq uint64, count, _ int) {
 	}
 	s.inflight -= count
 	s.kickLocked()
+	detach := s.detachDueLocked()
 	s.mu.Unlock()
+	if detach {
+		s.sess.Detach()
+	}
+}
+
+// detachDueLocked reports, once, that the session must be detached now:
+// serve reads no more and every message it pushed has been reported, so
+// the session's accepted seq is final for this stream. The caller calls
+// Detach after releasing mu (Detach may answer a waiting HELLO). Serve may
+// have returned already: the connection died with messages queued.
+//
+// It does not wait for the last replies to be written: a takeover's
+// WELCOME depends only on the sink, not on the old client reading.
+func (s *stream) detachDueLocked() bool {
+	if s.inflight != 0 || !s.readDone || s.sess == nil || s.detached {
+		return false
+	}
+	s.detached = true
+	return true
+}
+
+// endSession makes a session stream end like a drain: read no more DATA,
+// end the waits for queue room and buffer memory, then GOAWAY, the ACKs
+// due and FIN. It is the takeover func given to Sessions.Attach: safe from
+// any goroutine, more than once, before or after serve returned.
+func (s *stream) endSession() {
+	s.mu.Lock()
+	s.stopLocked()
+	s.mu.Unlock()
+	s.cancel()
 }
 
 // kickLocked gets pending replies written: while serve reads it starts a
@@ -193,7 +256,7 @@ const (
 	endEOF      ending = iota // the client finished its half: ACKs, then FIN
 	endGone                   // reset by the client or connection gone: ACKs if possible, FIN
 	endProtocol               // NACK queued, reading half cancelled: ACKs, FIN
-	endDrain                  // stop: GOAWAY, ACKs, FIN, then cancel the reading half
+	endDrain                  // stop, takeover, or a session stream's NACK 3/4/6: GOAWAY, ACKs, FIN, then cancel the reading half
 	endAborted                // both halves reset; nothing more to send
 )
 
@@ -202,6 +265,11 @@ func (s *stream) serve() {
 	defer c.wg.Done()
 	defer close(s.done)
 	defer c.removeStream(s)
+	defer func() {
+		if s.cancel != nil {
+			s.cancel() // release sctx; takeover may still call it
+		}
+	}()
 
 	end := s.readLoop()
 	s.releaseBuffer()
@@ -211,6 +279,11 @@ func (s *stream) serve() {
 		s.out = ingest.AppendGoaway(s.out, s.lastPushed)
 	}
 	s.readDone = true
+	if s.detachDueLocked() {
+		s.mu.Unlock()
+		s.sess.Detach()
+		s.mu.Lock()
+	}
 	// Take over the writing: wait for a running writer, then send what
 	// is pending until every pushed message is Done.
 	fin := false
@@ -327,6 +400,10 @@ func (s *stream) process() (end ending, ok bool) {
 			return endProtocol, false
 		}
 		switch f.Kind {
+		case ingest.KindHello:
+			if end, ok := s.hello(f); !ok {
+				return end, false
+			}
 		case ingest.KindPing:
 			pong, _ := ingest.AppendPong(nil, f.Seq, f.Payload)
 			if !s.reply(pong) {
@@ -359,6 +436,68 @@ func (s *stream) process() (end ending, ok bool) {
 	return 0, true
 }
 
+// hello attaches the session a HELLO names (a new one for the zero id)
+// and queues the WELCOME. It waits while the session's previous stream
+// (maybe on another connection) ends: that needs only its records to be
+// reported by the sink, never a buffer this stream holds, and takeover
+// ends the other stream's waits for queue room and buffer memory.
+func (s *stream) hello(f ingest.Frame) (ending, bool) {
+	c := s.c
+	s.sctx, s.cancel = context.WithCancel(c.ctx)
+	// A HELLO that arrived in 0-RTT may be a replay: it must not take a
+	// session over before the client proved it holds the keys. Its
+	// WELCOME could not be sent earlier anyway.
+	if !c.handshook.Load() {
+		select {
+		case <-c.qc.HandshakeComplete():
+		case <-s.sctx.Done():
+			return s.helloFailed(s.sctx.Err())
+		}
+	}
+	sess, seq, err := c.b.disp.Sessions().Attach(s.sctx, f, s.endSession)
+	if err != nil {
+		return s.helloFailed(err)
+	}
+	s.sess = sess
+	_, name := f.Hello()
+	c.log.Debug("session attached", "stream", int64(s.qid), "session", sess.ID().String(), "seq", seq, "client", string(name))
+	if !s.reply(ingest.AppendWelcome(nil, seq, sess.ID())) {
+		return endAborted, false
+	}
+	return 0, true
+}
+
+// helloFailed ends a stream whose HELLO got no session: NACK 5 for an
+// unknown one, GOAWAY when a newer HELLO took it first or the bridge
+// drains, nothing more when the connection is gone.
+func (s *stream) helloFailed(err error) (ending, bool) {
+	var pe *ingest.ProtocolError
+	switch {
+	case errors.As(err, &pe):
+		s.refuse(pe.Seq, pe.Code, pe.Reason)
+		return endProtocol, false
+	case errors.Is(err, ingest.ErrSessionTakenOver):
+		s.c.log.Debug("session taken over while waiting for it", "stream", int64(s.qid))
+		return endDrain, false
+	case s.isStopping():
+		return endDrain, false
+	case errors.Is(err, context.Canceled):
+		return endGone, false
+	}
+	s.c.log.Warn("session not attached", "stream", int64(s.qid), "err", err)
+	return endDrain, false // GOAWAY 0: the client tries again, maybe elsewhere
+}
+
+// waitCtx bounds serve's waits for queue room and buffer memory: the
+// connection's context, or on a session stream its own, which takeover
+// and a NACK 3/4/6 end too.
+func (s *stream) waitCtx() context.Context {
+	if s.sctx != nil {
+		return s.sctx
+	}
+	return s.c.ctx
+}
+
 // push queues one DATA frame, applying the overload policy when the shard
 // is full.
 func (s *stream) push(f ingest.Frame) (ending, bool) {
@@ -373,6 +512,17 @@ func (s *stream) push(f ingest.Frame) (ending, bool) {
 		s.slowReader()
 		return endAborted, false
 	}
+	if s.sess != nil && s.sess.Duplicate(f.Seq) {
+		// Stored before the session attached here: not again, but the
+		// ACKs cover it (written after the read, see afterRead). No NACK
+		// can be due yet: duplicates come before any pushed seq.
+		if f.Seq > s.doneSeq {
+			s.doneSeq = f.Seq
+		}
+		s.mu.Unlock()
+		s.lastPushed = f.Seq
+		return 0, true
+	}
 	s.inflight++
 	s.mu.Unlock()
 
@@ -383,14 +533,14 @@ func (s *stream) push(f ingest.Frame) (ending, bool) {
 		case ingest.OverloadBlock:
 			// Stop reading until there is room: QUIC flow control then
 			// stops the client within the stream window.
-			err = s.c.shard.PushWait(s.c.ctx, s, f.Seq, f.Payload)
+			err = s.c.shard.PushWait(s.waitCtx(), s, f.Seq, f.Payload)
 		case ingest.OverloadReject:
 			s.unpush()
 			b.stats.nack(ingest.NackOverloaded)
 			if !s.reply(ingest.AppendNack(nil, f.Seq, ingest.NackOverloaded, "queue full")) {
 				return endAborted, false
 			}
-			return 0, true
+			return s.afterNack()
 		case ingest.OverloadShed:
 			s.unpush()
 			s.c.shedConn()
@@ -408,7 +558,7 @@ func (s *stream) push(f ingest.Frame) (ending, bool) {
 			if !s.reply(ingest.AppendNack(nil, f.Seq, ingest.NackShuttingDown, "server draining")) {
 				return endAborted, false
 			}
-			return 0, true
+			return s.afterNack()
 		case s.isStopping():
 			return endDrain, false
 		}
@@ -417,6 +567,16 @@ func (s *stream) push(f ingest.Frame) (ending, bool) {
 	s.lastPushed = f.Seq
 	b.stats.messagesIn.Add(1)
 	b.stats.bytesIn.Add(uint64(len(f.Payload)))
+	return 0, true
+}
+
+// afterNack ends a session stream after a NACK 3 or 4 (GOAWAY, the ACKs
+// due, FIN): the client resends above the next WELCOME's seq on a new
+// stream. A stream without a session goes on.
+func (s *stream) afterNack() (ending, bool) {
+	if s.sess != nil {
+		return endDrain, false
+	}
 	return 0, true
 }
 
@@ -509,7 +669,7 @@ func (s *stream) setDeadline(t time.Time) {
 // The stream holds nothing while it waits (see budget).
 func (s *stream) takeReadBuffer() error {
 	b := s.c.b
-	waited, err := b.bufBudget.acquire(s.c.ctx, int64(b.cfg.ReadBufferSize))
+	waited, err := b.bufBudget.acquire(s.waitCtx(), int64(b.cfg.ReadBufferSize))
 	if waited {
 		b.stats.bufferWaits.Add(1)
 	}
@@ -535,7 +695,7 @@ func (s *stream) grow(need int) error {
 		s.releaseBuffer()
 		s.buf, s.have = rest, have
 	}
-	waited, err := b.frames.Acquire(s.c.ctx, int64(need))
+	waited, err := b.frames.Acquire(s.waitCtx(), int64(need))
 	if waited {
 		b.stats.bufferWaits.Add(1)
 	}

@@ -31,6 +31,9 @@
 #   ENGINE      ingestd --engine                  [io_uring]
 #   C_SRC       the C reference's source; without it the c column is left
 #               out                      [../shared/reference/uring_ingest.c]
+#   SESSION_CONNS  connection counts whose rows also run ingestd with every
+#               load stream in a producer session (ingest-load --session),
+#               to show what sessions cost; "" for none      ["64"]
 #   MAX_SPREAD  fail when a server's (max-min)/median of msgs per CPU-s
 #               exceeds this percentage (too noisy to trust)  [25]
 #   RESULTS_DIR                                   [bench/results]
@@ -54,6 +57,7 @@ ENGINE=${ENGINE:-io_uring}
 MAX_SPREAD=${MAX_SPREAD:-25}
 RESULTS_DIR=${RESULTS_DIR:-bench/results}
 C_SRC=${C_SRC:-../shared/reference/uring_ingest.c}
+SESSION_CONNS=${SESSION_CONNS-64}
 HOST=127.0.0.1
 
 die() { echo "bench-ingest: FAIL: $*" >&2; exit 1; }
@@ -116,7 +120,7 @@ start_server() { # server sink
 	local server=$1 sink=$2 dir="$RAW/data-$1"
 	rm -rf "$dir"
 	case $server in
-	uring) taskset -c "$CPU_SERVER" bin/ingestd --tcp "$HOST:$PORT" --metrics '' --reactors "$REACTORS" --engine "$ENGINE" \
+	uring | session) taskset -c "$CPU_SERVER" bin/ingestd --tcp "$HOST:$PORT" --metrics '' --reactors "$REACTORS" --engine "$ENGINE" \
 		--sink "$sink" --data-dir "$dir" --log-level warn >"$RAW/server.log" 2>&1 &
 		;;
 	net) taskset -c "$CPU_SERVER" bin/ingest-net --tcp "$HOST:$PORT" --sink "$sink" --data-dir "$dir" \
@@ -141,10 +145,12 @@ stop_server() {
 	for _ in $(seq 50); do port_open || return 0; sleep 0.1; done
 }
 
-load() { # conns size window duration json-out
-	taskset -c "$CPU_LOAD" bin/ingest-load --addr "$HOST:$PORT" --conns "$1" --size "$2" --window "$3" \
-		--duration "$4" --json --progress=false >"$5" 2>"$5.err" || {
-		echo "load failed: $(tail -3 "$5.err")" >&2
+load() { # conns size window duration json-out [flags...]
+	local conns=$1 size=$2 window=$3 duration=$4 out=$5
+	shift 5
+	taskset -c "$CPU_LOAD" bin/ingest-load --addr "$HOST:$PORT" --conns "$conns" --size "$size" --window "$window" \
+		--duration "$duration" --json --progress=false "$@" >"$out" 2>"$out.err" || {
+		echo "load failed: $(tail -3 "$out.err")" >&2
 		return 1
 	}
 }
@@ -156,13 +162,16 @@ log "results: $TSV"
 for conns in $CONNS; do for size in $SIZES; do for mode in $MODES; do for sink in $SINKS; do
 	window=256; [[ $mode == ack ]] && window=1
 	servers="uring net"
-	[[ -n $C_BIN && $sink == discard ]] && servers="uring net c"
+	[[ -n $C_BIN && $sink == discard ]] && servers="$servers c"
+	[[ " $SESSION_CONNS " == *" $conns "* ]] && servers="$servers session"
 	for run in $(seq "$RUNS"); do
 		for server in $servers; do
+			flags=()
+			[[ $server == session ]] && flags=(--session)
 			start_server "$server" "$sink"
-			load "$conns" "$size" "$window" "$WARMUP" "$RAW/warm.json" || die "warm-up load against $server failed"
+			load "$conns" "$size" "$window" "$WARMUP" "$RAW/warm.json" "${flags[@]}" || die "warm-up load against $server failed"
 			t0=$(cpu_ticks "$SERVER_PID")
-			load "$conns" "$size" "$window" "$DURATION" "$RAW/run.json" || die "load against $server failed ($conns conns, $size B, $mode, $sink)"
+			load "$conns" "$size" "$window" "$DURATION" "$RAW/run.json" "${flags[@]}" || die "load against $server failed ($conns conns, $size B, $mode, $sink)"
 			t1=$(cpu_ticks "$SERVER_PID")
 			kill -0 "$SERVER_PID" 2>/dev/null || die "$server server died during the run"
 			stop_server
@@ -192,9 +201,10 @@ col() { # conns size mode sink server column -> values
 	echo "- raw numbers: \`$TSV\`; medians of $RUNS alternating runs; pipelined = 256 unacked per connection, ack = window 1"
 	echo
 	echo "- c: the C liburing reference (\`$C_SRC\`, discard sink rows only; no sink at all, no validation beyond framing)"
+	echo "- sessions: ingestd again, every load stream in a producer session (\`ingest-load --session\`), rows with $SESSION_CONNS connections; **sess/gyre** is its msgs per CPU-s over plain ingestd's"
 	echo
-	echo "| conns | size | mode | sink | msgs/s gyre | msgs/s net | ratio | msgs/CPU-s gyre | msgs/CPU-s net | **gyre/net** | msgs/CPU-s C | **gyre/C** | p99 µs gyre | p99 µs net |"
-	echo "|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+	echo "| conns | size | mode | sink | msgs/s gyre | msgs/s net | ratio | msgs/CPU-s gyre | msgs/CPU-s net | **gyre/net** | msgs/CPU-s C | **gyre/C** | msgs/CPU-s sessions | **sess/gyre** | p99 µs gyre | p99 µs net |"
+	echo "|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 } >"$MD"
 noisy=()
 for conns in $CONNS; do for size in $SIZES; do for mode in $MODES; do for sink in $SINKS; do
@@ -205,13 +215,14 @@ for conns in $CONNS; do for size in $SIZES; do for mode in $MODES; do for sink i
 	u_p99=$(col "$conns" "$size" "$mode" "$sink" uring 11 | median)
 	n_p99=$(col "$conns" "$size" "$mode" "$sink" net 11 | median)
 	c_cpu=$(col "$conns" "$size" "$mode" "$sink" c 9 | median)
-	for srv in uring net c; do
+	s_cpu=$(col "$conns" "$size" "$mode" "$sink" session 9 | median)
+	for srv in uring net c session; do
 		[[ -n $(col "$conns" "$size" "$mode" "$sink" "$srv" 9) ]] || continue
 		sp=$(col "$conns" "$size" "$mode" "$sink" "$srv" 9 | spread)
 		if awk -v s="$sp" -v m="$MAX_SPREAD" 'BEGIN {exit !(s > m)}'; then noisy+=("$srv $conns/$size/$mode/$sink spread ${sp}%"); fi
 	done
-	awk -v c="$conns" -v s="$size" -v m="$mode" -v k="$sink" -v um="$u_mps" -v nm="$n_mps" -v uc="$u_cpu" -v nc="$n_cpu" -v cc="$c_cpu" -v up="$u_p99" -v np="$n_p99" \
-		'BEGIN {cr = (cc>0) ? sprintf("%.0f | **%.2f**", cc, uc/cc) : "- | -"; printf "| %s | %s | %s | %s | %.0f | %.0f | %.2fx | %.0f | %.0f | **%.2fx** | %s | %.0f | %.0f |\n", c, s, m, k, um, nm, (nm>0?um/nm:0), uc, nc, (nc>0?uc/nc:0), cr, up, np}' >>"$MD"
+	awk -v c="$conns" -v s="$size" -v m="$mode" -v k="$sink" -v um="$u_mps" -v nm="$n_mps" -v uc="$u_cpu" -v nc="$n_cpu" -v cc="$c_cpu" -v sc="$s_cpu" -v up="$u_p99" -v np="$n_p99" \
+		'BEGIN {cr = (cc>0) ? sprintf("%.0f | **%.2f**", cc, uc/cc) : "- | -"; sr = (sc>0 && uc>0) ? sprintf("%.0f | **%.2f**", sc, sc/uc) : "- | -"; printf "| %s | %s | %s | %s | %.0f | %.0f | %.2fx | %.0f | %.0f | **%.2fx** | %s | %s | %.0f | %.0f |\n", c, s, m, k, um, nm, (nm>0?um/nm:0), uc, nc, (nc>0?uc/nc:0), cr, sr, up, np}' >>"$MD"
 done; done; done; done
 cat "$MD"
 if ((${#noisy[@]} > 0)); then

@@ -18,7 +18,10 @@ import (
 type config struct {
 	Addr      string
 	Transport string
-	Conns     int
+	// Session: every load stream opens a producer session (HELLO, then
+	// WELCOME) before its first DATA frame.
+	Session bool
+	Conns   int
 	// Duration is the measured send phase (after Warmup); 0 means no time
 	// limit (--messages bounds the run).
 	Duration time.Duration
@@ -123,6 +126,7 @@ func parseFlags(args []string, stderr io.Writer, stderrIsTerminal bool) (config,
 	}
 	fs.StringVar(&cfg.Addr, "addr", defaultAddr, "ingest node address `HOST:PORT`")
 	fs.StringVar(&cfg.Transport, "transport", "tcp", "transport: tcp or quic (then --addr defaults to "+defaultQUICAddr+")")
+	fs.BoolVar(&cfg.Session, "session", false, "open a producer session on every load stream (HELLO and WELCOME before the first DATA), to measure what sessions cost (docs/protocol.md section 5)")
 	fs.StringVar(&cfg.QUICStreams, "quic-streams", "reuse", "quic: reuse (--streams long-lived streams per connection, each with its own --window) or per-message (a stream per DATA frame: DATA, FIN)")
 	fs.IntVar(&cfg.Streams, "streams", 1, "quic: concurrent streams per connection (reuse: streams, each a load stream; per-message: messages in flight on their own streams)")
 	fs.BoolVar(&cfg.ZeroRTT, "0rtt", false, "quic: resume with 0-RTT (one priming handshake fills the session cache and token store first); reports how many connections used it")
@@ -241,6 +245,8 @@ func validate(cfg config) error {
 		return badUsage("--server-pid %d: want a process id", cfg.ServerPID)
 	case cfg.QUICStreams == "per-message" && cfg.SlowFraction > 0:
 		return badUsage("--slow-clients needs --quic-streams reuse (a per-message client has no stream to stop reading)")
+	case cfg.Session && cfg.Transport == "quic" && cfg.QUICStreams == "per-message":
+		return badUsage("--session needs --quic-streams reuse (a stream per message would open a session per message)")
 	case cfg.Window < 1 || cfg.Window > maxWindow:
 		return badUsage("--window %d: want 1..%d", cfg.Window, maxWindow)
 	case math.IsNaN(cfg.Rate) || math.IsInf(cfg.Rate, 0) || cfg.Rate < 0:

@@ -221,6 +221,13 @@ func runLoad(ctx context.Context, cfg config, tr Transport, stderr io.Writer) *r
 				dialErrs[i] = fmt.Errorf("conn %d: connect to %s: %w", i, cfg.Addr, err)
 				return
 			}
+			if cfg.Session {
+				if err := openSession(rw); err != nil {
+					_ = rw.Close()
+					dialErrs[i] = fmt.Errorf("conn %d: %w", i, err)
+					return
+				}
+			}
 			c := newConn(r, i, i >= nConns-nSlow)
 			c.rw = rw
 			if s, ok := rw.(readBufferSetter); ok && c.slow {

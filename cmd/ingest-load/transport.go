@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"time"
+
+	"github.com/gyre-io/gyre/ingest"
 )
 
 // Transport opens the byte streams a load runs over: one ingest-v1 stream
@@ -55,6 +58,29 @@ func (t *tcpTransport) Name() string { return "tcp" }
 
 func (t *tcpTransport) Dial(ctx context.Context) (io.ReadWriteCloser, error) {
 	return t.dialer.DialContext(ctx, "tcp", t.addr)
+}
+
+// openSession opens a new producer session on a freshly dialed stream
+// (--session): HELLO, then the WELCOME, which for a new session has seq 0,
+// so the load's seqs 1, 2, 3, ... are the session's.
+func openSession(rw io.ReadWriter) error {
+	hello, _ := ingest.AppendHello(nil, ingest.SessionID{}, "ingest-load")
+	if _, err := rw.Write(hello); err != nil {
+		return fmt.Errorf("session: write HELLO: %w", err)
+	}
+	var b [ingest.HeaderSize + ingest.SessionIDSize]byte // a WELCOME's size
+	if _, err := io.ReadFull(rw, b[:]); err != nil {
+		return fmt.Errorf("session: read WELCOME: %w", err)
+	}
+	dec := ingest.NewReplyDecoder()
+	f, _, err := dec.Decode(b[:])
+	if err == nil && (f.Kind != ingest.KindWelcome || f.Seq != 0) {
+		err = fmt.Errorf("got %v seq %d, want WELCOME seq 0", f.Kind, f.Seq)
+	}
+	if err != nil {
+		return fmt.Errorf("session: HELLO answered wrongly: %w", err)
+	}
+	return nil
 }
 
 // Optional upgrades of a Transport: killer drops a fraction of its

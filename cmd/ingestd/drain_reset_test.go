@@ -21,7 +21,7 @@ import (
 // server's socket has not transmitted yet. For a client that is behind in
 // reading its replies, that is the last ACKs and the GOAWAY itself: the
 // client sees "connection reset by peer" and - following docs/protocol.md
-// section 6 - resends every message after the last ACK it got, although
+// section 7 - resends every message after the last ACK it got, although
 // the log already holds them (duplicates on every routine restart). The
 // drain is meant to be the graceful path: "After GOAWAY the server sends
 // the ACKs that are still due and closes the connection".

@@ -66,6 +66,8 @@ type config struct {
 	FrameTimeout  time.Duration `json:"frame_timeout"`
 	MaxConns      int           `json:"max_conns"`
 	FrameMemory   int64         `json:"frame_memory"`
+	SessionTTL    time.Duration `json:"session_ttl"`
+	MaxSessions   int           `json:"max_sessions"`
 	Metrics       string        `json:"metrics"`
 	Pprof         bool          `json:"pprof"`
 	LogLevel      string        `json:"log_level"`
@@ -111,6 +113,8 @@ func defaults() config {
 		IdleTimeout:   defaultIdleTimeout,
 		FrameTimeout:  ingest.DefaultFrameTimeout,
 		FrameMemory:   ingest.DefaultFrameMemory,
+		SessionTTL:    ingest.DefaultSessionTTL,
+		MaxSessions:   ingest.DefaultMaxSessions,
 		Metrics:       "127.0.0.1:9400",
 		LogLevel:      "info",
 		Grace:         10 * time.Second,
@@ -182,6 +186,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "close connections silent this long (0: never)")
 	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "TCP: most connections open at once; more are closed as soon as accepted (0: the descriptor limit less 256 kept for the sink, metrics and recovery; negative: no bound)")
 	fs.Int64Var(&cfg.FrameMemory, "frame-memory", cfg.FrameMemory, "TCP and QUIC: bytes for frames larger than a receive buffer (16 KiB) while they arrive, all connections together; past it a frame waits with reading paused or gets NACK 3 (>= --max-payload + 16)")
+	fs.DurationVar(&cfg.SessionTTL, "session-ttl", cfg.SessionTTL, "keep a producer session this long after its connection ended, for the client to resume it (HELLO); after that it must open a new one")
+	fs.IntVar(&cfg.MaxSessions, "max-sessions", cfg.MaxSessions, "keep at most this many producer sessions whose connection ended; past it the least recently seen goes first")
 	fs.DurationVar(&cfg.FrameTimeout, "frame-timeout", cfg.FrameTimeout, "TCP: close a connection that began a frame and has not finished it this long after (slowloris; bytes trickling in do not extend it; 0: never)")
 	fs.StringVar(&cfg.Metrics, "metrics", cfg.Metrics, "address of the /metrics and /healthz HTTP server (empty: off)")
 	fs.BoolVar(&cfg.Pprof, "pprof", cfg.Pprof, "also serve net/http/pprof under /debug/pprof/ on the --metrics server (heap?gc=1 runs a GC first; benchmarks and debugging, not for untrusted networks)")
@@ -235,6 +241,8 @@ func applyIfSet(set map[string]bool, dst *config, flags config) {
 		"frame-timeout": func() { dst.FrameTimeout = flags.FrameTimeout },
 		"max-conns":     func() { dst.MaxConns = flags.MaxConns },
 		"frame-memory":  func() { dst.FrameMemory = flags.FrameMemory },
+		"session-ttl":   func() { dst.SessionTTL = flags.SessionTTL },
+		"max-sessions":  func() { dst.MaxSessions = flags.MaxSessions },
 		"metrics":       func() { dst.Metrics = flags.Metrics }, "log-level": func() { dst.LogLevel = flags.LogLevel },
 		"pprof": func() { dst.Pprof = flags.Pprof },
 		"grace": func() { dst.Grace = flags.Grace }, "sync-bytes": func() { dst.SyncBytes = flags.SyncBytes },
@@ -340,6 +348,10 @@ func validate(cfg config) error {
 		return badConfig("--frame-timeout %v: want >= 0", cfg.FrameTimeout)
 	case cfg.FrameMemory < int64(cfg.MaxPayload)+ingest.HeaderSize:
 		return badConfig("--frame-memory %d is smaller than one maximal frame (%d bytes: --max-payload + %d)", cfg.FrameMemory, cfg.MaxPayload+ingest.HeaderSize, ingest.HeaderSize)
+	case cfg.SessionTTL <= 0:
+		return badConfig("--session-ttl %v: want > 0", cfg.SessionTTL)
+	case cfg.MaxSessions < 1:
+		return badConfig("--max-sessions %d: want >= 1", cfg.MaxSessions)
 	case cfg.Grace <= 0:
 		return badConfig("--grace %v: want > 0", cfg.Grace)
 	case cfg.SyncBytes < 1 || cfg.SyncInterval <= 0:
@@ -518,6 +530,8 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		FrameTimeout:  frameTimeout(cfg.FrameTimeout),
 		MaxConns:      cfg.MaxConns,
 		FrameMemory:   cfg.FrameMemory,
+		SessionTTL:    cfg.SessionTTL,
+		MaxSessions:   cfg.MaxSessions,
 		Sink:          sink,
 		// The discard sink only counts: reactors write to it themselves.
 		NonBlockingSink: cfg.Sink == "discard",
@@ -635,7 +649,13 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	return nil
 }
 
-// runRead implements `ingestd read`: print or count stored records.
+// runRead implements `ingestd read`: print or count stored records. A
+// record line is
+//
+//	TIME conn=CONN session=SESSION seq=SEQ len=LEN "PAYLOAD PREVIEW"
+//
+// with SESSION the 32 hex digits of the record's session or "-" without
+// one; SEQ is then the session's seq.
 func runRead(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("ingestd read", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -658,7 +678,7 @@ func runRead(args []string, stdout, stderr io.Writer) int {
 		records++
 		bytes += len(r.Payload)
 		if !*count {
-			fmt.Fprintf(stdout, "%s conn=%d seq=%d len=%d %q\n", ts.UTC().Format(time.RFC3339Nano), r.Conn, r.Seq, len(r.Payload), preview(r.Payload))
+			fmt.Fprintf(stdout, "%s conn=%d session=%s seq=%d len=%d %q\n", ts.UTC().Format(time.RFC3339Nano), r.Conn, sessionField(r.Session), r.Seq, len(r.Payload), preview(r.Payload))
 		}
 		if *limit > 0 && records >= *limit {
 			return errStop
@@ -671,6 +691,16 @@ func runRead(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%d records, %d payload bytes\n", records, bytes)
 	return exitOK
+}
+
+// sessionField is how `ingestd read` prints a record's session: its 32 hex
+// digits, or "-" for a record without one (and every record of a version 1
+// segment).
+func sessionField(id ingest.SessionID) string {
+	if id.IsZero() {
+		return "-"
+	}
+	return id.String()
 }
 
 func preview(b []byte) []byte {

@@ -2,11 +2,19 @@
 // (docs/protocol.md), on QUIC or TCP, with a bounded window, backpressure,
 // retries and failover between endpoints.
 //
-// Delivery is at least once: a record that was in flight when a
-// connection was lost, or when the client moved to another endpoint, is
-// sent again, and the server may have stored it already. Consumers that
-// need exactly once deduplicate by a key inside the payload (producer
-// sessions, issue 12, will remove these duplicates).
+// Delivery is exactly once within a producer session: the client opens a
+// session with its first connection (HELLO), numbers its records in the
+// session, and after a lost connection, a GOAWAY, a NACK or a move to
+// another endpoint resumes the session on the next connection. The
+// server's WELCOME says up to which seq it has stored the session's
+// records; the client counts those as acknowledged and resends only the
+// rest, with the same seqs, so a record is stored once however often the
+// connection breaks, and across a server restart (the file sink keeps the
+// sessions). Persist Client.Session and pass it back in Config.Session to
+// resume after the producer itself restarts. A session the server no
+// longer knows (expired after its --session-ttl, or a different node that
+// does not share it) is replaced by a new one, and then records that were
+// in flight may be stored twice: Stats.SessionsLost counts those events.
 //
 // A Client keeps one connection (one QUIC stream, or one TCP connection)
 // at a time. All methods are safe for concurrent use.
@@ -50,7 +58,7 @@ const (
 // record is one record Send queued, in its ring slot.
 type record struct {
 	id      uint64
-	seq     uint64 // wire seq on the current connection; 0 when not in flight
+	seq     uint64 // the session seq it was first sent with, kept for resends; 0 before
 	payload []byte // Send's copy
 	state   uint8
 }
@@ -64,29 +72,31 @@ type flight struct {
 type endReason uint8
 
 const (
-	endLost    endReason = iota // read/write failed, or the server closed
-	endGoaway                   // GOAWAY or NACK 4: next endpoint, at once
-	endStorage                  // NACK 6: next endpoint, after a backoff
-	endFatal                    // NACK 1/2 or a bad reply: a new connection
-	endClosing                  // Close
+	endLost       endReason = iota // read/write failed, or the server closed
+	endGoaway                      // GOAWAY or NACK 4: next endpoint, at once
+	endStorage                     // NACK 6: next endpoint, after a backoff
+	endOverloaded                  // NACK 3: the same endpoint, sending after a backoff
+	endFatal                       // NACK 1/2/5 or a bad reply: a new connection
+	endClosing                     // Close
 )
 
 // conn is the client's state for one connection.
 type conn struct {
-	ep      endpoint
-	s       stream
-	done    chan struct{} // closed when the reader has returned
-	nextSeq uint64        // (mu) next wire seq
-	ackSeq  uint64        // (mu) highest ACK
-	flights []flight      // (mu) DATA sent, not yet ACKed, in seq order
-	live    int           // (mu) flights whose record is still waiting for this conn's answer
-	leaving bool          // (mu) send nothing more (GOAWAY, NACK 4 or 6, write failure)
-	reason  endReason     // (mu) why the connection ends
-	err     error         // (mu) the error that ended it, if any
-	acked   bool          // (mu) an ACK arrived on it
-	goaway  uint64        // (mu) GOAWAY's seq: higher seqs were not accepted (MaxUint64: no GOAWAY)
-	timer   *time.Timer   // (mu) closes a leaving connection that takes too long
-	once    sync.Once
+	ep       endpoint
+	s        stream
+	done     chan struct{} // closed when the reader has returned
+	welcomed bool          // (mu) WELCOME arrived: DATA may be sent
+	highest  uint64        // (mu) highest seq sent on it
+	ackSeq   uint64        // (mu) highest ACK (WELCOME's seq at first)
+	flights  []flight      // (mu) DATA sent, not yet ACKed, in seq order
+	live     int           // (mu) flights whose record is still waiting for this conn's answer
+	leaving  bool          // (mu) send nothing more (GOAWAY, NACK 4 or 6, write failure)
+	reason   endReason     // (mu) why the connection ends
+	err      error         // (mu) the error that ended it, if any
+	acked    bool          // (mu) an ACK arrived on it
+	goaway   uint64        // (mu) GOAWAY's seq: higher seqs were not accepted (MaxUint64: no GOAWAY)
+	timer    *time.Timer   // (mu) closes a leaving connection that takes too long
+	once     sync.Once
 }
 
 func (cn *conn) close() { cn.once.Do(func() { _ = cn.s.Close() }) }
@@ -108,8 +118,9 @@ type Client struct {
 	floor      uint64   // lowest id not answered (== nextID when none)
 	nextID     uint64   // id of the next Send
 	bytes      int      // payload bytes of pending records
-	sendq      []uint64 // ids to send on the current connection, in order
-	retryq     []uint64 // ids NACKed with 3, sent before sendq
+	sendq      []uint64 // ids to send on the current connection, in seq order then id order
+	session    ingest.SessionID
+	nextSeq    uint64 // the session's next seq
 	pauseUntil time.Time
 	nack3      int // NACK 3 in a row without an ACK
 	// cwnd bounds the records in flight on the connection below Window
@@ -128,21 +139,27 @@ type Client struct {
 }
 
 // Stats counts what a Client did. Resent counts records sent again after
-// the connection they were in flight on ended unanswered: each may be
-// stored twice. Retried counts records sent again that the server said it
-// did not store (NACK 3, 4 or 6, or above a GOAWAY's seq): never
-// duplicates.
+// the connection they were in flight on ended unanswered; Retried those
+// sent again that the server said it did not store (NACK 3, 4 or 6, or
+// above a GOAWAY's seq). Neither is stored twice within a session;
+// Resumed counts those the WELCOME of the next connection said were
+// stored after all.
 type Stats struct {
-	Sent       uint64 // DATA frames written (including resends)
-	Acked      uint64 // records acknowledged
-	Failed     uint64 // records failed (NACK 1 or 2, or abandoned by Close)
-	Resent     uint64 // records resent after a connection ended
-	Retried    uint64 // records resent after NACK 3, 4, 6 or past GOAWAY
-	Nacks      [7]uint64
-	Goaways    uint64
-	Dials      uint64 // connection attempts
-	DialErrors uint64
-	Endpoint   string // the current endpoint, "" when not connected
+	Sent    uint64 // DATA frames written (including resends)
+	Acked   uint64 // records acknowledged (by ACK, or by WELCOME's seq)
+	Failed  uint64 // records failed (NACK 1 or 2, or abandoned by Close)
+	Resent  uint64 // records resent after a connection ended
+	Retried uint64 // records resent after NACK 3, 4, 6 or past GOAWAY
+	Resumed uint64 // records in flight when a connection ended that WELCOME said were stored
+	// SessionsLost counts sessions the server did not know (NACK 5:
+	// expired, or another node): the client opened a new one, and the
+	// records then unacknowledged may be stored twice.
+	SessionsLost uint64
+	Nacks        [7]uint64
+	Goaways      uint64
+	Dials        uint64 // connection attempts
+	DialErrors   uint64
+	Endpoint     string // the current endpoint, "" when not connected
 }
 
 // Dial connects to the first endpoint of cfg.Endpoints that answers within
@@ -184,6 +201,9 @@ func newClient(s settings) *Client {
 		mask:     n - 1,
 		floor:    1,
 		nextID:   1,
+		session:  s.Session,
+		nextSeq:  1,
+		cwnd:     s.Window,
 	}
 	c.closeCtx, c.closeFn = context.WithCancel(context.Background())
 	return c
@@ -298,6 +318,15 @@ func (c *Client) Close(ctx context.Context) error {
 	c.mu.Unlock()
 	c.report(res)
 	return err
+}
+
+// Session returns the client's producer session: Config.Session, or the
+// one the server opened for it (zero until the first WELCOME). Pass it in
+// Config.Session to a later client to resume the session.
+func (c *Client) Session() ingest.SessionID {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.session
 }
 
 // Stats returns the client's counters.
@@ -425,8 +454,9 @@ func (c *Client) loop(ep int, st stream) {
 		case endStorage:
 			attempt = max(attempt, 1)
 			ep = (ep + 1) % n
-		case endFatal:
-			// A new connection to the same endpoint.
+		case endFatal, endOverloaded:
+			// A new connection to the same endpoint; after NACK 3 the
+			// writer waits out pauseUntil before sending DATA.
 		default:
 			ep = (ep + 1) % n
 		}
@@ -445,21 +475,26 @@ func (c *Client) sleep(d time.Duration) bool {
 	}
 }
 
-// start installs a new connection: every pending record is queued for
-// sending on it, in id order, and its reader starts.
+// start installs a new connection and starts its reader. The writer says
+// HELLO first; records are queued for it when WELCOME arrives
+// (welcomeLocked), which must be within DialTimeout.
 func (c *Client) start(e endpoint, st stream, readBuf []byte) *conn {
-	cn := &conn{ep: e, s: st, done: make(chan struct{}), nextSeq: 1, goaway: math.MaxUint64}
+	cn := &conn{ep: e, s: st, done: make(chan struct{}), goaway: math.MaxUint64}
 	c.mu.Lock()
 	c.cur = cn
 	c.sendq = c.sendq[:0]
-	c.retryq = c.retryq[:0]
-	c.pauseUntil = time.Time{}
-	c.cwnd = c.cfg.Window
-	for id := c.floor; id < c.nextID; id++ {
-		if r := &c.ring[id&c.mask]; r.state == recPending {
-			c.sendq = append(c.sendq, id)
+	cn.timer = time.AfterFunc(c.cfg.DialTimeout, func() {
+		c.mu.Lock()
+		late := !cn.welcomed
+		if late && !cn.leaving {
+			cn.leaving, cn.reason = true, endLost
+			cn.err = fmt.Errorf("client: no WELCOME from %s within %v", e, c.cfg.DialTimeout)
 		}
-	}
+		c.mu.Unlock()
+		if late {
+			cn.close()
+		}
+	})
 	closed := c.closed
 	c.mu.Unlock()
 	if closed {
@@ -481,7 +516,8 @@ func (c *Client) finish(cn *conn) (endReason, bool) {
 	for _, f := range cn.flights {
 		r := &c.ring[f.id&c.mask]
 		if r.state == recPending && r.id == f.id && r.seq == f.seq {
-			r.seq = 0
+			// It keeps its seq: the next WELCOME says whether it was
+			// stored, and if not it is resent under the same seq.
 			if f.seq > cn.goaway {
 				c.stats.Retried++
 			} else {
@@ -511,30 +547,33 @@ func (c *Client) write(cn *conn) {
 			pause.Stop()
 		}
 	}()
+	hello := true
 	for {
 		c.mu.Lock()
+		if hello {
+			// First of all: open or resume the session.
+			hello = false
+			buf, _ = ingest.AppendHello(buf, c.session, c.cfg.Name) // checked by resolve
+		}
 		var wait time.Duration
 		now := time.Now()
-		for !cn.leaving && !c.closed && len(c.retryq)+len(c.sendq) > 0 && len(buf) < writeBatch && cn.live < c.cwnd {
+		for cn.welcomed && !cn.leaving && !c.closed && len(c.sendq) > 0 && len(buf) < writeBatch && cn.live < c.cwnd {
 			if d := c.pauseUntil.Sub(now); d > 0 {
 				wait = d
 				break
 			}
-			var id uint64
-			if len(c.retryq) > 0 {
-				id = c.retryq[0]
-				c.retryq = c.retryq[1:]
-			} else {
-				id = c.sendq[0]
-				c.sendq = c.sendq[1:]
-			}
+			id := c.sendq[0]
+			c.sendq = c.sendq[1:]
 			r := &c.ring[id&c.mask]
-			if r.state != recPending || r.id != id || r.seq != 0 {
-				continue
+			if r.state != recPending || r.id != id || r.seq != 0 && r.seq <= cn.highest {
+				continue // answered, or already sent on this connection
 			}
-			seq := cn.nextSeq
-			cn.nextSeq++
-			r.seq = seq
+			if r.seq == 0 {
+				r.seq = c.nextSeq
+				c.nextSeq++
+			}
+			seq := r.seq
+			cn.highest = seq
 			cn.flights = append(cn.flights, flight{seq, id})
 			cn.live++
 			c.stats.Sent++
@@ -637,12 +676,64 @@ func (c *Client) read(cn *conn, buf []byte) {
 	}
 }
 
+// welcomeLocked takes WELCOME: the session's id (kept for the next
+// connections), and its seq, up to which the server has stored the
+// session's records. Pending records at or below it are acknowledged; the
+// others are queued, those with a seq first in seq order (sent again
+// under it), then the ones never sent, in id order.
+func (c *Client) welcomeLocked(cn *conn, f ingest.Frame, res []result) ([]result, error) {
+	id := f.Welcome()
+	if id.IsZero() || !c.session.IsZero() && id != c.session {
+		return res, fmt.Errorf("client: WELCOME from %s names session %v, want %v", cn.ep, id, c.session)
+	}
+	if f.Seq >= c.nextSeq && !c.session.IsZero() && c.nextSeq > 1 {
+		return res, fmt.Errorf("client: WELCOME from %s says seq %d is stored, but the highest sent is %d", cn.ep, f.Seq, c.nextSeq-1)
+	}
+	c.session = id
+	cn.welcomed = true
+	cn.ackSeq = f.Seq
+	c.nextSeq = max(c.nextSeq, f.Seq+1) // a resumed session's seqs go on after it
+	if cn.timer != nil {
+		cn.timer.Stop()
+		cn.timer = nil
+	}
+	c.sendq = c.sendq[:0]
+	var unsent []uint64
+	for i := c.floor; i < c.nextID; i++ {
+		r := &c.ring[i&c.mask]
+		switch {
+		case r.state != recPending:
+		case r.seq == 0:
+			unsent = append(unsent, i)
+		case r.seq <= f.Seq:
+			c.stats.Resumed++
+			res = c.resolveLocked(r, nil, res)
+		default:
+			c.sendq = append(c.sendq, i)
+		}
+	}
+	sort.Slice(c.sendq, func(a, b int) bool {
+		return c.ring[c.sendq[a]&c.mask].seq < c.ring[c.sendq[b]&c.mask].seq
+	})
+	c.sendq = append(c.sendq, unsent...)
+	c.signal()
+	return res, nil
+}
+
 // handleLocked applies one reply frame.
 func (c *Client) handleLocked(cn *conn, f ingest.Frame, res []result) ([]result, error) {
+	if !cn.welcomed && f.Kind != ingest.KindWelcome && f.Kind != ingest.KindNack && f.Kind != ingest.KindGoaway {
+		return res, fmt.Errorf("client: %v before WELCOME from %s", f.Kind, cn.ep)
+	}
 	switch f.Kind {
+	case ingest.KindWelcome:
+		if cn.welcomed {
+			return res, fmt.Errorf("client: second WELCOME from %s", cn.ep)
+		}
+		return c.welcomeLocked(cn, f, res)
 	case ingest.KindAck:
-		if f.Seq < cn.ackSeq || f.Seq >= cn.nextSeq {
-			return res, fmt.Errorf("client: bad ACK %d from %s (previous %d, highest sent %d)", f.Seq, cn.ep, cn.ackSeq, cn.nextSeq-1)
+		if f.Seq < cn.ackSeq || f.Seq > cn.highest {
+			return res, fmt.Errorf("client: bad ACK %d from %s (previous %d, highest sent %d)", f.Seq, cn.ep, cn.ackSeq, cn.highest)
 		}
 		cn.ackSeq = f.Seq
 		i := 0
@@ -664,6 +755,17 @@ func (c *Client) handleLocked(cn *conn, f ingest.Frame, res []result) ([]result,
 	case ingest.KindNack:
 		code := f.NackCode()
 		c.stats.Nacks[min(int(code), len(c.stats.Nacks)-1)]++
+		if code == ingest.NackUnknownSession {
+			// Expired, or a node that does not share the session: open a
+			// new one on the next connection.
+			c.stats.SessionsLost++
+			c.session = ingest.SessionID{}
+			c.leaveLocked(cn, endFatal, &ingest.ProtocolError{Code: code, Seq: f.Seq, Reason: string(f.NackReason())})
+			return res, nil
+		}
+		if !cn.welcomed {
+			return res, fmt.Errorf("client: NACK %d before WELCOME from %s", code, cn.ep)
+		}
 		i := sort.Search(len(cn.flights), func(i int) bool { return cn.flights[i].seq >= f.Seq })
 		if i == len(cn.flights) || cn.flights[i].seq != f.Seq {
 			return res, fmt.Errorf("client: NACK %d for seq %d from %s, which is not in flight", code, f.Seq, cn.ep)
@@ -673,12 +775,14 @@ func (c *Client) handleLocked(cn *conn, f ingest.Frame, res []result) ([]result,
 		if r.state != recPending || r.id != fl.id || r.seq != fl.seq {
 			return res, fmt.Errorf("client: second answer (NACK %d) for seq %d from %s", code, f.Seq, cn.ep)
 		}
-		r.seq = 0
 		cn.live--
+		cn.flights = append(cn.flights[:i], cn.flights[i+1:]...) // no ACK may cover it
+		// The server accepts nothing after a NACKed record on a session's
+		// connection and ends it; this record (same seq) and the rest are
+		// sent again after the next WELCOME.
 		switch code {
 		case ingest.NackOverloaded:
 			c.stats.Retried++
-			c.retryq = append(c.retryq, r.id)
 			// One backoff step per episode: the NACKs of the frames sent
 			// before the pause began arrive during it and do not extend it.
 			if now := time.Now(); !now.Before(c.pauseUntil) {
@@ -686,10 +790,9 @@ func (c *Client) handleLocked(cn *conn, f ingest.Frame, res []result) ([]result,
 				c.cwnd = max(min(c.cwnd, cn.live+1)/2, 1)
 				c.pauseUntil = now.Add(c.cfg.Backoff.delay(c.nack3))
 			}
-			c.signal()
+			c.leaveLocked(cn, endOverloaded, &ingest.ProtocolError{Code: code, Seq: f.Seq, Reason: string(f.NackReason())})
 		case ingest.NackShuttingDown, ingest.NackStorageUnavailable:
 			c.stats.Retried++
-			c.retryq = append(c.retryq, r.id)
 			reason := endGoaway
 			if code == ingest.NackStorageUnavailable {
 				reason = endStorage

@@ -132,7 +132,7 @@ func TestBackpressure(t *testing.T) {
 }
 
 // TestFailoverQUICToTCP: the QUIC endpoint goes away mid-stream; the client
-// continues on TCP and nothing is lost (duplicates allowed, and counted).
+// resumes its session on TCP, and nothing is lost or stored twice.
 func TestFailoverQUICToTCP(t *testing.T) {
 	sink := newRecSink()
 	srv := startServer(t, ingest.ServerConfig{}, sink)
@@ -165,10 +165,12 @@ func TestFailoverQUICToTCP(t *testing.T) {
 	if st.Endpoint != tcp {
 		t.Fatalf("on %q after the failover, want %s", st.Endpoint, tcp)
 	}
-	if uint64(dups) > st.Resent {
-		t.Fatalf("%d duplicates, but only %d records resent", dups, st.Resent)
+	// One node: the session moves from QUIC to TCP, and the WELCOME on
+	// TCP says what the QUIC stream stored.
+	if dups != 0 || st.SessionsLost != 0 {
+		t.Fatalf("%d duplicates after the move to TCP: %+v", dups, st)
 	}
-	t.Logf("duplicates %d, resent %d, stats %+v", dups, st.Resent, st)
+	t.Logf("resent %d, resumed %d, stats %+v", st.Resent, st.Resumed, st)
 }
 
 // TestUDPBlocked: the QUIC endpoint never answers (a UDP socket nobody
@@ -244,7 +246,8 @@ func TestReconnectAfterLoss(t *testing.T) {
 }
 
 // TestOverloaded: the reject policy with a tiny queue answers NACK 3; the
-// client backs off and resends, and every record is stored exactly once.
+// client backs off, reconnects and resends, and every record is stored
+// exactly once.
 func TestOverloaded(t *testing.T) {
 	sink := newRecSink()
 	sink.delay = time.Millisecond
@@ -264,8 +267,10 @@ func TestOverloaded(t *testing.T) {
 		t.Fatalf("%d duplicates: a NACK 3 record is not stored", dups)
 	}
 	st := c.Stats()
-	if st.Nacks[ingest.NackOverloaded] == 0 || st.Retried != st.Nacks[ingest.NackOverloaded] || st.Resent != 0 {
-		t.Fatalf("want NACK 3s, each retried: %+v", st)
+	// On a session's connection the server accepts nothing after a NACK:
+	// it ends the connection, and the client resends from WELCOME's seq.
+	if st.Nacks[ingest.NackOverloaded] == 0 || st.Retried < st.Nacks[ingest.NackOverloaded] || st.Dials < 2 {
+		t.Fatalf("want NACK 3s, each retried on a new connection: %+v", st)
 	}
 	t.Logf("stats %+v", st)
 }

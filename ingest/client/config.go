@@ -60,6 +60,13 @@ type Config struct {
 	// Backoff is the capped exponential backoff with jitter used between
 	// failed connection attempts and after NACK 3 (overloaded).
 	Backoff Backoff
+	// Session resumes a session an earlier client opened (Client.Session),
+	// so that records it sent and a restarted producer sends again are not
+	// stored twice. Zero opens a new session.
+	Session ingest.SessionID
+	// Name is sent in HELLO for the server's logs (at most
+	// ingest.MaxClientName bytes of UTF-8).
+	Name string
 	// OnResult, if set, is called once for every record Send queued, when
 	// it is acknowledged (err nil) or has failed (err a
 	// *ingest.ProtocolError for NACK 1 or 2, or an error matching
@@ -131,6 +138,9 @@ func (cfg Config) resolve() (settings, error) {
 	s := settings{Config: cfg}
 	if len(cfg.Endpoints) == 0 {
 		return s, errors.New("client: no endpoints")
+	}
+	if _, err := ingest.AppendHello(nil, cfg.Session, cfg.Name); err != nil {
+		return s, fmt.Errorf("client: Config.Name: %w", err)
 	}
 	for _, raw := range cfg.Endpoints {
 		e, err := parseEndpoint(raw)
