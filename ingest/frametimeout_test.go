@@ -94,10 +94,10 @@ func TestFrameTimeoutClosesSlowClients(t *testing.T) {
 		}
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for s.Stats().ClosedBy["frame_timeout"] < slow && time.Now().Before(deadline) {
+	for s.Stats().ClosedBy[CloseFrameTimeout] < slow && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	if got := s.Stats().ClosedBy["frame_timeout"]; got != slow {
+	if got := s.Stats().ClosedBy[CloseFrameTimeout]; got != slow {
 		t.Errorf("ClosedBy[frame_timeout] = %d, want %d; stats %+v", got, slow, s.Stats())
 	}
 }

@@ -11,31 +11,40 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// closeCause is a bounded label set for connection closes.
-type closeCause int
+// CloseCause is why a TCP connection closed: the key of Stats.ClosedBy,
+// and (String) the cause label of gyre_ingest_connections_closed_total.
+type CloseCause int
 
 const (
-	causeClient closeCause = iota // the client closed (EOF)
-	causeServer                   // closed by the server (protocol error, GOAWAY)
-	causeShutdown
-	causeIdle
-	causeReset
-	causeShed
-	causeSlowReader
-	causeInputLimit
-	causeFrameTimeout
-	causeOther
-	numCauses
+	CloseClient       CloseCause = iota // the client closed (EOF)
+	CloseServer                         // closed by the server (protocol error, GOAWAY)
+	CloseShutdown                       // Shutdown or Close
+	CloseIdle                           // ServerConfig.IdleTimeout
+	CloseReset                          // a socket error (reset by the peer, ...)
+	CloseShed                           // the shed overload policy (ErrShed)
+	CloseSlowReader                     // the client did not read its replies (ErrSlowReader)
+	CloseInputLimit                     // unconsumed input over the reactor's bound
+	CloseFrameTimeout                   // a frame not finished within ServerConfig.FrameTimeout
+	CloseOther                          // anything else
+	numCloseCauses
 )
 
-var causeNames = [numCauses]string{"client", "server", "shutdown", "idle", "reset", "shed", "slow_reader", "input_limit", "frame_timeout", "other"}
+var closeCauseNames = [numCloseCauses]string{"client", "server", "shutdown", "idle", "reset", "shed", "slow_reader", "input_limit", "frame_timeout", "other"}
+
+// String returns the cause's metric label ("client", "shed", ...).
+func (c CloseCause) String() string {
+	if c >= 0 && c < numCloseCauses {
+		return closeCauseNames[c]
+	}
+	return "CloseCause(" + strconv.Itoa(int(c)) + ")"
+}
 
 // serverCounters are written on the reactors and workers and read by the
 // Prometheus collector; atomics only, so reading never stops anything.
 type serverCounters struct {
 	connsActive, connsAccepted atomic.Int64
 	refusedMaxConns            atomic.Uint64
-	closedBy                   [numCauses]atomic.Uint64
+	closedBy                   [numCloseCauses]atomic.Uint64
 	messagesIn, bytesIn        atomic.Uint64
 	acks                       atomic.Uint64
 	nacks                      [NackStorageUnavailable + 1]atomic.Uint64
@@ -62,28 +71,28 @@ func (st *serverCounters) observeBatch(d time.Duration, _ int, err error) {
 }
 
 func (st *serverCounters) closed(cause error) {
-	c := causeOther
+	c := CloseOther
 	var op interface{ Timeout() bool }
 	switch {
 	case cause == nil:
-		c = causeServer
+		c = CloseServer
 	case errors.Is(cause, io.EOF):
-		c = causeClient
+		c = CloseClient
 	case errors.Is(cause, reactor.ErrServerClosed):
-		c = causeShutdown
+		c = CloseShutdown
 	case errors.Is(cause, reactor.ErrIdleTimeout):
-		c = causeIdle
+		c = CloseIdle
 	case errors.Is(cause, ErrShed):
-		c = causeShed
+		c = CloseShed
 	case errors.Is(cause, ErrSlowReader), errors.Is(cause, reactor.ErrOutputFull), errors.Is(cause, reactor.ErrWriteTimeout):
-		c = causeSlowReader
+		c = CloseSlowReader
 		st.slowReaders.Add(1)
 	case errors.Is(cause, reactor.ErrInputLimit):
-		c = causeInputLimit
+		c = CloseInputLimit
 	case errors.Is(cause, reactor.ErrReadTimeout):
-		c = causeFrameTimeout // the only read deadline the server sets
+		c = CloseFrameTimeout // the only read deadline the server sets
 	case errors.As(cause, &op):
-		c = causeReset
+		c = CloseReset
 	}
 	st.closedBy[c].Add(1)
 }
@@ -94,7 +103,7 @@ type Stats struct {
 	// ConnsRefused: connections closed at once because MaxConns were
 	// open. AcceptErrors: accepts that failed (EMFILE, ENFILE, ...).
 	ConnsRefused, AcceptErrors uint64
-	ClosedBy                   map[string]uint64
+	ClosedBy                   map[CloseCause]uint64
 	MessagesIn, BytesIn        uint64
 	Acks                       uint64
 	Nacks                      map[NackCode]uint64
@@ -118,7 +127,7 @@ func (s *Server) Stats() Stats {
 		ConnsAccepted: st.connsAccepted.Load(),
 		ConnsRefused:  st.refusedMaxConns.Load(),
 		AcceptErrors:  s.acc.Stats().AcceptErrors,
-		ClosedBy:      map[string]uint64{},
+		ClosedBy:      map[CloseCause]uint64{},
 		MessagesIn:    st.messagesIn.Load(),
 		BytesIn:       st.bytesIn.Load(),
 		Acks:          st.acks.Load(),
@@ -131,9 +140,9 @@ func (s *Server) Stats() Stats {
 		FrameRefusals: st.frameRefusals.Load(),
 		Sessions:      s.disp.sessions.Stats(),
 	}
-	for i := range st.closedBy {
-		if v := st.closedBy[i].Load(); v > 0 {
-			out.ClosedBy[causeNames[i]] = v
+	for c := range numCloseCauses {
+		if v := st.closedBy[c].Load(); v > 0 {
+			out.ClosedBy[c] = v
 		}
 	}
 	for code := NackMalformed; code <= NackStorageUnavailable; code++ {
@@ -212,8 +221,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descAccepted, uint64(st.connsAccepted.Load()))
 	counter(descRefused, st.refusedMaxConns.Load(), "max_conns")
 	counter(descAcceptErrors, c.s.acc.Stats().AcceptErrors)
-	for i := range st.closedBy {
-		counter(descClosed, st.closedBy[i].Load(), causeNames[i])
+	for c := range numCloseCauses {
+		counter(descClosed, st.closedBy[c].Load(), c.String())
 	}
 	counter(descMessages, st.messagesIn.Load())
 	counter(descBytes, st.bytesIn.Load())

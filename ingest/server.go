@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"github.com/gyre-io/gyre/internal/framemem"
 	"github.com/gyre-io/gyre/internal/ratelog"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -111,10 +112,6 @@ type ServerConfig struct {
 	QueueMessages, QueueBytes int
 	// Overload is the policy when a shard queue is full (default block).
 	Overload Overload
-	// AckDelay bounds how long an accepted message waits for its ACK
-	// (default 1 ms). Acks leave as soon as the sink confirms a batch,
-	// coalesced per batch and connection, which keeps within the bound.
-	AckDelay time.Duration
 	// IdleTimeout closes connections silent for this long (default 0: off).
 	IdleTimeout time.Duration
 	// MaxConns bounds the TCP connections open at once. A connection past
@@ -168,9 +165,6 @@ func (c ServerConfig) withDefaults() (ServerConfig, error) {
 	if c.MaxPayload == 0 {
 		c.MaxPayload = DefaultMaxPayload
 	}
-	if c.AckDelay == 0 {
-		c.AckDelay = time.Millisecond
-	}
 	if c.OutputCap == 0 {
 		c.OutputCap = 1 << 20
 	}
@@ -192,7 +186,7 @@ func (c ServerConfig) withDefaults() (ServerConfig, error) {
 	switch {
 	case c.MaxPayload < 0 || c.MaxPayload > MaxFramePayload:
 		return c, fmt.Errorf("ingest: MaxPayload %d out of range", c.MaxPayload)
-	case c.AckDelay < 0, c.IdleTimeout < 0, c.OutputCap < 0, c.QueueMessages < 0, c.QueueBytes < 0, c.SlowReaderTimeout < 0:
+	case c.IdleTimeout < 0, c.OutputCap < 0, c.QueueMessages < 0, c.QueueBytes < 0, c.SlowReaderTimeout < 0:
 		return c, errors.New("ingest: negative limit in ServerConfig")
 	case c.Overload > OverloadShed:
 		return c, fmt.Errorf("ingest: unknown overload policy %d", c.Overload)
@@ -472,14 +466,17 @@ func (h *tcpHandler) OnClose(c *reactor.Conn, cause error) {
 	tc.dropPart()
 	tc.maybeDetach()
 	h.s.stats.connsActive.Add(-1)
-	if tc.slow {
+	switch {
+	case tc.slow:
 		cause = ErrSlowReader
+	case tc.shed:
+		cause = ErrShed
 	}
 	h.s.stats.closed(cause)
 	if errors.Is(cause, reactor.ErrWriteTimeout) {
 		h.s.log.Warn("disconnected a client that did not read its replies", "conn", tc.id,
 			"timeout", h.s.cfg.SlowReaderTimeout)
-	} else if cause != nil && !errors.Is(cause, reactor.ErrServerClosed) && cause.Error() != "EOF" {
+	} else if cause != nil && !errors.Is(cause, reactor.ErrServerClosed) && !errors.Is(cause, io.EOF) {
 		h.s.log.Debug("connection closed", "conn", tc.id, "cause", cause.Error())
 	}
 }
@@ -536,6 +533,7 @@ type tcpConn struct {
 	helloWait  bool  // the HELLO waits for the session's previous connection: reading paused
 	detached   bool  // sess was detached (the connection is over)
 	slow       bool  // closed for not reading its replies
+	shed       bool  // closed by the shed overload policy
 	slot       int32 // index in rs.conns
 	// Pushed during the current onData, published by publishCounts.
 	pushedMsgs, pushedBytes int32
@@ -1092,6 +1090,7 @@ func (tc *tcpConn) refused(f Frame, err error) bool {
 		if victim != nil {
 			s.stats.shed.Add(1)
 			s.log.Warn("shedding the connection with the most queued bytes", "conn", victim.id, "queued_bytes", victim.queued.Load())
+			victim.shed = true // OnClose counts it
 			victim.c.Abort()
 			if victim == tc {
 				return true

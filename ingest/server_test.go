@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/gyre-io/gyre/reactor"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // startServer runs a Server with sink on a loopback port and shuts it down
@@ -501,6 +502,71 @@ func TestServerBackpressureShed(t *testing.T) {
 	if s.Stats().Shed == 0 {
 		t.Error("shed not counted")
 	}
+	// The small connection is shed as well (the queue is still full when
+	// its next frame comes) or gets an answer for each of its three
+	// messages; either way, nothing more is shed after that.
+	nacked := map[uint64]bool{}
+	_ = small.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for answered := false; !answered; {
+		f, err := small.next()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				t.Fatalf("the small connection got no answer: %v", err)
+			}
+			break // closed: shed too
+		}
+		switch f.Kind {
+		case KindAck:
+			small.ack = f.Seq
+		case KindNack:
+			nacked[f.Seq] = true
+		}
+		answered = true
+		for seq := small.ack + 1; seq <= 3; seq++ {
+			answered = answered && nacked[seq]
+		}
+	}
+	// Every shed connection's close is counted under its cause, shed
+	// (ErrShed), not as an ordinary server close.
+	var st Stats
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if st = s.Stats(); st.ClosedBy[CloseShed] >= st.Shed || time.Now().After(deadline) {
+			break
+		}
+	}
+	if st.ClosedBy[CloseShed] != st.Shed || st.ClosedBy[CloseServer] != 0 {
+		t.Errorf("ClosedBy = %v, want shed %d (as many as were shed) and no server", st.ClosedBy, st.Shed)
+	}
+	if v := closedMetric(t, s, "shed"); v != float64(st.Shed) {
+		t.Errorf(`gyre_ingest_connections_closed_total{cause="shed"} = %v, want %d`, v, st.Shed)
+	}
+}
+
+// closedMetric gathers s's collector and returns
+// gyre_ingest_connections_closed_total for cause.
+func closedMetric(t *testing.T, s *Server, cause string) float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(s.Collector())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "gyre_ingest_connections_closed_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "cause" && l.GetValue() == cause {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("no gyre_ingest_connections_closed_total{cause=%q}", cause)
+	return 0
 }
 
 // TestServerShutdownGoaway: every accepted message is acked, then GOAWAY
@@ -625,7 +691,7 @@ func waitSlowReaders(t *testing.T, s *Server, want uint64) time.Time {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if st := s.Stats(); st.ClosedBy["slow_reader"] != want {
+	if st := s.Stats(); st.ClosedBy[CloseSlowReader] != want {
 		t.Errorf("ClosedBy = %v, want slow_reader %d", st.ClosedBy, want)
 	}
 	return time.Now()

@@ -385,7 +385,7 @@ func (b *Bridge) unregister(c *conn) {
 	b.stats.closedBy[cl].Add(1)
 	b.stats.observeClose(c.qc.ConnectionStats().SmoothedRTT)
 	b.stats.connsActive.Add(-1)
-	c.log.Debug("quic connection closed", "cause", causeNames[cl], "err", cause)
+	c.log.Debug("quic connection closed", "cause", cl.String(), "err", cause)
 }
 
 // rtts returns the smoothed RTT of every open connection.

@@ -218,7 +218,7 @@ func TestShutdownGoaway(t *testing.T) {
 	if err := <-shutdownErr; err != nil {
 		t.Fatal(err)
 	}
-	if st := b.Stats(); st.ConnsActive != 0 || st.ClosedBy["shutdown"] != 1 || st.StreamsActive != 0 {
+	if st := b.Stats(); st.ConnsActive != 0 || st.ClosedBy[CloseShutdown] != 1 || st.StreamsActive != 0 {
 		t.Fatalf("stats %+v", st)
 	}
 	if sink.count() != 50 {

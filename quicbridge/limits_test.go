@@ -225,9 +225,9 @@ func TestOverloadShed(t *testing.T) {
 	// both, then check that nothing else was counted.
 	waitFor(t, 5*time.Second, "the shed connection to be reclaimed and counted", func() bool {
 		st := b.Stats()
-		return st.ConnsActive == 0 && st.ClosedBy["shed"] == 1
+		return st.ConnsActive == 0 && st.ClosedBy[CloseShed] == 1
 	})
-	if st := b.Stats(); st.Shed != 1 || st.ClosedBy["shed"] != 1 {
+	if st := b.Stats(); st.Shed != 1 || st.ClosedBy[CloseShed] != 1 {
 		t.Fatalf("stats %+v", st)
 	}
 }
@@ -268,7 +268,7 @@ func TestVanishedClientReclaimed(t *testing.T) {
 	waitFor(t, 10*time.Second, "the connection to be reclaimed", func() bool { return b.Stats().ConnsActive == 0 })
 	t.Logf("reclaimed %v after the client vanished", time.Since(began).Round(time.Millisecond))
 	st := b.Stats()
-	if st.ClosedBy["idle"] != 1 || st.StreamsActive != 0 || st.BufferBytes != 0 {
+	if st.ClosedBy[CloseIdle] != 1 || st.StreamsActive != 0 || st.BufferBytes != 0 {
 		t.Fatalf("stats %+v", st)
 	}
 }
@@ -392,7 +392,7 @@ func TestMaxConns(t *testing.T) {
 	if err := oneShot(context.Background(), c4, "conn4"); err != nil {
 		t.Fatal(err)
 	}
-	if st := b.Stats(); st.ClosedBy["client"] != 1 {
+	if st := b.Stats(); st.ClosedBy[CloseClient] != 1 {
 		t.Fatalf("stats %+v", st)
 	}
 }

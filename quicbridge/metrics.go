@@ -3,6 +3,7 @@ package quicbridge
 import (
 	"errors"
 	"slices"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -11,25 +12,34 @@ import (
 	"github.com/quic-go/quic-go"
 )
 
-// closeCause is a bounded label set for connection closes.
-type closeCause int
+// CloseCause is why a QUIC connection closed: the key of Stats.ClosedBy,
+// and (String) the cause label of gyre_quic_connections_closed_total.
+type CloseCause int
 
 const (
-	causeClient    closeCause = iota // the client closed the connection
-	causeIdle                        // idle timeout (also: a client that vanished)
-	causeShutdown                    // Shutdown or Close
-	causeShed                        // the shed overload policy
-	causeHandshake                   // the handshake failed or timed out
-	causeReset                       // stateless reset
-	causeTransport                   // a QUIC transport error
-	causeOther
-	numCauses
+	CloseClient    CloseCause = iota // the client closed the connection
+	CloseIdle                        // idle timeout (also: a client that vanished)
+	CloseShutdown                    // Shutdown or Close
+	CloseShed                        // the shed overload policy
+	CloseHandshake                   // the handshake failed or timed out
+	CloseReset                       // stateless reset
+	CloseTransport                   // a QUIC transport error
+	CloseOther                       // anything else
+	numCloseCauses
 )
 
-var causeNames = [numCauses]string{"client", "idle", "shutdown", "shed", "handshake", "reset", "transport", "other"}
+var closeCauseNames = [numCloseCauses]string{"client", "idle", "shutdown", "shed", "handshake", "reset", "transport", "other"}
+
+// String returns the cause's metric label ("client", "shed", ...).
+func (c CloseCause) String() string {
+	if c >= 0 && c < numCloseCauses {
+		return closeCauseNames[c]
+	}
+	return "CloseCause(" + strconv.Itoa(int(c)) + ")"
+}
 
 // classify maps the error that ended a connection to a cause.
-func classify(err error) closeCause {
+func classify(err error) CloseCause {
 	var (
 		app   *quic.ApplicationError
 		trans *quic.TransportError
@@ -41,27 +51,27 @@ func classify(err error) closeCause {
 	case errors.As(err, &app):
 		switch {
 		case app.Remote:
-			return causeClient
+			return CloseClient
 		case app.ErrorCode == CodeShed:
-			return causeShed
+			return CloseShed
 		case app.ErrorCode == CodeNoError, app.ErrorCode == CodeServerClosed:
-			return causeShutdown
+			return CloseShutdown
 		}
 	case errors.As(err, &idle):
-		return causeIdle
+		return CloseIdle
 	case errors.As(err, &hs):
-		return causeHandshake
+		return CloseHandshake
 	case errors.As(err, &reset):
-		return causeReset
+		return CloseReset
 	case errors.Is(err, quic.ErrTransportClosed), errors.Is(err, quic.ErrServerClosed):
-		return causeShutdown
+		return CloseShutdown
 	case errors.As(err, &trans):
 		if trans.Remote && trans.ErrorCode == quic.NoError {
-			return causeClient
+			return CloseClient
 		}
-		return causeTransport
+		return CloseTransport
 	}
-	return causeOther
+	return CloseOther
 }
 
 // counters are written by the bridge's goroutines and the shard workers and
@@ -70,7 +80,7 @@ type counters struct {
 	connsActive                  atomic.Int64
 	connsAccepted, connsRefused  atomic.Uint64
 	connsRefusedQueue            atomic.Uint64
-	closedBy                     [numCauses]atomic.Uint64
+	closedBy                     [numCloseCauses]atomic.Uint64
 	streamsActive                atomic.Int64
 	streamsOpened                atomic.Uint64
 	zeroRTTAccepted, zeroRTTRej  atomic.Uint64
@@ -101,12 +111,11 @@ type Stats struct {
 	// connections quic-go closed with CONNECTION_REFUSED before the
 	// bridge could accept them: the handshake completed while its accept
 	// queue (32) was full, or while the bridge was closing. ClosedBy counts closed
-	// connections by cause: client, idle, shutdown, shed, handshake,
-	// reset, transport, other.
+	// connections by cause.
 	ConnsActive                 int64
 	ConnsAccepted, ConnsRefused uint64
 	ConnsRefusedQueue           uint64
-	ClosedBy                    map[string]uint64
+	ClosedBy                    map[CloseCause]uint64
 	// StreamsActive is the number of streams being served; StreamsOpened
 	// counts them since Listen.
 	StreamsActive int64
@@ -142,7 +151,7 @@ func (b *Bridge) Stats() Stats {
 		ConnsAccepted:     st.connsAccepted.Load(),
 		ConnsRefused:      st.connsRefused.Load(),
 		ConnsRefusedQueue: st.connsRefusedQueue.Load(),
-		ClosedBy:          map[string]uint64{},
+		ClosedBy:          map[CloseCause]uint64{},
 		StreamsActive:     st.streamsActive.Load(),
 		StreamsOpened:     st.streamsOpened.Load(),
 		ZeroRTTAccepted:   st.zeroRTTAccepted.Load(),
@@ -159,9 +168,9 @@ func (b *Bridge) Stats() Stats {
 		BufferBytes:       b.bufBudget.held(),
 		LargeFrameBytes:   st.largeBytes.Load(),
 	}
-	for i := range st.closedBy {
-		if v := st.closedBy[i].Load(); v > 0 {
-			out.ClosedBy[causeNames[i]] = v
+	for c := range numCloseCauses {
+		if v := st.closedBy[c].Load(); v > 0 {
+			out.ClosedBy[c] = v
 		}
 	}
 	for _, code := range nackCodes {
@@ -234,8 +243,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descAccepted, st.connsAccepted.Load())
 	counter(descRefused, st.connsRefused.Load(), "max_conns")
 	counter(descRefused, st.connsRefusedQueue.Load(), "accept_queue")
-	for i := range st.closedBy {
-		counter(descClosed, st.closedBy[i].Load(), causeNames[i])
+	for c := range numCloseCauses {
+		counter(descClosed, st.closedBy[c].Load(), c.String())
 	}
 	gauge(descStreams, float64(st.streamsActive.Load()))
 	counter(descStreamsTotal, st.streamsOpened.Load())

@@ -96,7 +96,7 @@ func TestQUICKill(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if st := b.Stats(); st.ClosedBy["idle"] != 2 {
+	if st := b.Stats(); st.ClosedBy[quicbridge.CloseIdle] != 2 {
 		t.Fatalf("closed by cause %v, want 2 idle", st.ClosedBy)
 	}
 }

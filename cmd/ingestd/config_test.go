@@ -39,7 +39,10 @@ func TestBadConfigExits2(t *testing.T) {
 		{name: "tcp address", args: []string{"--tcp", "notanaddress"}, want: `--tcp "notanaddress"`},
 		{name: "metrics address", args: []string{"--metrics", "nowhere"}, want: `--metrics "nowhere"`},
 		{name: "log level", args: []string{"--log-level", "loud"}, want: `--log-level "loud"`},
-		{name: "ack delay", args: []string{"--ack-delay", "0s"}, want: `--ack-delay 0s: want > 0`},
+		// A removed setting is refused with the reason, not ignored.
+		{name: "ack delay removed", args: []string{"--ack-delay", "1ms"}, want: `--ack-delay was removed: it never had an effect`},
+		{name: "ack delay removed, one dash", args: []string{"-ack-delay=2ms"}, want: `--ack-delay was removed`},
+		{name: "config ack delay removed", json: `{"ack_delay": "1ms"}`, want: `ack_delay was removed: it never had an effect`},
 		{name: "udp buffer", args: []string{"--quic-udp-buffer", "-1"}, want: `--quic-udp-buffer -1: want 0`},
 		{name: "reactors not a number", args: []string{"--reactors", "two"}, want: `invalid value "two" for flag -reactors`},
 		{name: "unknown flag", args: []string{"--bogus"}, want: `flag provided but not defined: -bogus`},
@@ -91,8 +94,7 @@ func TestConfigFileAndFlags(t *testing.T) {
 		"reactors": 1,
 		"sink": "file",
 		"data_dir": "`+dir+`",
-		"grace": "3s",
-		"ack_delay": "2ms"
+		"grace": "3s"
 	}`)
 	d := startProcess(t, "--config", cfg, "--tcp", flagTCP)
 	d.waitReady(true)

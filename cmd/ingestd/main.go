@@ -61,7 +61,6 @@ type config struct {
 	QueueMessages int           `json:"queue_messages"`
 	QueueBytes    int           `json:"queue_bytes"`
 	Overload      string        `json:"overload"`
-	AckDelay      time.Duration `json:"ack_delay"`
 	IdleTimeout   time.Duration `json:"idle_timeout"`
 	FrameTimeout  time.Duration `json:"frame_timeout"`
 	MaxConns      int           `json:"max_conns"`
@@ -109,7 +108,6 @@ func defaults() config {
 		QueueMessages: ingest.DefaultQueueMessages,
 		QueueBytes:    ingest.DefaultQueueBytes,
 		Overload:      "block",
-		AckDelay:      time.Millisecond,
 		IdleTimeout:   defaultIdleTimeout,
 		FrameTimeout:  ingest.DefaultFrameTimeout,
 		FrameMemory:   ingest.DefaultFrameMemory,
@@ -182,7 +180,6 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.QueueMessages, "queue-messages", cfg.QueueMessages, "messages per dispatcher shard queue")
 	fs.IntVar(&cfg.QueueBytes, "queue-bytes", cfg.QueueBytes, "payload bytes per dispatcher shard queue")
 	fs.StringVar(&cfg.Overload, "overload", cfg.Overload, "full queue policy: block (stop reading), reject (NACK 3) or shed (close the biggest)")
-	fs.DurationVar(&cfg.AckDelay, "ack-delay", cfg.AckDelay, "longest an accepted message waits for its ACK")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "close connections silent this long (0: never)")
 	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "TCP: most connections open at once; more are closed as soon as accepted (0: the descriptor limit less 256 kept for the sink, metrics and recovery; negative: no bound)")
 	fs.Int64Var(&cfg.FrameMemory, "frame-memory", cfg.FrameMemory, "TCP and QUIC: bytes for frames larger than a receive buffer (16 KiB) while they arrive, all connections together; past it a frame waits with reading paused or gets NACK 3 (>= --max-payload + 16)")
@@ -209,6 +206,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&cfg.QUICIdleTimeout, "quic-idle-timeout", cfg.QUICIdleTimeout, "QUIC: close connections without a packet for this long")
 	fs.Int64Var(&cfg.QUICBufferMemory, "quic-buffer-memory", cfg.QUICBufferMemory, "QUIC: bytes for the read buffers of all streams together")
 	fs.IntVar(&cfg.QUICUDPBuffer, "quic-udp-buffer", cfg.QUICUDPBuffer, "QUIC: kernel receive buffer of the UDP socket, bytes (0: quic-go's 7 MiB; beyond net.core.rmem_max needs CAP_NET_ADMIN)")
+	if err := removedFlag(args); err != nil {
+		return cfg, err
+	}
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -237,7 +237,7 @@ func applyIfSet(set map[string]bool, dst *config, flags config) {
 		"sink":   func() { dst.Sink = flags.Sink }, "data-dir": func() { dst.DataDir = flags.DataDir },
 		"max-payload": func() { dst.MaxPayload = flags.MaxPayload }, "queue-messages": func() { dst.QueueMessages = flags.QueueMessages },
 		"queue-bytes": func() { dst.QueueBytes = flags.QueueBytes }, "overload": func() { dst.Overload = flags.Overload },
-		"ack-delay": func() { dst.AckDelay = flags.AckDelay }, "idle-timeout": func() { dst.IdleTimeout = flags.IdleTimeout },
+		"idle-timeout":  func() { dst.IdleTimeout = flags.IdleTimeout },
 		"frame-timeout": func() { dst.FrameTimeout = flags.FrameTimeout },
 		"max-conns":     func() { dst.MaxConns = flags.MaxConns },
 		"frame-memory":  func() { dst.FrameMemory = flags.FrameMemory },
@@ -271,6 +271,25 @@ func frameTimeout(d time.Duration) time.Duration {
 	return d
 }
 
+// ackDelayRemoved says why --ack-delay (ack_delay), which earlier versions
+// took and documented, is refused rather than ignored: a setting that
+// does nothing must not look as if it did something.
+const ackDelayRemoved = "was removed: it never had an effect (the server sends an ACK as soon as the sink has stored the records it covers, with no delay of its own; see docs/protocol.md, section 4)"
+
+// removedFlag refuses --ack-delay on the command line, with the reason.
+func removedFlag(args []string) error {
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if strings.HasPrefix(a, "-") && name == "ack-delay" {
+			return badConfig("--ack-delay %s; drop it from the command line", ackDelayRemoved)
+		}
+	}
+	return nil
+}
+
 // loadConfigFile reads JSON; durations are strings like "5ms".
 func loadConfigFile(path string, cfg *config) error {
 	b, err := os.ReadFile(path)
@@ -280,24 +299,28 @@ func loadConfigFile(path string, cfg *config) error {
 	type alias config
 	raw := struct {
 		alias
-		AckDelay        string `json:"ack_delay"`
 		IdleTimeout     string `json:"idle_timeout"`
 		FrameTimeout    string `json:"frame_timeout"`
 		Grace           string `json:"grace"`
 		SyncInterval    string `json:"sync_interval"`
 		QUICIdleTimeout string `json:"quic_idle_timeout"`
+
+		AckDelay json.RawMessage `json:"ack_delay"` // removed: refused, see ackDelayRemoved
 	}{alias: alias(*cfg)}
 	dec := json.NewDecoder(strings.NewReader(string(b)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&raw); err != nil {
 		return badConfig("config file %s: %v", path, err)
 	}
+	if raw.AckDelay != nil {
+		return badConfig("config file %s: ack_delay %s; delete the key", path, ackDelayRemoved)
+	}
 	*cfg = config(raw.alias)
 	for _, d := range []struct {
 		s   string
 		dst *time.Duration
 		key string
-	}{{raw.AckDelay, &cfg.AckDelay, "ack_delay"}, {raw.IdleTimeout, &cfg.IdleTimeout, "idle_timeout"},
+	}{{raw.IdleTimeout, &cfg.IdleTimeout, "idle_timeout"},
 		{raw.FrameTimeout, &cfg.FrameTimeout, "frame_timeout"},
 		{raw.Grace, &cfg.Grace, "grace"}, {raw.SyncInterval, &cfg.SyncInterval, "sync_interval"},
 		{raw.QUICIdleTimeout, &cfg.QUICIdleTimeout, "quic_idle_timeout"}} {
@@ -340,8 +363,6 @@ func validate(cfg config) error {
 		return badConfig("--queue-messages %d: want >= 1", cfg.QueueMessages)
 	case cfg.QueueBytes < cfg.MaxPayload:
 		return badConfig("--queue-bytes %d is smaller than --max-payload %d: a maximal message could never be queued", cfg.QueueBytes, cfg.MaxPayload)
-	case cfg.AckDelay <= 0:
-		return badConfig("--ack-delay %v: want > 0", cfg.AckDelay)
 	case cfg.IdleTimeout < 0:
 		return badConfig("--idle-timeout %v: want >= 0", cfg.IdleTimeout)
 	case cfg.FrameTimeout < 0:
@@ -525,7 +546,6 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		QueueMessages: cfg.QueueMessages,
 		QueueBytes:    cfg.QueueBytes,
 		Overload:      overload,
-		AckDelay:      cfg.AckDelay,
 		IdleTimeout:   cfg.IdleTimeout,
 		FrameTimeout:  frameTimeout(cfg.FrameTimeout),
 		MaxConns:      cfg.MaxConns,

@@ -14,8 +14,8 @@
 // 0-RTT), a reader goroutine per stream that waits in Peek holding no
 // buffer, pooled read buffers with frames decoded in place, and an ACK
 // writer goroutine started only while there is an ACK to send. What it
-// leaves out: connection limits, memory budgets, GOAWAY, NACKs (a protocol
-// error resets the stream), and an ACK delay (ACKs go out at once).
+// leaves out: connection limits, memory budgets, GOAWAY and NACKs (a
+// protocol error resets the stream). ACKs go out at once, as the bridge's do.
 //
 // /metrics serves the Go runtime metrics under the same names as ingestd's
 // (go_memstats_*) and quicplain_connections_active; /debug/pprof/ the
