@@ -47,6 +47,7 @@ type Conn struct {
 	rdl, wdl time.Time // deadlines; zero: none
 	closed   bool      // Close was called
 	gone     bool      // the reactor closed the connection (OnClose ran)
+	eof      bool      // the peer's FIN came: Read returns io.EOF once in is drained
 	cause    error     // OnClose's cause, once gone
 	shutdown bool      // ended by Listener.Shutdown
 	// Requests for the loop and what it told us.
@@ -96,6 +97,10 @@ func (c *Conn) Read(p []byte) (int, error) {
 				c.rs.queue(c)
 			}
 			return n, nil
+		}
+		if c.eof {
+			c.mu.Unlock()
+			return 0, io.EOF // the connection stays writable until Close
 		}
 		if c.gone {
 			err := c.endError("read")
@@ -249,8 +254,6 @@ func (c *Conn) endError(op string) error {
 		return c.opError(op, reactor.ErrServerClosed)
 	case cause == io.EOF && op == "read":
 		return io.EOF
-	case cause == io.EOF:
-		return c.opError(op, ErrPeerClosed)
 	case errors.As(cause, &oe):
 		return c.opError(op, oe.Err)
 	case cause == nil:

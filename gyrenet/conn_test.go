@@ -419,3 +419,33 @@ func TestConcurrentReadWrite(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestHalfCloseAnswer: a peer that sends its request and shuts down its
+// sending side gets the answer written after the server's Read returned
+// io.EOF, as with package net.
+func TestHalfCloseAnswer(t *testing.T) {
+	l := listen(t, gyrenet.Config{})
+	client, server := pair(t, l)
+	_ = client.SetDeadline(time.Now().Add(10 * time.Second))
+	_ = server.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := client.Write([]byte("question")); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	q, err := io.ReadAll(server) // ends at the FIN
+	if err != nil || string(q) != "question" {
+		t.Fatalf("server read %q, %v", q, err)
+	}
+	if _, err := server.Write([]byte("answer to " + string(q))); err != nil {
+		t.Fatalf("Write after the peer's FIN: %v", err)
+	}
+	if err := server.Close(); err != nil {
+		t.Fatal(err)
+	}
+	a, err := io.ReadAll(client)
+	if err != nil || string(a) != "answer to question" {
+		t.Fatalf("client read %q, %v", a, err)
+	}
+}

@@ -68,11 +68,11 @@
 //     complete, can stall where package net would not. Request/response
 //     protocols such as HTTP/1.1 (with or without TLS), and HTTP/2, whose
 //     flow control keeps the peer reading, are not affected.
-//   - The reactors end a connection at the peer's FIN (after sending what
-//     was already written): a half-closed peer gets no more bytes, and
-//     Write fails with ErrPeerClosed once the connection has ended. Conn
-//     has no CloseWrite for the same reason: the reactors have no
-//     half-close.
+//   - The peer's FIN makes Read return io.EOF (after the bytes before
+//     it); the connection stays open for Write until Close, as with
+//     package net, so a peer that half-closes gets its answer. Conn has
+//     no CloseWrite: the reactors cannot yet shut down only their own
+//     sending side.
 //   - Conn has no File, SyscallConn, SetLinger, SetKeepAlive or
 //     SetNoDelay: the socket belongs to the reactor (Config.KeepAlive and
 //     Config.Delay set them for every connection).

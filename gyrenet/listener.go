@@ -2,7 +2,6 @@ package gyrenet
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -11,13 +10,6 @@ import (
 	"github.com/gyre-io/gyre/internal/ratelog"
 	"github.com/gyre-io/gyre/reactor"
 )
-
-// ErrPeerClosed is what Write fails with (inside a *net.OpError) once the
-// connection has ended because the peer closed its side: the reactors end
-// a connection at the peer's FIN, after sending what was written before
-// it, so a half-closed peer cannot be written to (see the package
-// documentation).
-var ErrPeerClosed = fmt.Errorf("gyrenet: connection ended by the peer's FIN: %w", net.ErrClosed)
 
 // Listener is a net.Listener whose connections are served by a group of
 // reactors of its own. Its methods are safe for concurrent use.

@@ -62,6 +62,7 @@ var (
 	_ reactor.Handler         = (*handler)(nil)
 	_ reactor.PressureHandler = (*handler)(nil)
 	_ reactor.ShutdownHandler = (*handler)(nil)
+	_ reactor.HalfCloseHandler = (*handler)(nil)
 )
 
 func (h *handler) OnOpen(rc *reactor.Conn) {
@@ -118,6 +119,18 @@ func (h *handler) OnClose(rc *reactor.Conn, cause error) {
 	signal(c.rwake)
 	signal(c.wwake)
 	h.l.closedConn()
+}
+
+// OnPeerFIN: the peer shut down its sending side. Read returns io.EOF
+// once the bytes before it are read; Write goes on until Close, as on a
+// TCP connection of package net.
+func (h *handler) OnPeerFIN(rc *reactor.Conn) bool {
+	c := rc.Context().(*Conn)
+	c.mu.Lock()
+	c.eof = true
+	c.mu.Unlock()
+	signal(c.rwake)
+	return true
 }
 
 // OnPressure: over WriteHighWater the reactor has stopped sending what

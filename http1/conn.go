@@ -84,6 +84,7 @@ type conn struct {
 type observer interface {
 	drained()
 	closed(cause error)
+	peerGone() // the client shut down its sending side; the connection stays writable
 }
 
 // loopState is a reactor's share of the server: scratch that handler
@@ -681,6 +682,23 @@ func (cn *conn) onShutdown() {
 	if cn.in == inHead && !cn.partial && cn.waitLen == 0 && cn.resp.ended {
 		cn.closeConn()
 	}
+}
+
+// onPeerFIN: the client shut down its sending side (TCP half-close). A
+// request whose head and body were read whole still gets its response, as
+// with net/http (whose handler's context is cancelled as well): the
+// connection stays open for writing and closes once the response has
+// ended. Anything else (between requests, or inside one) ends the
+// connection as before.
+func (cn *conn) onPeerFIN() bool {
+	if cn.in == inClosed || cn.resp.ended || cn.partial || cn.waitLen > 0 || !cn.bodyDone {
+		return false
+	}
+	cn.closeAfter = true
+	if cn.obs != nil {
+		cn.obs.peerGone()
+	}
+	return true
 }
 
 // onClose: the connection is gone. A BodyHandler still reading hears why.

@@ -53,6 +53,7 @@ type hijackConn struct {
 	rdl, wdl time.Time
 	closed   bool  // Close was called
 	gone     bool  // the reactor closed the connection (OnClose ran)
+	eof      bool  // the peer's FIN came: Read returns io.EOF once in is drained
 	cause    error // OnClose's cause, once gone
 	shutdown bool  // ended by the server's Shutdown
 
@@ -159,6 +160,16 @@ func (a *NetHTTP) takeOver(cn *conn) *hijackConn {
 	return hc
 }
 
+// onPeerFIN: the peer shut down its sending side; Read returns io.EOF
+// after the bytes before it, Write goes on until Close. Loop-only.
+func (c *hijackConn) onPeerFIN() bool {
+	c.mu.Lock()
+	c.eof = true
+	c.mu.Unlock()
+	signal(c.rwake)
+	return true
+}
+
 // buffered returns how many received bytes wait to be Read.
 func (c *hijackConn) buffered() int {
 	c.mu.Lock()
@@ -201,6 +212,10 @@ func (c *hijackConn) Read(p []byte) (int, error) {
 				c.hl.queue(c)
 			}
 			return n, nil
+		}
+		if c.eof {
+			c.mu.Unlock()
+			return 0, io.EOF // the connection stays writable until Close
 		}
 		if c.gone {
 			err := c.endError("read")

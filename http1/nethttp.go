@@ -263,6 +263,10 @@ func (x *exchange) drained() {
 	}
 }
 
+// peerGone: the client half-closed; like net/http, the request's context
+// ends, but the response may still be written.
+func (x *exchange) peerGone() { x.cancel() }
+
 func (x *exchange) closed(cause error) {
 	x.closeOnce.Do(func() {
 		x.closeErr = fmt.Errorf("http1: connection closed: %w", cause)

@@ -172,9 +172,10 @@ func (s *Server) Close() error {
 type reactorHandler struct{ s *Server }
 
 var (
-	_ reactor.Handler         = (*reactorHandler)(nil)
-	_ reactor.PressureHandler = (*reactorHandler)(nil)
-	_ reactor.ShutdownHandler = (*reactorHandler)(nil)
+	_ reactor.Handler          = (*reactorHandler)(nil)
+	_ reactor.PressureHandler  = (*reactorHandler)(nil)
+	_ reactor.ShutdownHandler  = (*reactorHandler)(nil)
+	_ reactor.HalfCloseHandler = (*reactorHandler)(nil)
 )
 
 func (h *reactorHandler) OnOpen(c *reactor.Conn) {
@@ -205,6 +206,16 @@ func (h *reactorHandler) OnClose(c *reactor.Conn, cause error) {
 		c.SetContext(nil)
 		cn.onClose(cause)
 	}
+}
+
+func (h *reactorHandler) OnPeerFIN(c *reactor.Conn) bool {
+	switch cn := c.Context().(type) {
+	case *conn:
+		return cn.onPeerFIN()
+	case *hijackConn:
+		return cn.onPeerFIN()
+	}
+	return false
 }
 
 func (h *reactorHandler) OnPressure(c *reactor.Conn, paused bool) {

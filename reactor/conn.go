@@ -60,6 +60,7 @@ type Conn struct {
 	held    bool
 	inAcc   bool
 	handled bool // OnOpen ran; OnClose must run
+	finTold bool // a HalfCloseHandler heard of the peer's FIN (peerFIN)
 
 	cause error
 

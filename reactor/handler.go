@@ -38,6 +38,19 @@ type ShutdownHandler interface {
 	OnShutdown(c *Conn)
 }
 
+// HalfCloseHandler is an optional interface: when the peer shuts down its
+// sending side (FIN) and every byte before it has been presented to
+// OnData, the runtime calls OnPeerFIN instead of closing the connection.
+// Returning true keeps the connection open for writing (half-closed: no
+// more OnData; Write, Close, timers and timeouts work as usual) until the
+// handler calls Close, which then closes at once once the output is sent;
+// false closes it as without this interface (OnClose's cause is io.EOF).
+// HTTP/1.1 servers use it to answer a client that sent its request and
+// shut down its side; a net.Conn's Read returns io.EOF while Write goes on.
+type HalfCloseHandler interface {
+	OnPeerFIN(c *Conn) (keepWriting bool)
+}
+
 // Ticker is an optional interface: OnTick runs on every reactor once at
 // start and then after the delay it returns; a delay <= 0 stops ticking.
 type Ticker interface {

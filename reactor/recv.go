@@ -8,7 +8,7 @@ import (
 // armRecv starts receiving on c unless it is already, or reading is
 // stopped. Without a free receive buffer it waits on the starved list.
 func (r *Reactor) armRecv(c *Conn) {
-	if c.reading || c.state != stateOpen || c.readStopped() {
+	if c.reading || c.state != stateOpen || c.readStopped() || c.eof {
 		return
 	}
 	if !r.eng.startRead(c) {
@@ -59,11 +59,28 @@ func (r *Reactor) readEnded(c *Conn, cause error) {
 			return
 		}
 		if c.state == stateOpen {
-			r.closeGraceful(c, io.EOF)
+			r.peerFIN(c)
 		}
 	case c.state == stateOpen || c.state == stateClosing:
 		r.closeNow(c, opError("read", c, cause))
 	}
+}
+
+// peerFIN handles the peer's FIN once the handler has been presented
+// every byte before it: a HalfCloseHandler may keep the connection open
+// for writing (it is told once; it closes the connection itself later);
+// otherwise c closes gracefully.
+func (r *Reactor) peerFIN(c *Conn) {
+	if c.finTold {
+		return // half-closed: the handler closes it
+	}
+	if hc, ok := r.h.(HalfCloseHandler); ok {
+		c.finTold = true
+		if hc.OnPeerFIN(c) || c.state != stateOpen {
+			return
+		}
+	}
+	r.closeGraceful(c, io.EOF)
 }
 
 // afterRead runs when an engine's receive on c has ended (it is no longer
@@ -218,7 +235,7 @@ func (r *Reactor) restart(c *Conn) {
 	if c.eof {
 		// The peer's FIN came while reading was stopped.
 		if c.state == stateOpen && !c.readStopped() {
-			r.closeGraceful(c, io.EOF)
+			r.peerFIN(c)
 		}
 		return
 	}
