@@ -59,9 +59,9 @@ func (rs *reactorState) run() {
 type handler struct{ l *Listener }
 
 var (
-	_ reactor.Handler         = (*handler)(nil)
-	_ reactor.PressureHandler = (*handler)(nil)
-	_ reactor.ShutdownHandler = (*handler)(nil)
+	_ reactor.Handler          = (*handler)(nil)
+	_ reactor.PressureHandler  = (*handler)(nil)
+	_ reactor.ShutdownHandler  = (*handler)(nil)
 	_ reactor.HalfCloseHandler = (*handler)(nil)
 )
 

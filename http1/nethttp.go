@@ -13,7 +13,9 @@ import (
 	"net/textproto"
 	"net/url"
 	"runtime"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -317,13 +319,20 @@ func (x *exchange) Header() http.Header {
 	return x.header
 }
 
-// WriteHeader records the status and the header as they are now. 1xx
-// codes are ignored (informational responses are not supported).
+// WriteHeader records the status and the header as they are now. As in
+// net/http, a 1xx code other than 101 sends an informational response at
+// once (103 Early Hints, say) with the header as it is, and a final one
+// may follow; 101 Switching Protocols is final: the head goes out at
+// Hijack.
 func (x *exchange) WriteHeader(code int) {
 	if code < 100 || code > 999 {
 		panic(fmt.Sprintf("invalid WriteHeader code %v", code))
 	}
-	if x.wroteHeader || code < 200 || x.hijacked {
+	if x.wroteHeader || x.hijacked {
+		return
+	}
+	if code < 200 && code != http.StatusSwitchingProtocols {
+		x.informational(code)
 		return
 	}
 	x.wroteHeader = true
@@ -335,6 +344,62 @@ func (x *exchange) WriteHeader(code int) {
 			x.clen = n
 		}
 	}
+}
+
+// informational sends a 1xx response with the header as it is now.
+func (x *exchange) informational(code int) {
+	if x.failed != nil {
+		return
+	}
+	head := appendRawHead(nil, code, x.Header())
+	err := x.post(func(w *Response, r *Request) {
+		if w.committed {
+			x.ack <- nil // the final head is out: too late for a 1xx
+			return
+		}
+		_, err := w.cn.c.Write(head)
+		x.ack <- err
+	})
+	if err == nil {
+		select {
+		case err = <-x.ack:
+		case <-x.closedC:
+			err = x.closeErr
+		}
+	}
+	if err != nil {
+		x.failed = err
+	}
+}
+
+// appendRawHead appends a status line and the fields of h (sorted, for a
+// stable order), without any framing field: for 1xx responses and a head
+// that Hijack sends before it hands the connection over.
+func appendRawHead(dst []byte, code int, h http.Header) []byte {
+	dst = fmt.Appendf(dst, "HTTP/1.1 %03d %s\r\n", code, http.StatusText(code))
+	keys := make([]string, 0, len(h))
+	for k := range h {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if k == "" || strings.IndexFunc(k, func(r rune) bool { return r >= 0x80 || !isToken[r] }) >= 0 {
+			continue // as Response.AddHeader: not a field name
+		}
+		for _, v := range h[k] {
+			dst = append(dst, k...)
+			dst = append(dst, ": "...)
+			for i := 0; i < len(v); i++ {
+				c := v[i]
+				if c == '\r' || c == '\n' || c == 0 {
+					c = ' ' // no field or response smuggled in through a value
+				}
+				dst = append(dst, c)
+			}
+			dst = append(dst, "\r\n"...)
+		}
+	}
+	return append(dst, "\r\n"...)
 }
 
 // Write gathers p and hands it to the reactor in 4 KiB pieces, blocking
@@ -395,8 +460,10 @@ func (x *exchange) FlushError() error {
 // The returned net.Conn reads and writes through the reactor (blocking
 // calls with deadlines, no goroutine of its own); its Close closes the
 // TCP connection. The bufio.Reader holds the bytes the client sent past
-// the request (up to its 4 KiB), as net/http's does. Hijack fails once
-// the handler has called WriteHeader, Write or Flush (errHijackStarted),
+// the request (up to its 4 KiB), as net/http's does. After WriteHeader
+// (101 Switching Protocols, typically) and before any body, Hijack sends
+// that head first, as net/http does; it fails once the handler has called
+// Write or Flush (errHijackStarted),
 // a second time with http.ErrHijacked, and while the server is shutting
 // down with ErrServerClosed. After Hijack, Write and FlushError return
 // http.ErrHijacked, the request body fails with http.ErrHijacked, and
@@ -408,8 +475,12 @@ func (x *exchange) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if x.hijacked {
 		return nil, nil, http.ErrHijacked
 	}
-	if x.wroteHeader || x.shipped || x.failed != nil {
+	if x.shipped || len(x.buf) > 0 || x.failed != nil {
 		return nil, nil, errHijackStarted
+	}
+	var head []byte
+	if x.wroteHeader {
+		head = appendRawHead(nil, x.status, x.sent)
 	}
 	var hc *hijackConn
 	err := x.post(func(w *Response, r *Request) {
@@ -419,6 +490,12 @@ func (x *exchange) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		case w.cn.draining:
 			x.ack <- ErrServerClosed
 		default:
+			if head != nil {
+				if _, err := w.cn.c.Write(head); err != nil {
+					x.ack <- err
+					return
+				}
+			}
 			hc = x.a.takeOver(w.cn)
 			x.ack <- nil
 		}
