@@ -233,6 +233,16 @@ func (x *exchange) buildRequest(r *Request) (*http.Request, error) {
 	if req.Host == "" {
 		req.Host = string(r.Host())
 	}
+	if r.Chunked() {
+		// As net/http: the declared trailer keys, with nil values until
+		// the body has been read to its end.
+		for _, k := range trailerKeys(req.Header.Values("Trailer")) {
+			if req.Trailer == nil {
+				req.Trailer = make(http.Header)
+			}
+			req.Trailer[k] = nil
+		}
+	}
 	switch {
 	case r.Chunked():
 		req.ContentLength = -1
@@ -542,6 +552,47 @@ func (x *exchange) finish() {
 	}
 }
 
+// trailers returns the response's trailer fields as net/http takes them
+// when the handler returns: the keys declared in the Trailer field at
+// WriteHeader with their values now, and every key with the
+// http.TrailerPrefix.
+func (x *exchange) trailers() [][2]string {
+	var out [][2]string
+	for _, k := range trailerKeys(x.sent.Values("Trailer")) {
+		for _, v := range x.header[k] {
+			out = append(out, [2]string{k, v})
+		}
+	}
+	for k, vv := range x.header {
+		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok && name != "" {
+			for _, v := range vv {
+				out = append(out, [2]string{name, v})
+			}
+		}
+	}
+	return out
+}
+
+// trailerKeys splits Trailer field values into canonical keys, leaving
+// out the framing fields a trailer may not carry.
+func trailerKeys(decls []string) []string {
+	var keys []string
+	for _, d := range decls {
+		for k := range strings.SplitSeq(d, ",") {
+			if k = textproto.CanonicalMIMEHeaderKey(strings.TrimSpace(k)); k != "" && !framingField(k) {
+				keys = append(keys, k)
+			}
+		}
+	}
+	return keys
+}
+
+// framingField reports whether a canonical key is one net/http refuses as
+// a trailer.
+func framingField(k string) bool {
+	return k == "Content-Length" || k == "Transfer-Encoding" || k == "Trailer" || k == "Host"
+}
+
 // ship hands the gathered bytes to the reactor and waits until it has
 // taken them (and, if the output is over the high-water mark, until it
 // drains), so the buffer can be reused and a client that does not read
@@ -553,6 +604,10 @@ func (x *exchange) ship(flush, end bool) error {
 	}
 	x.shipped = true
 	data := x.buf
+	var trailers [][2]string
+	if end {
+		trailers = x.trailers()
+	}
 	err := x.post(func(w *Response, r *Request) {
 		if !x.headApplied {
 			x.headApplied = true
@@ -571,6 +626,9 @@ func (x *exchange) ship(flush, end bool) error {
 		}
 		switch {
 		case end:
+			for _, t := range trailers {
+				w.AddTrailer(t[0], t[1])
+			}
 			x.ack <- w.End()
 		case flush:
 			x.ack <- w.Flush()
@@ -638,6 +696,18 @@ var netBodyFunc = BodyFunc(func(w *Response, r *Request, chunk []byte, err error
 	b.data = append(b.data, chunk...)
 	switch {
 	case err == io.EOF:
+		// The trailers, before Read can return io.EOF (the handler may
+		// look at Request.Trailer from then on, as with net/http).
+		r.Trailers(func(name, value []byte) bool {
+			k := textproto.CanonicalMIMEHeaderKey(string(name))
+			if !framingField(k) {
+				if x.req.Trailer == nil {
+					x.req.Trailer = make(http.Header)
+				}
+				x.req.Trailer[k] = append(x.req.Trailer[k], string(value))
+			}
+			return true
+		})
 		b.err = io.EOF
 		x.watchLater(w.cn)
 	case err != nil:

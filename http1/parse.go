@@ -435,8 +435,8 @@ func internMethod(b []byte) string {
 // chunk extensions must follow the grammar (token [= token /
 // quoted-string], separated by ";", with optional whitespace after the
 // first ";"); net/http accepts any bytes after the first ";". Trailer fields are validated
-// like header fields, bounded by MaxHeaderBytes and MaxHeaders, and
-// dropped.
+// like header fields, bounded by MaxHeaderBytes and MaxHeaders, and kept
+// for Request.Trailer.
 
 const (
 	chunkSize    = iota // expecting a chunk-size line
@@ -458,6 +458,9 @@ type chunkDecoder struct {
 	excess   int64
 	trailerN int // trailer bytes so far
 	trailerF int // trailer fields so far
+	// trailer holds the trailer fields received, "name:value\n" lines
+	// (validated; allocated only for a body that has trailers).
+	trailer []byte
 }
 
 // chunkResult is one step of the decoder: n bytes of b taken, of which
@@ -558,6 +561,7 @@ func (d *chunkDecoder) step(b []byte, l *limits) chunkResult {
 			if !validTrailerLine(line) {
 				return chunkResult{n: n, err: errTrailer}
 			}
+			d.trailer = append(append(d.trailer, line...), '\n')
 			d.trailerF++
 			if d.trailerF > l.maxHeaders {
 				return chunkResult{n: n, err: errTrailerSize}

@@ -109,6 +109,39 @@ func (r *Request) HeaderAt(i int) (name, value []byte) {
 	return f.name, f.value
 }
 
+// Trailer returns the value of the first trailer field named name
+// (compared ignoring ASCII case) that came after a chunked body, or nil.
+// Trailers are known once the body has ended (the BodyHandler's call with
+// io.EOF) and stay until the response ends.
+func (r *Request) Trailer(name string) []byte {
+	var found []byte
+	r.Trailers(func(n, v []byte) bool {
+		if len(n) == len(name) && equalFoldBytesString(n, name) {
+			found = v
+			return false
+		}
+		return true
+	})
+	return found
+}
+
+// Trailers calls fn for each trailer field, in the order received, until
+// fn returns false. The slices are valid until the response ends.
+func (r *Request) Trailers(fn func(name, value []byte) bool) {
+	if !r.chunked {
+		return
+	}
+	for t := r.cn.dec.trailer; len(t) > 0; {
+		nl := bytes.IndexByte(t, '\n')
+		line := t[:nl]
+		t = t[nl+1:]
+		colon := bytes.IndexByte(line, ':')
+		if !fn(line[:colon], trimOWS(line[colon+1:])) {
+			return
+		}
+	}
+}
+
 // ContentLength returns the body's declared length: -1 when chunked,
 // 0 when the request has no body.
 func (r *Request) ContentLength() int64 {

@@ -3,6 +3,7 @@ package http1
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"unsafe"
 
 	"github.com/gyre-io/gyre/reactor"
@@ -36,6 +37,11 @@ type Response struct {
 	closeReq  bool // the handler set Connection: close
 	hasDate   bool // the handler set Date
 	touched   bool // the handler set a status, a field or body bytes
+	// wantTrailer: the handler declared a Trailer field or added a
+	// trailer before the head went out, so the body is chunked (HTTP/1.1)
+	// to carry them; trailer holds "Name: value\r\n" lines for End.
+	wantTrailer bool
+	trailer     []byte
 }
 
 // respBuf holds a response's head fields and kept-back body until the
@@ -104,6 +110,10 @@ func (w *Response) AddHeaderBytes(name, value []byte) {
 			}
 			return
 		}
+	case 7:
+		if equalFold(name, "trailer") {
+			w.wantTrailer = true // a body that carries trailers is chunked
+		}
 	case 14:
 		if equalFold(name, "content-length") {
 			if n, ok := parseContentLength(trimOWS(value)); ok {
@@ -128,6 +138,42 @@ func (w *Response) AddHeaderBytes(name, value []byte) {
 	}
 	b.hdr = append(b.hdr, '\r', '\n')
 	w.touched = true
+}
+
+// AddTrailer adds a trailer field, sent after the body at End. Trailers
+// need a chunked body (HTTP/1.1, no Content-Length): a response that adds
+// one, or declares one with a Trailer header field, before its head goes
+// out is chunked; trailers of a response sent otherwise (a
+// Content-Length, HTTP/1.0, HEAD) are dropped, as net/http drops them.
+// Names and values are checked as AddHeader checks them; framing fields
+// (Content-Length, Transfer-Encoding, Trailer, Host) are dropped.
+func (w *Response) AddTrailer(name, value string) {
+	if w.ended || !w.active || name == "" {
+		return
+	}
+	for i := 0; i < len(name); i++ {
+		if !isToken[name[i]] {
+			return
+		}
+	}
+	switch {
+	case strings.EqualFold(name, "content-length"), strings.EqualFold(name, "transfer-encoding"),
+		strings.EqualFold(name, "trailer"), strings.EqualFold(name, "host"):
+		return
+	}
+	if !w.committed {
+		w.wantTrailer = true
+	}
+	w.trailer = append(w.trailer, name...)
+	w.trailer = append(w.trailer, ':', ' ')
+	for i := 0; i < len(value); i++ {
+		c := value[i]
+		if c == '\r' || c == '\n' || c == 0 {
+			c = ' '
+		}
+		w.trailer = append(w.trailer, c)
+	}
+	w.trailer = append(w.trailer, '\r', '\n')
 }
 
 // SetContentLength declares the body's length, so the head can be sent
@@ -256,8 +302,11 @@ func (w *Response) End() error {
 		err = reactor.ErrConnClosed
 	case !w.committed:
 		err = w.commit(true)
+		if err == nil && w.chunked && !w.head {
+			err = w.lastChunk()
+		}
 	case w.chunked && !w.head:
-		_, err = cn.c.Write(lastChunk)
+		err = w.lastChunk()
 	}
 	if err == nil && w.clen >= 0 && w.written < w.clen && !w.head && bodyAllowed(w.status) {
 		err = ErrContentLength
@@ -277,6 +326,19 @@ func (w *Response) End() error {
 		return err
 	}
 	cn.advance()
+	return err
+}
+
+// lastChunk ends a chunked body, with the trailers added.
+func (w *Response) lastChunk() error {
+	if len(w.trailer) == 0 {
+		_, err := w.cn.c.Write(lastChunk)
+		return err
+	}
+	b := append(w.trailer[:0:0], "0\r\n"...)
+	b = append(b, w.trailer...)
+	b = append(b, crlf...)
+	_, err := w.cn.c.Write(b)
 	return err
 }
 
@@ -362,7 +424,7 @@ func (w *Response) commit(final bool) error {
 	case !bodyAllowed(w.status):
 	case w.clen >= 0:
 		out = appendContentLength(out, w.clen)
-	case final && !(w.head && w.written == 0):
+	case final && !(w.head && w.written == 0) && !(w.wantTrailer && req.minor >= 1 && !w.head):
 		out = appendContentLength(out, w.written)
 	case w.head:
 		// A HEAD response not ended within its handler call: its
