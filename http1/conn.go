@@ -77,6 +77,10 @@ type conn struct {
 	// obs hears about the current request's connection (the net/http
 	// face's worker waiting on it); cleared when a request starts.
 	obs observer
+
+	// upgradeTo takes the connection over once the handler call that
+	// called Response.Upgrade returns (switchProtocol).
+	upgradeTo reactor.Handler
 }
 
 // observer is told when output that went over the high-water mark has
@@ -210,12 +214,42 @@ func (cn *conn) onData(b []byte) int {
 			break
 		}
 	}
+	if cn.upgradeTo != nil {
+		return cn.switchProtocol(n)
+	}
 	if cn.in == inClosed {
 		return len(b)
 	}
 	cn.updateDeadline()
 	return n
 }
+
+// switchProtocol hands the connection to the handler Response.Upgrade
+// named: the HTTP state goes back to the pool, the new handler's OnOpen
+// runs, and the bytes the client sent after the request (b[n:], which the
+// reactor keeps) are presented to it right after this callback. Loop-only.
+func (cn *conn) switchProtocol(n int) int {
+	h, rc := cn.upgradeTo, cn.c
+	cn.upgradeTo = nil
+	cn.obs, cn.bh, cn.writable = nil, nil, nil
+	cn.pause = 0
+	rc.SetReadTimeoutAt(time.Time{})
+	rc.SetWriteTimeoutAt(time.Time{})
+	rc.SetContext(&upgraded{h: h})
+	cn.ls.release(cn)
+	h.OnOpen(rc)
+	rc.Reactor().Later(func() {
+		if !rc.Closed() {
+			rc.PauseReading() // a pause and resume present the kept input again
+			rc.ResumeReading()
+		}
+	})
+	return n
+}
+
+// upgraded is the context of a connection that switched protocols: its
+// events go to the handler Response.Upgrade named.
+type upgraded struct{ h reactor.Handler }
 
 // readHead parses the request at the start of b and serves it. It
 // returns the bytes consumed and whether to go on with the rest of b.

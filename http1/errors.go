@@ -35,6 +35,10 @@ var (
 	// connection's unsent output over reactor.Config.MaxOutput. Nothing
 	// of it was queued.
 	ErrOutputFull = reactor.ErrOutputFull
+	// ErrUpgrade: Response.Upgrade was called too late (the head was sent
+	// or the response ended), before the request's body was read whole,
+	// or while the server shuts down.
+	ErrUpgrade = errors.New("http1: cannot switch protocols now")
 )
 
 var (

@@ -140,6 +140,46 @@ func (w *Response) AddHeaderBytes(name, value []byte) {
 	w.touched = true
 }
 
+// Upgrade switches the connection to another protocol (RFC 9110 section
+// 7.8): it sends the head now, status 101 Switching Protocols with the
+// fields the handler added (Upgrade, and whatever the protocol needs)
+// and Connection: Upgrade, ends the response, and once the handler call
+// returns hands the connection to h. From then on h gets the connection's
+// events on the reactor like any reactor.Handler: OnOpen at once, then
+// OnData, starting with the bytes the client sent after the request, and
+// the optional interfaces (PressureHandler, ShutdownHandler, without
+// which Shutdown closes the connection; HalfCloseHandler). h is this
+// connection's alone: keep its state in it, since the server keeps using
+// Conn.SetContext for the connection. The request must have been read
+// whole (a body taken and read to its end); the caller checks that the
+// client asked for this protocol (Connection: upgrade, Upgrade: ...).
+// It fails with ErrUpgrade once the head was sent or the response ended,
+// before the body was read, or during Shutdown.
+func (w *Response) Upgrade(h reactor.Handler) error {
+	cn := w.cn
+	if w.committed || w.ended || !w.active || cn.in != inDone || !cn.bodyDone || cn.draining || h == nil {
+		return ErrUpgrade
+	}
+	b := w.ensureBuf()
+	out := appendStatusLine(b.out[:0], cn.req.minor, 101)
+	if !w.hasDate {
+		out = append(out, cn.ls.date.get(cn.ls.r.Now())...)
+	}
+	out = append(out, b.hdr...)
+	out = append(out, "Connection: Upgrade\r\n\r\n"...)
+	b.out = out
+	w.status, w.committed, w.ended, w.active = 101, true, true, false
+	_, err := cn.c.Write(out)
+	w.releaseBuf()
+	if err != nil {
+		cn.abort()
+		return err
+	}
+	cn.in = inClosed // no more HTTP on this connection
+	cn.upgradeTo = h
+	return nil
+}
+
 // AddTrailer adds a trailer field, sent after the body at End. Trailers
 // need a chunked body (HTTP/1.1, no Content-Length): a response that adds
 // one, or declares one with a Trailer header field, before its head goes

@@ -191,10 +191,15 @@ func (h *reactorHandler) OnOpen(c *reactor.Conn) {
 // handler has hijacked it.
 
 func (h *reactorHandler) OnData(c *reactor.Conn, b []byte) int {
-	if cn, ok := c.Context().(*conn); ok {
+	switch cn := c.Context().(type) {
+	case *conn:
 		return cn.onData(b)
+	case *hijackConn:
+		return cn.onData(b)
+	case *upgraded:
+		return cn.h.OnData(c, b)
 	}
-	return c.Context().(*hijackConn).onData(b)
+	return len(b)
 }
 
 func (h *reactorHandler) OnClose(c *reactor.Conn, cause error) {
@@ -205,6 +210,9 @@ func (h *reactorHandler) OnClose(c *reactor.Conn, cause error) {
 	case *hijackConn:
 		c.SetContext(nil)
 		cn.onClose(cause)
+	case *upgraded:
+		c.SetContext(nil)
+		cn.h.OnClose(c, cause)
 	}
 }
 
@@ -214,6 +222,10 @@ func (h *reactorHandler) OnPeerFIN(c *reactor.Conn) bool {
 		return cn.onPeerFIN()
 	case *hijackConn:
 		return cn.onPeerFIN()
+	case *upgraded:
+		if hc, ok := cn.h.(reactor.HalfCloseHandler); ok {
+			return hc.OnPeerFIN(c)
+		}
 	}
 	return false
 }
@@ -224,6 +236,10 @@ func (h *reactorHandler) OnPressure(c *reactor.Conn, paused bool) {
 		cn.onPressure(paused)
 	case *hijackConn:
 		cn.onPressure(paused)
+	case *upgraded:
+		if ph, ok := cn.h.(reactor.PressureHandler); ok {
+			ph.OnPressure(c, paused)
+		}
 	}
 }
 
@@ -234,5 +250,11 @@ func (h *reactorHandler) OnShutdown(c *reactor.Conn) {
 		cn.onShutdown()
 	case *hijackConn:
 		cn.onShutdown()
+	case *upgraded:
+		if sh, ok := cn.h.(reactor.ShutdownHandler); ok {
+			sh.OnShutdown(c)
+		} else {
+			_ = c.Close()
+		}
 	}
 }
