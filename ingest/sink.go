@@ -11,7 +11,12 @@ var ErrSinkClosed = errors.New("ingest: sink closed")
 
 // Record is one accepted DATA payload on its way to a sink.
 type Record struct {
-	Conn    uint64    // connection (or QUIC stream) id assigned by the server
+	// Conn is the connection (or QUIC stream) id the server assigned. It
+	// is unique within one process for far longer than a connection
+	// lives (TCP: reactor, generation and slot; QUIC: a counter with the
+	// top bit set), and may repeat after a restart: sinks that key
+	// records by it (natssink's message ids) add a per-process nonce.
+	Conn    uint64
 	Seq     uint64    // the client's seq (the session's, when Session is set)
 	Session SessionID // the producer session, zero without one
 	Payload []byte    // valid only during the Write call

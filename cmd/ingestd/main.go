@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/gyre-io/gyre/ingest"
+	"github.com/gyre-io/gyre/ingest/natssink"
 	"github.com/gyre-io/gyre/quicbridge"
 	"github.com/gyre-io/gyre/reactor"
 	"github.com/prometheus/client_golang/prometheus"
@@ -89,6 +90,20 @@ type config struct {
 	QUICIdleTimeout  time.Duration `json:"quic_idle_timeout"`
 	QUICBufferMemory int64         `json:"quic_buffer_memory"`
 	QUICUDPBuffer    int           `json:"quic_udp_buffer"`
+
+	// JetStream sink (--sink jetstream, docs/scale-out.md). NATSURL is a
+	// comma-separated list.
+	NATSURL      string `json:"nats_url"`
+	Stream       string `json:"stream"`
+	Subject      string `json:"subject"`
+	NATSCreds    string `json:"nats_creds"`
+	NATSNkey     string `json:"nats_nkey"`
+	NATSUser     string `json:"nats_user"`
+	NATSPassword string `json:"nats_password"`
+	NATSToken    string `json:"nats_token"`
+	NATSTLSCA    string `json:"nats_tls_ca"`
+	NATSTLSCert  string `json:"nats_tls_cert"`
+	NATSTLSKey   string `json:"nats_tls_key"`
 }
 
 // defaultIdleTimeout closes TCP connections silent for 5 minutes: long
@@ -174,7 +189,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.TCP, "tcp", cfg.TCP, "TCP listen address")
 	fs.StringVar(&cfg.Engine, "engine", cfg.Engine, "the reactors' I/O engine: auto (io_uring where the kernel and seccomp allow it, else epoll, with a warning), io_uring, epoll or net")
 	fs.IntVar(&cfg.Reactors, "reactors", cfg.Reactors, "number of reactors (one dispatcher shard each)")
-	fs.StringVar(&cfg.Sink, "sink", cfg.Sink, "where messages go: file (fsynced log in --data-dir) or discard (count and drop; benchmarks)")
+	fs.StringVar(&cfg.Sink, "sink", cfg.Sink, "where messages go: file (fsynced log in --data-dir), jetstream (a NATS JetStream stream: --nats-url, --stream, --subject; docs/scale-out.md) or discard (count and drop; benchmarks)")
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory of the file sink's log")
 	fs.IntVar(&cfg.MaxPayload, "max-payload", cfg.MaxPayload, "largest DATA payload in bytes; larger frames get NACK 2")
 	fs.IntVar(&cfg.QueueMessages, "queue-messages", cfg.QueueMessages, "messages per dispatcher shard queue")
@@ -206,6 +221,17 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&cfg.QUICIdleTimeout, "quic-idle-timeout", cfg.QUICIdleTimeout, "QUIC: close connections without a packet for this long")
 	fs.Int64Var(&cfg.QUICBufferMemory, "quic-buffer-memory", cfg.QUICBufferMemory, "QUIC: bytes for the read buffers of all streams together")
 	fs.IntVar(&cfg.QUICUDPBuffer, "quic-udp-buffer", cfg.QUICUDPBuffer, "QUIC: kernel receive buffer of the UDP socket, bytes (0: quic-go's 7 MiB; beyond net.core.rmem_max needs CAP_NET_ADMIN)")
+	fs.StringVar(&cfg.NATSURL, "nats-url", cfg.NATSURL, "jetstream sink: NATS server URLs, comma-separated (nats://host:4222, tls://host:4222)")
+	fs.StringVar(&cfg.Stream, "stream", cfg.Stream, "jetstream sink: the JetStream stream that stores the records (it must exist and capture --subject)")
+	fs.StringVar(&cfg.Subject, "subject", cfg.Subject, "jetstream sink: the subject records are published on (no wildcards)")
+	fs.StringVar(&cfg.NATSCreds, "nats-creds", cfg.NATSCreds, "jetstream sink: NATS user credentials file (JWT and nkey seed)")
+	fs.StringVar(&cfg.NATSNkey, "nats-nkey", cfg.NATSNkey, "jetstream sink: file holding an nkey user seed")
+	fs.StringVar(&cfg.NATSUser, "nats-user", cfg.NATSUser, "jetstream sink: NATS user name (with --nats-password)")
+	fs.StringVar(&cfg.NATSPassword, "nats-password", cfg.NATSPassword, "jetstream sink: NATS password (visible to ps: prefer the config file or --nats-creds)")
+	fs.StringVar(&cfg.NATSToken, "nats-token", cfg.NATSToken, "jetstream sink: NATS authentication token")
+	fs.StringVar(&cfg.NATSTLSCA, "nats-tls-ca", cfg.NATSTLSCA, "jetstream sink: PEM file of the CAs that sign the NATS servers' certificates (default: the system's)")
+	fs.StringVar(&cfg.NATSTLSCert, "nats-tls-cert", cfg.NATSTLSCert, "jetstream sink: PEM client certificate for NATS servers that verify clients (with --nats-tls-key)")
+	fs.StringVar(&cfg.NATSTLSKey, "nats-tls-key", cfg.NATSTLSKey, "jetstream sink: PEM private key of --nats-tls-cert")
 	if err := removedFlag(args); err != nil {
 		return cfg, err
 	}
@@ -255,6 +281,12 @@ func applyIfSet(set map[string]bool, dst *config, flags config) {
 		"quic-conn-window": func() { dst.QUICConnWindow = flags.QUICConnWindow }, "quic-idle-timeout": func() { dst.QUICIdleTimeout = flags.QUICIdleTimeout },
 		"quic-buffer-memory": func() { dst.QUICBufferMemory = flags.QUICBufferMemory },
 		"quic-udp-buffer":    func() { dst.QUICUDPBuffer = flags.QUICUDPBuffer },
+		"nats-url":           func() { dst.NATSURL = flags.NATSURL }, "stream": func() { dst.Stream = flags.Stream },
+		"subject": func() { dst.Subject = flags.Subject }, "nats-creds": func() { dst.NATSCreds = flags.NATSCreds },
+		"nats-nkey": func() { dst.NATSNkey = flags.NATSNkey }, "nats-user": func() { dst.NATSUser = flags.NATSUser },
+		"nats-password": func() { dst.NATSPassword = flags.NATSPassword }, "nats-token": func() { dst.NATSToken = flags.NATSToken },
+		"nats-tls-ca": func() { dst.NATSTLSCA = flags.NATSTLSCA }, "nats-tls-cert": func() { dst.NATSTLSCert = flags.NATSTLSCert },
+		"nats-tls-key": func() { dst.NATSTLSKey = flags.NATSTLSKey },
 	}
 	for name, apply := range pairs {
 		if set[name] {
@@ -353,8 +385,8 @@ func validate(cfg config) error {
 	switch {
 	case cfg.Reactors < 1 || cfg.Reactors > 1024:
 		return badConfig("--reactors %d: want 1..1024", cfg.Reactors)
-	case cfg.Sink != "file" && cfg.Sink != "discard":
-		return badConfig("--sink %q: want file or discard", cfg.Sink)
+	case cfg.Sink != "file" && cfg.Sink != "discard" && cfg.Sink != "jetstream":
+		return badConfig("--sink %q: want file, jetstream or discard", cfg.Sink)
 	case cfg.Sink == "file" && cfg.DataDir == "":
 		return badConfig("--data-dir is required with --sink file")
 	case cfg.MaxPayload < 1 || cfg.MaxPayload > ingest.MaxFramePayload:
@@ -386,6 +418,9 @@ func validate(cfg config) error {
 		return badConfig("--overload %q: want block, reject or shed", cfg.Overload)
 	}
 	if err := validateQUIC(cfg); err != nil {
+		return err
+	}
+	if err := validateNATS(cfg); err != nil {
 		return err
 	}
 	if _, ok := parseLevel(cfg.LogLevel); !ok {
@@ -421,6 +456,83 @@ func validateQUIC(cfg config) error {
 		return badConfig("--quic-udp-buffer %d: want 0 (quic-go's default) to 1 GiB", cfg.QUICUDPBuffer)
 	}
 	return nil
+}
+
+// validateNATS checks the jetstream sink's settings (only with --sink
+// jetstream).
+func validateNATS(cfg config) error {
+	if cfg.Sink != "jetstream" {
+		return nil
+	}
+	if cfg.NATSURL == "" {
+		return badConfig("--nats-url is required with --sink jetstream (nats://host:4222, comma-separated for several)")
+	}
+	for i, u := range strings.Split(cfg.NATSURL, ",") {
+		if err := natssink.CheckURL(strings.TrimSpace(u)); err != nil {
+			return badConfig("--nats-url: URL %d: %v", i+1, err)
+		}
+	}
+	if cfg.Stream == "" {
+		return badConfig("--stream is required with --sink jetstream (the JetStream stream that stores the records)")
+	}
+	if err := natssink.CheckStreamName(cfg.Stream); err != nil {
+		return badConfig("--stream %q: %v", cfg.Stream, err)
+	}
+	if cfg.Subject == "" {
+		return badConfig("--subject is required with --sink jetstream (the subject records are published on)")
+	}
+	if err := natssink.CheckSubject(cfg.Subject); err != nil {
+		return badConfig("--subject %q: %v", cfg.Subject, err)
+	}
+	auth := 0
+	for _, v := range []string{cfg.NATSCreds, cfg.NATSNkey, cfg.NATSUser, cfg.NATSToken} {
+		if v != "" {
+			auth++
+		}
+	}
+	switch {
+	case auth > 1:
+		return badConfig("--nats-creds, --nats-nkey, --nats-user and --nats-token: give at most one")
+	case cfg.NATSPassword != "" && cfg.NATSUser == "":
+		return badConfig("--nats-password needs --nats-user")
+	case (cfg.NATSTLSCert == "") != (cfg.NATSTLSKey == ""):
+		return badConfig("--nats-tls-cert and --nats-tls-key must be given together")
+	}
+	return nil
+}
+
+// natsConfig builds the jetstream sink's configuration. The files it
+// names must be readable: a problem there is a configuration error.
+func natsConfig(cfg config, log *slog.Logger) (natssink.Config, error) {
+	for _, f := range []struct{ flag, path string }{{"--nats-creds", cfg.NATSCreds}, {"--nats-nkey", cfg.NATSNkey},
+		{"--nats-tls-ca", cfg.NATSTLSCA}, {"--nats-tls-cert", cfg.NATSTLSCert}, {"--nats-tls-key", cfg.NATSTLSKey}} {
+		if f.path == "" {
+			continue
+		}
+		fh, err := os.Open(f.path)
+		if err != nil {
+			return natssink.Config{}, badConfig("%s: %v", f.flag, err)
+		}
+		fh.Close()
+	}
+	var urls []string
+	for _, u := range strings.Split(cfg.NATSURL, ",") {
+		urls = append(urls, strings.TrimSpace(u))
+	}
+	return natssink.Config{
+		URLs:         urls,
+		Stream:       cfg.Stream,
+		Subject:      cfg.Subject,
+		CredsFile:    cfg.NATSCreds,
+		NkeySeedFile: cfg.NATSNkey,
+		User:         cfg.NATSUser,
+		Password:     cfg.NATSPassword,
+		Token:        cfg.NATSToken,
+		TLSCAFile:    cfg.NATSTLSCA,
+		TLSCertFile:  cfg.NATSTLSCert,
+		TLSKeyFile:   cfg.NATSTLSKey,
+		Logger:       log,
+	}, nil
 }
 
 // quicConfig builds the bridge's configuration, reading the certificate and
@@ -495,6 +607,13 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 			return err
 		}
 	}
+	var ncfg natssink.Config
+	if cfg.Sink == "jetstream" {
+		var err error
+		if ncfg, err = natsConfig(cfg, log); err != nil {
+			return err
+		}
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -526,6 +645,19 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		}
 		sink = fs
 		sinkHealth = fs.Health
+	case "jetstream":
+		// Open returns at once when NATS is unreachable (the sink connects
+		// by itself later; /healthz says why meanwhile); the timeout bounds
+		// the stream check of a NATS that answers slowly.
+		openCtx, cancel := context.WithTimeout(sigCtx, 30*time.Second)
+		ns, err := natssink.Open(openCtx, ncfg)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("opening the jetstream sink: %w", err)
+		}
+		reg.MustRegister(ns.Collector())
+		sink = ns
+		sinkHealth = ns.Health
 	}
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "gyre_ingest_sink_healthy",
