@@ -148,6 +148,9 @@ func NewDispatcher(cfg DispatcherConfig) (*Dispatcher, error) {
 	if sr, ok := cfg.Sink.(SessionRecoverer); ok {
 		d.sessions.restore(sr.RecoveredSessions())
 	}
+	if ss, ok := cfg.Sink.(SessionStore); ok {
+		d.sessions.store = ss
+	}
 	for i := 0; i < cfg.Shards; i++ {
 		s := newShard(i, cfg)
 		d.shards = append(d.shards, s)
@@ -647,10 +650,8 @@ func (s *Shard) writeBatch(sc *batchScratch) {
 		}
 	}
 	if skipped {
-		s.reportSkipped(taken)
+		s.reportSkipped(taken) // reads the frames in the arena: before the release
 	}
-	reportDone(taken, batch, err)
-	clear(batch) // drop payload views before the arena is reused
 	s.mu.Lock()
 	s.release(k)
 	notify := s.waiting && s.notify != nil
@@ -659,6 +660,12 @@ func (s *Shard) writeBatch(sc *batchScratch) {
 		s.room.Broadcast()
 	}
 	s.mu.Unlock()
+	// Completions only once the room is free: a producer told of them
+	// (and its client, told by an ACK) may push again at once and must
+	// find it. Only the records' seqs and lengths are read from here on,
+	// never the arena bytes a new push may be writing.
+	reportDone(taken, batch, err)
+	clear(batch)
 	clear(taken)
 	if notify {
 		s.notify() // a refused producer may try again
@@ -697,7 +704,7 @@ func reportDone(taken []entry, batch []Record, err error) {
 			}
 			for _, rec := range batch[r : r+taken[i].count] {
 				if sess != nil && err == nil {
-					sess.accepted.Store(rec.Seq)
+					sess.accept(rec.Seq)
 				}
 				p.Done(rec.Seq, len(rec.Payload), err)
 			}
@@ -712,7 +719,7 @@ func reportDone(taken []entry, batch []Record, err error) {
 			j++
 		}
 		if sess != nil {
-			sess.accepted.Store(taken[j-1].seq)
+			sess.accept(taken[j-1].seq)
 		}
 		rp.DoneRun(taken[j-1].seq, count, bytes)
 		r += count

@@ -89,6 +89,17 @@ type Session struct {
 // ID returns the session's id.
 func (s *Session) ID() SessionID { return s.id }
 
+// accept raises the highest accepted seq to seq (never lowers it: a
+// session store may have told of a higher one meanwhile).
+func (s *Session) accept(seq uint64) {
+	for {
+		cur := s.accepted.Load()
+		if seq <= cur || s.accepted.CompareAndSwap(cur, seq) {
+			return
+		}
+	}
+}
+
 // Duplicate reports whether a DATA frame with this seq was accepted
 // before the connection attached (its seq is at or below WELCOME's): the
 // caller does not queue it, and covers it with its ACKs as if it had been
@@ -144,8 +155,9 @@ type sessionConfig struct {
 // Sessions is the producer-session table of a dispatcher, shared by every
 // transport that feeds it. Methods are safe for concurrent use.
 type Sessions struct {
-	cfg sessionConfig
-	now func() time.Time // time.Now; tests move it forward
+	cfg   sessionConfig
+	now   func() time.Time // time.Now; tests move it forward
+	store SessionStore     // the sink, when it keeps sessions for the cluster; nil: this table alone
 
 	mu         sync.Mutex
 	byID       map[SessionID]*Session
@@ -215,7 +227,7 @@ func (t *Sessions) Attach(ctx context.Context, hello Frame, takeover func()) (*S
 		return a.s, a.seq, a.err
 	case <-ctx.Done():
 	}
-	if t.cancelWait(s, req) {
+	if s != nil && t.cancelWait(s, req) {
 		return nil, 0, ctx.Err()
 	}
 	// Answered meanwhile: give back what was granted.
@@ -232,6 +244,41 @@ func (t *Sessions) Attach(ctx context.Context, hello Frame, takeover func()) (*S
 // that closes meanwhile must still take the answer and Detach a session
 // granted to it.
 func (t *Sessions) attach(id SessionID, name string, req *attachRequest) (s *Session, seq uint64, pending bool, err error) {
+	if t.store != nil && !id.IsZero() {
+		// Ask the cluster first, off the caller's goroutine (a reactor
+		// must not wait on the network); the answer comes through ready.
+		go t.lookupThenAttach(id, name, req)
+		return nil, 0, true, nil
+	}
+	return t.attachLocal(id, name, req, storeAnswer{})
+}
+
+// sessionLookupTimeout bounds a session store's answer to a HELLO.
+const sessionLookupTimeout = 5 * time.Second
+
+// storeAnswer is what the session store said of a resumed session.
+type storeAnswer struct {
+	asked bool
+	seq   uint64
+	found bool
+	err   error
+}
+
+// lookupThenAttach asks the session store, then attaches as attach does,
+// answering through req.ready.
+func (t *Sessions) lookupThenAttach(id SessionID, name string, req *attachRequest) {
+	ctx, cancel := context.WithTimeout(context.Background(), sessionLookupTimeout)
+	seq, found, err := t.store.LookupSession(ctx, id)
+	cancel()
+	s, wseq, pending, aerr := t.attachLocal(id, name, req, storeAnswer{asked: true, seq: seq, found: found, err: err})
+	if !pending {
+		req.ready(s, wseq, aerr)
+	}
+}
+
+// attachLocal attaches in this node's table, given what the session store
+// (if asked) knows of the session.
+func (t *Sessions) attachLocal(id SessionID, name string, req *attachRequest, st storeAnswer) (s *Session, seq uint64, pending bool, err error) {
 	t.mu.Lock()
 	t.sweepLocked(t.now())
 	if id.IsZero() {
@@ -239,10 +286,27 @@ func (t *Sessions) attach(id SessionID, name string, req *attachRequest) (s *Ses
 		t.mu.Unlock()
 		return s, 0, false, err
 	}
+	if st.err != nil {
+		t.mu.Unlock()
+		return nil, 0, false, &ProtocolError{Code: NackStorageUnavailable, Reason: "session store unavailable: " + st.err.Error()}
+	}
 	s = t.byID[id]
+	if s == nil && st.found {
+		// Opened on another node (or before a restart): this node takes
+		// it from the store's seq.
+		s = &Session{id: id, t: t, name: name, attached: true, takeover: req.takeover, floor: st.seq}
+		s.accepted.Store(st.seq)
+		t.byID[id] = s
+		t.mu.Unlock()
+		t.resumed.Add(1)
+		return s, st.seq, false, nil
+	}
 	if s == nil {
 		t.mu.Unlock()
 		return nil, 0, false, &ProtocolError{Code: NackUnknownSession, Reason: "unknown or expired session " + id.String()}
+	}
+	if st.found {
+		s.accept(st.seq) // the producer may have gone on elsewhere since
 	}
 	s.name = name
 	if !s.attached {
@@ -391,6 +455,26 @@ type RecoveredSession struct {
 	ID   SessionID
 	Seq  uint64
 	Last time.Time
+}
+
+// SessionStore is a Sink that keeps the producer sessions of every node
+// writing to it (the JetStream sink does, in a key-value bucket), so that
+// a session opened on one node resumes on another, and on any node after
+// all of them restarted. It learns each session's seqs from the records
+// it stores (Record.Session and Record.Seq). The dispatcher asks it on
+// every HELLO that resumes a session, since the node's own table may be
+// stale (the producer may have gone on elsewhere meanwhile), and takes the
+// higher of its seq and the local one. The answer may lag what the sink
+// stored by a little (the store is updated after the sink has accepted
+// the records): the sink must then recognise the resent records as
+// duplicates (natssink does, by their Nats-Msg-Id).
+type SessionStore interface {
+	Sink
+	// LookupSession returns the highest seq of session id that the sink
+	// has stored, and found false when it has no record of the session.
+	// It may block on the network; ctx bounds it. An error means the
+	// store cannot answer now (the HELLO is refused with NACK 6).
+	LookupSession(ctx context.Context, id SessionID) (seq uint64, found bool, err error)
 }
 
 // SessionRecoverer is a Sink that stores each record's session and can

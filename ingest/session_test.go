@@ -1,9 +1,11 @@
 package ingest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -198,12 +200,12 @@ func TestSessionRefusals(t *testing.T) {
 func TestSessionExpiryAndBound(t *testing.T) {
 	s := startServer(t, ServerConfig{Sink: &DiscardSink{}, SessionTTL: time.Hour, MaxSessions: 2})
 	var ids []SessionID
-	for i := range 3 {
+	for range 3 {
 		c := dialClient(t, s.Addr())
 		id, _ := c.hello(SessionID{})
 		ids = append(ids, id)
 		c.c.Close()
-		waitDetached(t, s, min(i+1, 2))
+		waitFor(t, "the session detached", 10*time.Second, func() bool { return s.Stats().Sessions.Attached == 0 })
 	}
 	h, _ := AppendHello(nil, ids[0], "")
 	expectNackAndClose(t, s.Addr(), h, NackUnknownSession)
@@ -271,4 +273,67 @@ func TestSessionSinkFailure(t *testing.T) {
 	b.sendRange(11, 40)
 	b.waitAck(40)
 	expectSessionRecords(t, &sink.recordingSink, id, 40)
+}
+
+// storeSink is a sink that keeps sessions for "the cluster" in memory:
+// what another node would have stored, set by the test.
+type storeSink struct {
+	recordingSink
+	smu  sync.Mutex
+	seqs map[SessionID]uint64
+	down error
+}
+
+func (s *storeSink) LookupSession(_ context.Context, id SessionID) (uint64, bool, error) {
+	s.smu.Lock()
+	defer s.smu.Unlock()
+	if s.down != nil {
+		return 0, false, s.down
+	}
+	seq, ok := s.seqs[id]
+	return seq, ok, nil
+}
+
+// TestSessionStore: with a sink that keeps sessions for the cluster, a
+// HELLO for a session this node never saw resumes from the store's seq; a
+// session this node knows resumes from the higher of its own and the
+// store's; an unreachable store refuses the HELLO with NACK 6.
+func TestSessionStore(t *testing.T) {
+	elsewhere := SessionID{7, 7, 7}
+	sink := &storeSink{seqs: map[SessionID]uint64{elsewhere: 40}} // stored through another node
+	s := startServer(t, ServerConfig{Sink: sink})
+
+	c := dialClient(t, s.Addr())
+	if _, seq := c.hello(elsewhere); seq != 40 {
+		t.Fatalf("WELCOME %d for a session the store has at 40", seq)
+	}
+	c.sendRange(38, 45) // 38..40 are duplicates
+	c.waitAck(45)
+	c.c.Close()
+	waitDetached(t, s, 1)
+	sink.mu.Lock()
+	if n := len(sink.recs); n != 5 || sink.recs[0].Seq != 41 {
+		t.Fatalf("stored %d records from seq %d, want 41..45", n, sink.recs[0].Seq)
+	}
+	sink.mu.Unlock()
+
+	// The producer went on elsewhere: the store is ahead of this node.
+	sink.smu.Lock()
+	sink.seqs[elsewhere] = 60
+	sink.smu.Unlock()
+	c = dialClient(t, s.Addr())
+	if _, seq := c.hello(elsewhere); seq != 60 {
+		t.Fatalf("WELCOME %d, want the store's 60 over this node's 45", seq)
+	}
+	c.c.Close()
+	waitDetached(t, s, 1)
+
+	sink.smu.Lock()
+	sink.down = errors.New("no route to the cluster")
+	sink.smu.Unlock()
+	h, _ := AppendHello(nil, elsewhere, "")
+	expectNackAndClose(t, s.Addr(), h, NackStorageUnavailable)
+	// A new session needs no store.
+	c = dialClient(t, s.Addr())
+	c.hello(SessionID{})
 }

@@ -764,7 +764,19 @@ func (c *Client) handleLocked(cn *conn, f ingest.Frame, res []result) ([]result,
 			return res, nil
 		}
 		if !cn.welcomed {
-			return res, fmt.Errorf("client: NACK %d before WELCOME from %s", code, cn.ep)
+			// The HELLO itself was refused: NACK 6 when the node cannot
+			// reach its session store, 3 or 4 when it is busy or draining.
+			reason := endFatal
+			switch code {
+			case ingest.NackStorageUnavailable:
+				reason = endStorage
+			case ingest.NackShuttingDown:
+				reason = endGoaway
+			case ingest.NackOverloaded:
+				reason = endOverloaded
+			}
+			c.leaveLocked(cn, reason, &ingest.ProtocolError{Code: code, Seq: f.Seq, Reason: string(f.NackReason())})
+			return res, nil
 		}
 		i := sort.Search(len(cn.flights), func(i int) bool { return cn.flights[i].seq >= f.Seq })
 		if i == len(cn.flights) || cn.flights[i].seq != f.Seq {
