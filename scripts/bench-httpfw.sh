@@ -8,10 +8,12 @@
 #   ./scripts/bench-httpfw.sh                          # everything, ~6 min
 #   RUNS=1 DURATION=2s CONNS=64 IDLE_CONNS=0 ./scripts/bench-httpfw.sh   # smoke
 #   SERVERS="native fasthttp net" ./scripts/bench-httpfw.sh
+#   TLS=1 SERVERS="gyrenet net" IDLE_CONNS=0 ./scripts/bench-httpfw.sh   # HTTPS
 #
 # Servers (SERVERS, in run order; net is required: every ratio is to it):
 #   native   gyre-http -api native  (cmd/gyre-http: handlers inline on the reactor)
 #   nethttp  gyre-http -api nethttp (a net/http ServeMux on gyre's goroutine pool)
+#   gyrenet  gyre-http -api gyrenet (net/http's http.Server over a gyrenet listener)
 #   net      nethttp-hello  (bench/cmd/nethttp-hello: a plain net/http server)
 #   fasthttp fasthttp-hello (bench/cmd/fasthttp-hello: valyala/fasthttp, defaults)
 #   nbhttp   nbhttp-hello   (bench/cmd/nbhttp-hello: lesismal/nbio's nbhttp,
@@ -43,6 +45,9 @@
 #   WARMUP      warm-up wrk run before each measured run [1s]
 #   RUNS        measured runs per server and count       [3]
 #   IDLE_CONNS  idle keep-alive connections for the memory test; 0 skips it [10000]
+#   TLS         1: HTTPS (a self-signed certificate, TLS 1.3) for every
+#               server; only gyrenet and net serve it, and IDLE_CONNS must
+#               be 0                                   [0]
 #   IDLE_SETTLE idle-http -settle                        [2s]
 #   ENGINE      gyre-http -engine                        [io_uring]
 #   REACTORS    gyre-http -reactors                      [1]
@@ -93,7 +98,9 @@ IDLE_CONNS=${IDLE_CONNS:-10000}
 IDLE_SETTLE=${IDLE_SETTLE:-2s}
 ENGINE=${ENGINE:-io_uring}
 HOST=127.0.0.1
+TLS=${TLS:-0}
 URL="http://$HOST:$PORT/"
+[[ $TLS == 1 ]] && URL="https://$HOST:$PORT/"
 # BACKENDS is the script's name for SERVERS (shared code with bench-http.sh).
 read -r -a BACKENDS <<<"${SERVERS:-native nethttp net fasthttp nbhttp}"
 
@@ -349,13 +356,16 @@ esac
 declare -A seen_backend=()
 for b in "${BACKENDS[@]}"; do
 	case $b in
-	native | nethttp | net | fasthttp | nbhttp) ;;
-	*) die "SERVERS: unknown server '$b' (want native, nethttp, net, fasthttp, nbhttp)" ;;
+	native | nethttp | gyrenet | net | fasthttp | nbhttp) ;;
+	*) die "SERVERS: unknown server '$b' (want native, nethttp, gyrenet, net, fasthttp, nbhttp)" ;;
 	esac
+	[[ $TLS != 1 || $b == gyrenet || $b == net ]] || die "TLS=1: only gyrenet and net serve HTTPS, not '$b'"
 	[[ -z ${seen_backend[$b]:-} ]] || die "SERVERS names $b twice"
 	seen_backend[$b]=1
 done
 [[ -n ${seen_backend[net]:-} ]] || die "SERVERS must include net: every ratio is to it"
+[[ $TLS == 0 || $TLS == 1 ]] || die "TLS must be 0 or 1, not '$TLS'"
+[[ $TLS == 0 || $IDLE_CONNS == 0 ]] || die "TLS=1 needs IDLE_CONNS=0 (idle-http speaks plain HTTP)"
 set_cols "${BACKENDS[@]}"
 [[ $START_TIMEOUT =~ ^[1-9][0-9]*$ ]] || die "START_TIMEOUT must be whole seconds"
 for var in QUIET_BUSY QUIET_TIMEOUT CONTENDED_PCT RETRIES NOISE_BUDGET; do
@@ -484,11 +494,15 @@ WANT_ENGINE=""
 server_args() {
 	WANT_ENGINE=""
 	case $1 in
-	native | nethttp)
+	native | nethttp | gyrenet)
 		WANT_ENGINE=$ENGINE
 		SERVER_CMD=("$RAW/gyre-http" -addr "$HOST:$PORT" -api "$1" -engine "$ENGINE" -reactors "$REACTORS" -grace 1s)
+		[[ $TLS == 1 ]] && SERVER_CMD+=(-tls)
 		;;
-	net) SERVER_CMD=("$RAW/nethttp-hello" -addr "$HOST:$PORT") ;;
+	net)
+		SERVER_CMD=("$RAW/nethttp-hello" -addr "$HOST:$PORT")
+		[[ $TLS == 1 ]] && SERVER_CMD+=(-tls)
+		;;
 	fasthttp) SERVER_CMD=("$RAW/fasthttp-hello" -addr "$HOST:$PORT") ;;
 	nbhttp) SERVER_CMD=("$RAW/nbhttp-hello" -addr "$HOST:$PORT" -pollers 1) ;;
 	esac
@@ -728,7 +742,7 @@ go_version=$(go version "$RAW/gyre-http" 2>/dev/null | awk '{print $2}' || true)
 cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 git_rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 git_dirty=$(git status --porcelain 2>/dev/null | wc -l)
-invocation="SERVERS=\"${BACKENDS[*]}\" CONNS=\"$CONNS\" DURATION=$DURATION WARMUP=$WARMUP RUNS=$RUNS IDLE_CONNS=$IDLE_CONNS IDLE_SETTLE=$IDLE_SETTLE"
+invocation="SERVERS=\"${BACKENDS[*]}\" CONNS=\"$CONNS\" DURATION=$DURATION WARMUP=$WARMUP RUNS=$RUNS IDLE_CONNS=$IDLE_CONNS IDLE_SETTLE=$IDLE_SETTLE TLS=$TLS"
 invocation+=" ENGINE=$ENGINE REACTORS=$REACTORS CPU_SERVER=$CPU_SERVER CPU_LOAD=$CPU_LOAD PORT=$PORT"
 invocation+=" QUIET_BUSY=$QUIET_BUSY QUIET_TIMEOUT=$QUIET_TIMEOUT CONTENDED_PCT=$CONTENDED_PCT RETRIES=$RETRIES NOISE_BUDGET=$NOISE_BUDGET"
 invocation+=" ./scripts/bench-httpfw.sh"

@@ -1,8 +1,11 @@
 // Command gyre-http is an example HTTP/1.1 server on gyre's reactors: a
 // small router served through the native inline API (-api native) or as a
-// net/http ServeMux (-api nethttp), both from package http1.
+// net/http ServeMux (-api nethttp), both from package http1, or by
+// net/http's own http.Server over a gyrenet listener (-api gyrenet), which
+// alone serves HTTPS (-tls, with a self-signed certificate: a benchmark
+// and development setting).
 //
-//	gyre-http -addr 127.0.0.1:8080 -api native|nethttp -engine auto|io_uring|epoll|net -reactors N
+//	gyre-http -addr 127.0.0.1:8080 -api native|nethttp|gyrenet [-tls] -engine auto|io_uring|epoll|net -reactors N
 //
 // Routes, the same in both modes:
 //
@@ -16,11 +19,13 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
 	"log"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -28,7 +33,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gyre-io/gyre/gyrenet"
 	"github.com/gyre-io/gyre/http1"
+	"github.com/gyre-io/gyre/internal/selfsigned"
 	"github.com/gyre-io/gyre/reactor"
 )
 
@@ -40,11 +47,12 @@ func main() {
 
 // run parses args, serves until ctx ends, and returns the exit code. If
 // started is not nil, it receives the server once it is accepting.
-func run(ctx context.Context, args []string, stderr io.Writer, started chan<- *http1.Server) int {
+func run(ctx context.Context, args []string, stderr io.Writer, started chan<- net.Addr) int {
 	fs := flag.NewFlagSet("gyre-http", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:8080", "TCP address to listen on (HOST:PORT)")
-	api := fs.String("api", "native", "native: handlers inline on the reactors; nethttp: a net/http ServeMux on a goroutine pool")
+	api := fs.String("api", "native", "native: handlers inline on the reactors; nethttp: a net/http ServeMux on a goroutine pool; gyrenet: net/http's http.Server over a gyrenet listener")
+	useTLS := fs.Bool("tls", false, "serve HTTPS with a fresh self-signed certificate (-api gyrenet only)")
 	engineName := fs.String("engine", "auto", "the reactors' engine: auto, io_uring, epoll or net")
 	reactors := fs.Int("reactors", 1, "number of reactors")
 	grace := fs.Duration("grace", 5*time.Second, "shutdown grace period on SIGINT/SIGTERM")
@@ -72,8 +80,13 @@ func run(ctx context.Context, args []string, stderr io.Writer, started chan<- *h
 		handler = native{}
 	case "nethttp":
 		handler = &http1.NetHTTP{Handler: newMux(), ErrorLog: log.New(stderr, "gyre-http: ", log.LstdFlags)}
+	case "gyrenet":
 	default:
-		fmt.Fprintf(stderr, "gyre-http: -api must be native or nethttp, not %q\n", *api)
+		fmt.Fprintf(stderr, "gyre-http: -api must be native, nethttp or gyrenet, not %q\n", *api)
+		return 2
+	}
+	if *useTLS && *api != "gyrenet" {
+		fmt.Fprintf(stderr, "gyre-http: -tls needs -api gyrenet (package http1 has no TLS of its own)\n")
 		return 2
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
@@ -90,6 +103,10 @@ func run(ctx context.Context, args []string, stderr io.Writer, started chan<- *h
 		}
 		defer pprof.StopCPUProfile()
 	}
+	if *api == "gyrenet" {
+		rcfg := gyrenet.Config{Engine: engine, Reactors: *reactors, Logger: logger, KeepGOMAXPROCS: *keepProcs}
+		return serveGyrenet(ctx, *addr, rcfg, *useTLS, *grace, logger, started)
+	}
 	s := &http1.Server{Handler: handler, Config: http1.Config{
 		Reactor: reactor.Config{Engine: engine, Reactors: *reactors, Logger: logger, KeepGOMAXPROCS: *keepProcs},
 		Logger:  logger,
@@ -100,7 +117,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, started chan<- *h
 	}
 	logger.Info("listening", "addr", s.Addr().String(), "api", *api, "engine", s.Group().Engine().String(), "reactors", *reactors)
 	if started != nil {
-		started <- s
+		started <- s.Addr()
 	}
 	select {
 	case <-ctx.Done():
@@ -116,6 +133,49 @@ func run(ctx context.Context, args []string, stderr io.Writer, started chan<- *h
 	if err := s.Shutdown(sctx); err != nil {
 		logger.Warn("shutdown grace period expired; connections closed", "err", err)
 	}
+	return 0
+}
+
+// serveGyrenet serves newMux with net/http's http.Server on a gyrenet
+// listener, over TLS when useTLS is set: "HTTPS on gyre" as a program
+// would run it, for the benchmarks to measure against net/http with TLS.
+func serveGyrenet(ctx context.Context, addr string, cfg gyrenet.Config, useTLS bool, grace time.Duration, logger *slog.Logger, started chan<- net.Addr) int {
+	gl, err := gyrenet.Listen("tcp", addr, cfg)
+	if err != nil {
+		logger.Error("gyre-http failed to start", "err", err)
+		return 1
+	}
+	var ln net.Listener = gl
+	if useTLS {
+		cert, err := selfsigned.Cert("gyre-http (self-signed, benchmarks only)")
+		if err != nil {
+			_ = gl.Close()
+			logger.Error("gyre-http failed to start", "err", err)
+			return 1
+		}
+		ln = tls.NewListener(gl, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	}
+	srv := &http.Server{Handler: newMux(), ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	logger.Info("listening", "addr", gl.Addr().String(), "api", "gyrenet", "tls", useTLS, "engine", gl.Engine().String(), "reactors", cfg.Reactors)
+	if started != nil {
+		started <- gl.Addr()
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-served:
+		logger.Error("gyre-http stopped", "err", err)
+		_ = gl.Shutdown(context.Background())
+		return 1
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		logger.Warn("shutdown grace period expired; connections closed", "err", err)
+	}
+	<-served
+	_ = gl.Shutdown(sctx) // stops the reactors
 	return 0
 }
 

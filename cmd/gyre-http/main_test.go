@@ -3,13 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/gyre-io/gyre/http1"
+	"github.com/gyre-io/gyre/internal/syncbuf"
 	"go.uber.org/goleak"
 )
 
@@ -17,24 +19,31 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// TestServe: both APIs answer GET / with 200 "Hello, World!"
-// (text/plain), echo a body, list headers, and drain on cancel.
+// TestServe: every API answers GET / with 200 "Hello, World!"
+// (text/plain), echoes a body, lists headers, and drains on cancel; the
+// gyrenet one also over TLS.
 func TestServe(t *testing.T) {
-	for _, api := range []string{"native", "nethttp"} {
+	for _, api := range []string{"native", "nethttp", "gyrenet", "gyrenet-tls"} {
 		t.Run(api, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
-			started := make(chan *http1.Server, 1)
+			started := make(chan net.Addr, 1)
 			code := make(chan int, 1)
-			var stderr bytes.Buffer
-			go func() { code <- run(ctx, []string{"-addr", "127.0.0.1:0", "-api", api}, &stderr, started) }()
-			var s *http1.Server
+			var stderr syncbuf.Buffer
+			args := []string{"-addr", "127.0.0.1:0", "-api", strings.TrimSuffix(api, "-tls")}
+			scheme, tr := "http://", &http.Transport{}
+			if strings.HasSuffix(api, "-tls") {
+				args = append(args, "-tls")
+				scheme = "https://"
+				tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} // the server's self-signed certificate
+			}
+			go func() { code <- run(ctx, args, &stderr, started) }()
+			var addr net.Addr
 			select {
-			case s = <-started:
+			case addr = <-started:
 			case c := <-code:
 				t.Fatalf("exited with %d: %s", c, stderr.String())
 			}
-			base := "http://" + s.Addr().String()
-			tr := &http.Transport{}
+			base := scheme + addr.String()
 			cl := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 
 			resp, err := cl.Get(base + "/")
@@ -89,7 +98,7 @@ func TestServe(t *testing.T) {
 
 func TestBadFlags(t *testing.T) {
 	for _, args := range [][]string{
-		{"-api", "grpc"}, {"-engine", "kqueue"}, {"-reactors", "0"}, {"extra"},
+		{"-api", "grpc"}, {"-engine", "kqueue"}, {"-reactors", "0"}, {"extra"}, {"-tls"},
 	} {
 		var stderr bytes.Buffer
 		if c := run(context.Background(), args, &stderr, nil); c != 2 {

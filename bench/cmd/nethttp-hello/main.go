@@ -6,11 +6,16 @@
 // SIGTERM. GOMAXPROCS is Go's default (the CPUs the process may run on,
 // so one under taskset -c N).
 //
-//	nethttp-hello -addr 127.0.0.1:8080
+// With -tls it serves HTTPS with a fresh self-signed certificate (the
+// net/http side of the TLS cost measurement; gyre-http -api gyrenet -tls
+// is the other).
+//
+//	nethttp-hello -addr 127.0.0.1:8080 [-tls]
 package main
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"log/slog"
 	"net"
@@ -19,12 +24,15 @@ import (
 	"os/signal"
 	"runtime"
 	"syscall"
+
+	"github.com/gyre-io/gyre/internal/selfsigned"
 )
 
 var hello = []byte("Hello, World!")
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "TCP address to listen on (HOST:PORT)")
+	useTLS := flag.Bool("tls", false, "serve HTTPS with a fresh self-signed certificate")
 	flag.Parse()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -35,11 +43,19 @@ func main() {
 		logger.Error("listen", "err", err)
 		os.Exit(1)
 	}
+	if *useTLS {
+		cert, err := selfsigned.Cert("nethttp-hello (self-signed, benchmarks only)")
+		if err != nil {
+			logger.Error("certificate", "err", err)
+			os.Exit(1)
+		}
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header()["Content-Type"] = []string{"text/plain"}
 		_, _ = w.Write(hello)
 	})}
-	logger.Info("listening", "addr", ln.Addr().String(), "server", "net/http", "gomaxprocs", runtime.GOMAXPROCS(0))
+	logger.Info("listening", "addr", ln.Addr().String(), "server", "net/http", "tls", *useTLS, "gomaxprocs", runtime.GOMAXPROCS(0))
 	go func() {
 		<-ctx.Done()
 		_ = srv.Close()
