@@ -14,7 +14,7 @@ ENGINE_PKGS := ./reactor/ ./acceptor/ ./gyrenet/ ./http1/ ./ingest/ ./quicbridge
 BIN       := bin
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all build test test-short test-hostile lint run bench bench-http bench-httpfw bench-ingest bench-quic clean
+.PHONY: all build test test-short test-hostile lint run run-cluster bench bench-http bench-httpfw bench-ingest bench-quic clean
 
 all: build
 
@@ -73,6 +73,14 @@ $(BIN)/staticcheck:
 ## file sink in ./data, metrics on 127.0.0.1:9400). Ctrl-C drains and exits.
 run:
 	$(GO) run ./cmd/ingestd --sink file --data-dir ./data
+
+## run-cluster: a three-node NATS JetStream cluster (stream INGEST, R3,
+## sync_interval always) and two ingestd nodes (tcp 127.0.0.1:7401 and
+## 7402) on loopback, to run ingest-load against either and kill -9 any
+## of them (scripts/run-cluster.sh, docs/scale-out.md). Builds what it
+## needs into ./bin; data and logs in ./cluster-data. Ctrl-C stops all.
+run-cluster:
+	GO=$(GO) ./scripts/run-cluster.sh
 
 ## bench-micro: hot-path micro-benchmarks with allocation counts.
 bench-micro:

@@ -99,9 +99,29 @@ func sendAll(t *testing.T, c *client.Client, from, to int) <-chan error {
 // client's session exactly once, in order, payload intact.
 func checkJetStream(t *testing.T, n *natstest.Server, total int, sess ingest.SessionID) {
 	t.Helper()
-	msgs := n.ReadStream(t, jsStream)
+	checkStreamMsgs(t, n.ReadStream(t, jsStream), total, sess)
+}
+
+// checkStreamMsgs checks that msgs, read from the stream, are records
+// [0, total) of session sess exactly once, in order, payload intact.
+func checkStreamMsgs(t *testing.T, msgs []natstest.Msg, total int, sess ingest.SessionID) {
+	t.Helper()
 	if len(msgs) != total {
-		t.Fatalf("the stream holds %d records, want %d", len(msgs), total)
+		seen := map[string]int{}
+		for _, m := range msgs {
+			seen[m.Data]++
+		}
+		missing, twice := 0, 0
+		for i := range total {
+			switch seen[string(jsPayload(i))] {
+			case 0:
+				missing++
+			case 1:
+			default:
+				twice++
+			}
+		}
+		t.Fatalf("the stream holds %d records, want %d (%d missing, %d more than once)", len(msgs), total, missing, twice)
 	}
 	for i, m := range msgs {
 		if m.Data != string(jsPayload(i)) {
@@ -260,5 +280,58 @@ func TestJetStreamStartupFailures(t *testing.T) {
 		d.waitReady(true)
 		waitHealthz(t, d, 200, "ok")
 		d.stop(10 * time.Second)
+	})
+}
+
+// TestJetStreamSessionBucket: the session bucket is named by
+// --nats-session-bucket or the config file's nats_session_bucket, created
+// by ingestd with --session-ttl as its age limit, and holds the session's
+// highest stored seq; a name NATS would refuse exits with status 2 before
+// anything is dialled.
+func TestJetStreamSessionBucket(t *testing.T) {
+	t.Run("bad names", func(t *testing.T) {
+		base := []string{"--sink", "jetstream", "--nats-url", "nats://127.0.0.1:1", "--subject", jsSubject}
+		for _, tc := range []struct {
+			args []string
+			want string
+		}{
+			{[]string{"--stream", jsStream, "--nats-session-bucket", "a.b"}, `--nats-session-bucket "a.b"`},
+			{[]string{"--stream", "S:1"}, `give --nats-session-bucket`},
+		} {
+			code, _, stderr := runCmd(t, append(base, tc.args...)...)
+			if code != 2 || !strings.Contains(stderr, tc.want) {
+				t.Errorf("%v: status %d, want 2 and %q; stderr:\n%s", tc.args, code, tc.want, stderr)
+			}
+		}
+	})
+	t.Run("config file", func(t *testing.T) {
+		n := natstest.Start(t)
+		createIngestStream(t, n)
+		cfg := writeConfig(t, `{"nats_session_bucket": "ingest-sessions", "session_ttl": "2h"}`)
+		d := startJetStreamServe(t, n, "--config", cfg)
+		c := dialIngestd(t, d)
+		if err := <-sendAll(t, c, 0, 500); err != nil {
+			t.Fatal(err)
+		}
+		flush, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := c.Flush(flush); err != nil {
+			t.Fatalf("Flush: %v", err)
+		}
+		d.stop(10 * time.Second) // writes the pending session update
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		kv, err := n.JS(t).KeyValue(ctx, "ingest-sessions")
+		if err != nil {
+			t.Fatalf("bucket ingest-sessions: %v", err)
+		}
+		st, err := kv.Status(ctx)
+		if err != nil || st.TTL() != 2*time.Hour {
+			t.Fatalf("bucket status %v, %v: want the 2h session TTL as its age limit", st, err)
+		}
+		e, err := kv.Get(ctx, c.Session().String())
+		if err != nil || string(e.Value()) != "500" {
+			t.Fatalf("the session's key: %v, %v; want 500", e, err)
+		}
 	})
 }

@@ -104,6 +104,9 @@ type config struct {
 	NATSTLSCA    string `json:"nats_tls_ca"`
 	NATSTLSCert  string `json:"nats_tls_cert"`
 	NATSTLSKey   string `json:"nats_tls_key"`
+	// NATSSessionBucket is the key-value bucket of the producer sessions
+	// ("": the stream's name + "_sessions").
+	NATSSessionBucket string `json:"nats_session_bucket"`
 }
 
 // defaultIdleTimeout closes TCP connections silent for 5 minutes: long
@@ -232,6 +235,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.NATSTLSCA, "nats-tls-ca", cfg.NATSTLSCA, "jetstream sink: PEM file of the CAs that sign the NATS servers' certificates (default: the system's)")
 	fs.StringVar(&cfg.NATSTLSCert, "nats-tls-cert", cfg.NATSTLSCert, "jetstream sink: PEM client certificate for NATS servers that verify clients (with --nats-tls-key)")
 	fs.StringVar(&cfg.NATSTLSKey, "nats-tls-key", cfg.NATSTLSKey, "jetstream sink: PEM private key of --nats-tls-cert")
+	fs.StringVar(&cfg.NATSSessionBucket, "nats-session-bucket", cfg.NATSSessionBucket, "jetstream sink: the JetStream key-value bucket that keeps producer sessions for every node (created if missing, with the stream's replicas and --session-ttl; default: the stream's name + _sessions)")
 	if err := removedFlag(args); err != nil {
 		return cfg, err
 	}
@@ -286,7 +290,7 @@ func applyIfSet(set map[string]bool, dst *config, flags config) {
 		"nats-nkey": func() { dst.NATSNkey = flags.NATSNkey }, "nats-user": func() { dst.NATSUser = flags.NATSUser },
 		"nats-password": func() { dst.NATSPassword = flags.NATSPassword }, "nats-token": func() { dst.NATSToken = flags.NATSToken },
 		"nats-tls-ca": func() { dst.NATSTLSCA = flags.NATSTLSCA }, "nats-tls-cert": func() { dst.NATSTLSCert = flags.NATSTLSCert },
-		"nats-tls-key": func() { dst.NATSTLSKey = flags.NATSTLSKey },
+		"nats-tls-key": func() { dst.NATSTLSKey = flags.NATSTLSKey }, "nats-session-bucket": func() { dst.NATSSessionBucket = flags.NATSSessionBucket },
 	}
 	for name, apply := range pairs {
 		if set[name] {
@@ -336,6 +340,7 @@ func loadConfigFile(path string, cfg *config) error {
 		Grace           string `json:"grace"`
 		SyncInterval    string `json:"sync_interval"`
 		QUICIdleTimeout string `json:"quic_idle_timeout"`
+		SessionTTL      string `json:"session_ttl"`
 
 		AckDelay json.RawMessage `json:"ack_delay"` // removed: refused, see ackDelayRemoved
 	}{alias: alias(*cfg)}
@@ -355,7 +360,8 @@ func loadConfigFile(path string, cfg *config) error {
 	}{{raw.IdleTimeout, &cfg.IdleTimeout, "idle_timeout"},
 		{raw.FrameTimeout, &cfg.FrameTimeout, "frame_timeout"},
 		{raw.Grace, &cfg.Grace, "grace"}, {raw.SyncInterval, &cfg.SyncInterval, "sync_interval"},
-		{raw.QUICIdleTimeout, &cfg.QUICIdleTimeout, "quic_idle_timeout"}} {
+		{raw.QUICIdleTimeout, &cfg.QUICIdleTimeout, "quic_idle_timeout"},
+		{raw.SessionTTL, &cfg.SessionTTL, "session_ttl"}} {
 		if d.s == "" {
 			continue
 		}
@@ -481,6 +487,13 @@ func validateNATS(cfg config) error {
 	if cfg.Subject == "" {
 		return badConfig("--subject is required with --sink jetstream (the subject records are published on)")
 	}
+	if cfg.NATSSessionBucket != "" {
+		if err := natssink.CheckBucketName(cfg.NATSSessionBucket); err != nil {
+			return badConfig("--nats-session-bucket %q: %v", cfg.NATSSessionBucket, err)
+		}
+	} else if err := natssink.CheckBucketName(cfg.Stream + natssink.DefaultSessionBucketSuffix); err != nil {
+		return badConfig("--stream %q: the session bucket named after it, %q: %v; give --nats-session-bucket", cfg.Stream, cfg.Stream+natssink.DefaultSessionBucketSuffix, err)
+	}
 	if err := natssink.CheckSubject(cfg.Subject); err != nil {
 		return badConfig("--subject %q: %v", cfg.Subject, err)
 	}
@@ -531,7 +544,10 @@ func natsConfig(cfg config, log *slog.Logger) (natssink.Config, error) {
 		TLSCAFile:    cfg.NATSTLSCA,
 		TLSCertFile:  cfg.NATSTLSCert,
 		TLSKeyFile:   cfg.NATSTLSKey,
-		Logger:       log,
+		// Sessions live in the bucket as long as in the node's table.
+		SessionBucket: cfg.NATSSessionBucket,
+		SessionTTL:    cfg.SessionTTL,
+		Logger:        log,
 	}, nil
 }
 

@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/gyre-io/gyre/ingest"
 )
 
 // Defaults for the zero fields of Config.
@@ -31,6 +33,9 @@ const (
 	DefaultConnectTimeout = 2 * time.Second
 	// DefaultName is the connection name NATS monitoring shows.
 	DefaultName = "gyre-ingestd"
+	// DefaultSessionBucketSuffix makes the default session bucket's name:
+	// the stream's name followed by it ("INGEST_sessions").
+	DefaultSessionBucketSuffix = "_sessions"
 )
 
 // Config configures Open. URLs, Stream and Subject are required; every
@@ -89,6 +94,20 @@ type Config struct {
 	// DefaultName).
 	Name string
 
+	// SessionBucket is the JetStream key-value bucket that keeps, for
+	// every producer session with stored records, the highest seq up to
+	// which the stream holds them all, so that a session resumes on any
+	// node writing to the stream (default: Stream followed by
+	// DefaultSessionBucketSuffix). Open creates it if it is missing, with
+	// the stream's replicas and storage, one value per key, and
+	// SessionTTL as its age limit; an existing bucket is used as it is.
+	// Letters, digits, '-' and '_' only.
+	SessionBucket string
+	// SessionTTL is how long the bucket keeps a session after its last
+	// stored record, when Open creates it (default
+	// ingest.DefaultSessionTTL). Give it the dispatcher's session TTL.
+	SessionTTL time.Duration
+
 	// Logger receives connection losses and recoveries, and when the sink
 	// stops and starts again being able to store (nil means
 	// slog.Default()).
@@ -124,10 +143,19 @@ func (cfg Config) withDefaults() (Config, error) {
 		return cfg, errors.New("natssink: a password needs a user")
 	case (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == ""):
 		return cfg, errors.New("natssink: a TLS client certificate and its key go together")
-	case cfg.PublishTimeout < 0 || cfg.MaxInFlight < 0 || cfg.ReconnectWait < 0 || cfg.ConnectTimeout < 0:
-		return cfg, fmt.Errorf("natssink: negative limit (PublishTimeout %v, MaxInFlight %d, ReconnectWait %v, ConnectTimeout %v)",
-			cfg.PublishTimeout, cfg.MaxInFlight, cfg.ReconnectWait, cfg.ConnectTimeout)
+	case cfg.PublishTimeout < 0 || cfg.MaxInFlight < 0 || cfg.ReconnectWait < 0 || cfg.ConnectTimeout < 0 || cfg.SessionTTL < 0:
+		return cfg, fmt.Errorf("natssink: negative limit (PublishTimeout %v, MaxInFlight %d, ReconnectWait %v, ConnectTimeout %v, SessionTTL %v)",
+			cfg.PublishTimeout, cfg.MaxInFlight, cfg.ReconnectWait, cfg.ConnectTimeout, cfg.SessionTTL)
 	}
+	if cfg.SessionBucket == "" {
+		cfg.SessionBucket = cfg.Stream + DefaultSessionBucketSuffix
+		if err := CheckBucketName(cfg.SessionBucket); err != nil {
+			return cfg, fmt.Errorf("natssink: the default session bucket name %q (from the stream's): %w; give one", cfg.SessionBucket, err)
+		}
+	} else if err := CheckBucketName(cfg.SessionBucket); err != nil {
+		return cfg, fmt.Errorf("natssink: session bucket name %q: %w", cfg.SessionBucket, err)
+	}
+	cfg.SessionTTL = cmpOr(cfg.SessionTTL, ingest.DefaultSessionTTL)
 	cfg.PublishTimeout = cmpOr(cfg.PublishTimeout, DefaultPublishTimeout)
 	cfg.MaxInFlight = cmpOr(cfg.MaxInFlight, DefaultMaxInFlight)
 	cfg.ReconnectWait = cmpOr(cfg.ReconnectWait, DefaultReconnectWait)
@@ -197,6 +225,20 @@ func CheckStreamName(name string) error {
 	}
 	if strings.ContainsAny(name, " \t\r\n.*>/\\") {
 		return errors.New("no whitespace, '.', '*', '>', '/' or '\\' in a stream name")
+	}
+	return nil
+}
+
+// CheckBucketName reports whether name can name a JetStream key-value
+// bucket: not empty, letters, digits, '-' and '_' only.
+func CheckBucketName(name string) error {
+	if name == "" {
+		return errors.New("empty")
+	}
+	for _, c := range name {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return errors.New("letters, digits, '-' and '_' only in a key-value bucket name")
+		}
 	}
 	return nil
 }

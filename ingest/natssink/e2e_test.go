@@ -16,6 +16,7 @@ import (
 	"github.com/gyre-io/gyre/ingest/client"
 	"github.com/gyre-io/gyre/ingest/natssink"
 	"github.com/gyre-io/gyre/internal/leakcheck"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // noLeaks checks, once the test and all its cleanups are done (the NATS
@@ -187,4 +188,154 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 	}
+}
+
+// dialAll connects a client to the servers' endpoints, in order.
+func dialAll(t *testing.T, srvs ...*ingest.Server) *client.Client {
+	t.Helper()
+	var eps []string
+	for _, s := range srvs {
+		eps = append(eps, "tcp://"+s.Addr())
+	}
+	c, err := client.Dial(ctx(t, 10*time.Second), client.Config{
+		Endpoints:   eps,
+		Window:      1024,
+		DialTimeout: 2 * time.Second,
+		Backoff:     client.Backoff{Initial: 5 * time.Millisecond, Max: 100 * time.Millisecond},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close(ctx(t, 10*time.Second)) })
+	return c
+}
+
+// TestEndToEndSessionMovesNode: two ingest nodes on one NATS, each with
+// its own sink; a client sends pipelined records in one session to the
+// first, which is closed mid-load (connections cut, nothing more
+// acknowledged); the client resumes its session on the second (WELCOME
+// from the session bucket, not NACK 5), Flush succeeds, and the stream
+// holds every record once, in session order.
+func TestEndToEndSessionMovesNode(t *testing.T) {
+	noLeaks(t)
+	n := startNATS(t)
+	n.createStream(t)
+	sa, sb := openSink(t, sinkConfig(n)), openSink(t, sinkConfig(n))
+	a, b := startIngest(t, sa), startIngest(t, sb)
+	c := dialAll(t, a, b)
+	const total = 20_000
+	sent := make(chan error, 1)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		send := ctx(t, 30*time.Second)
+		for i := range total {
+			if _, err := c.Send(send, e2ePayload(i)); err != nil {
+				sent <- fmt.Errorf("Send %d: %w", i, err)
+				return
+			}
+		}
+		sent <- nil
+	})
+	defer wg.Wait()
+	waitFor(t, "a quarter of the records acknowledged", func() bool { return c.Stats().Acked >= total/4 })
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Flush(ctx(t, 20*time.Second)); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	checkSession(t, n.readStream(t), total, c.Session())
+	st := c.Stats()
+	if st.SessionsLost != 0 || st.Acked != total {
+		t.Fatalf("client stats %+v: want every record acknowledged and no session lost", st)
+	}
+	if got := sb.Stats(); got.SessionsFound == 0 {
+		t.Fatalf("the second node did not find the session in the bucket; its sink's stats %+v", got)
+	}
+	t.Logf("client %+v; first sink %+v; second sink %+v", st, sa.Stats(), sb.Stats())
+}
+
+// TestSessionUpdateLag measures, under pipelined load through the ingest
+// server (16 clients, a session each), the lag from a Write storing
+// records to the session bucket holding their seq, and how many bucket
+// updates the records cost. docs/scale-out.md quotes the figures.
+func TestSessionUpdateLag(t *testing.T) {
+	noLeaks(t)
+	n := startNATS(t)
+	n.createStream(t)
+	s := openSink(t, sinkConfig(n))
+	srv := startIngest(t, s)
+	const clients, per = 16, 5000
+	cs := make([]*client.Client, clients)
+	for i := range cs {
+		cs[i] = dial(t, srv)
+	}
+	began := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for i, c := range cs {
+		wg.Go(func() {
+			send := ctx(t, 30*time.Second)
+			for k := range per {
+				if _, err := c.Send(send, e2ePayload(i*per+k)); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- c.Flush(send)
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(began)
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the bucket updated", func() bool { return s.Stats().SessionsPending == 0 })
+	st := s.Stats()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(s.Collector())
+	p50, p99 := histQuantile(t, reg, "gyre_jetstream_session_update_lag_seconds", 0.5), histQuantile(t, reg, "gyre_jetstream_session_update_lag_seconds", 0.99)
+	t.Logf("session bucket under load: %d records of %d sessions in %v (%.0f records/s); %d bucket updates (%.1f records each); lag mean %v, p50 <= %v, p99 <= %v, max %v; update errors %d",
+		clients*per, clients, elapsed.Round(time.Millisecond), float64(clients*per)/elapsed.Seconds(), st.SessionUpdates,
+		float64(clients*per)/float64(max(st.SessionUpdates, 1)), st.SessionLagMean.Round(10*time.Microsecond), p50, p99,
+		st.SessionLagMax.Round(10*time.Microsecond), st.SessionUpdateErrors)
+	for _, c := range cs {
+		if seq, found, err := s.LookupSession(ctx(t, 5*time.Second), c.Session()); err != nil || !found || seq != per {
+			t.Fatalf("LookupSession(%s) = %d, %v, %v; want %d", c.Session(), seq, found, err, per)
+		}
+	}
+	if st.SessionUpdateErrors != 0 {
+		t.Fatalf("update errors: %+v", st)
+	}
+}
+
+// histQuantile returns the upper bound of the bucket of a histogram of
+// reg that holds quantile q.
+func histQuantile(t *testing.T, reg *prometheus.Registry, name string, q float64) time.Duration {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		h := mf.GetMetric()[0].GetHistogram()
+		want := q * float64(h.GetSampleCount())
+		for _, b := range h.GetBucket() {
+			if float64(b.GetCumulativeCount()) >= want {
+				return time.Duration(b.GetUpperBound() * float64(time.Second))
+			}
+		}
+		return -1
+	}
+	t.Fatalf("no histogram %s", name)
+	return 0
 }

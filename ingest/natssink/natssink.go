@@ -27,9 +27,14 @@
 //
 // The sink connects by itself: if NATS is unreachable when it opens, or
 // goes away later, it keeps trying (Config.ReconnectWait) and Writes fail
-// at once meanwhile; Health says why. It does not keep producer sessions
-// across restarts (it is not an ingest.SessionRecoverer): a client that
-// resumes a session on a restarted node gets NACK 5 and opens a new one.
+// at once meanwhile; Health says why.
+//
+// Producer sessions belong to the cluster: the sink is an
+// ingest.SessionStore. It keeps each session's highest stored seq in a
+// JetStream key-value bucket (Config.SessionBucket), updated after the
+// PubAcks by a goroutine of its own, so that a session resumes on any
+// node that writes to the stream, and after every node restarted
+// (sessions.go explains the bucket, its lag and why the lag is safe).
 package natssink
 
 import (
@@ -116,12 +121,19 @@ type Sink struct {
 	streamLogged bool
 	unhealthy    bool // as last logged
 	changed      chan struct{}
-	faulty       atomic.Bool // fault != nil, for Write's fast path
+	// denied is closed, and replaced, when NATS reports a permissions
+	// violation; deniedErr is the last one.
+	denied    chan struct{}
+	deniedErr error
+	faulty    atomic.Bool // fault != nil, for Write's fast path
+
+	// sess is the session store: the bucket and its updater.
+	sess sessionTable
 
 	stats counters
 }
 
-var _ ingest.Sink = (*Sink)(nil)
+var _ ingest.SessionStore = (*Sink)(nil)
 
 // Open connects to NATS and checks that cfg.Stream exists and captures
 // cfg.Subject. If no server of cfg.URLs can be reached (connection
@@ -130,7 +142,10 @@ var _ ingest.Sink = (*Sink)(nil)
 // until it is connected and has found the stream. Any other failure is
 // returned: a server that refuses the credentials, a TLS certificate that
 // does not verify, an unreadable credentials file, a missing stream or a
-// subject the stream does not capture. ctx bounds the stream check.
+// subject the stream does not capture; and a session bucket that is
+// missing and cannot be created (Config.SessionBucket; when NATS is
+// unreachable at Open, the bucket is found or created once it is
+// reachable). ctx bounds the stream check.
 func Open(ctx context.Context, cfg Config) (*Sink, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -148,9 +163,11 @@ func Open(ctx context.Context, cfg Config) (*Sink, error) {
 		check:       make(chan struct{}, 1),
 		monitorDone: make(chan struct{}),
 		changed:     make(chan struct{}),
+		denied:      make(chan struct{}),
 	}
 	s.log = cfg.Logger.With("sink", "jetstream", "stream", cfg.Stream)
 	s.stats.init()
+	s.sess.init(&cfg)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	opts, err := s.natsOptions()
 	if err != nil {
@@ -184,6 +201,13 @@ func Open(ctx context.Context, cfg Config) (*Sink, error) {
 		// stall a publish at its own default of 4000.
 		jetstream.WithPublishAsyncMaxPending(cfg.MaxInFlight),
 		jetstream.WithPublishAsyncTimeout(cfg.PublishTimeout))
+	if err == nil {
+		// The session bucket's updates: a publisher of their own, with
+		// room for a chunk in flight.
+		s.sess.js, err = jetstream.New(nc,
+			jetstream.WithPublishAsyncMaxPending(2*sessionChunk),
+			jetstream.WithPublishAsyncTimeout(cfg.PublishTimeout))
+	}
 	if err != nil {
 		nc.Close()
 		s.cancel()
@@ -191,6 +215,9 @@ func Open(ctx context.Context, cfg Config) (*Sink, error) {
 	}
 	if nc.IsConnected() {
 		info, err := s.checkStream(ctx)
+		if err == nil {
+			_, err = s.ensureBucket(ctx)
+		}
 		if err != nil {
 			nc.Close()
 			s.cancel()
@@ -206,6 +233,7 @@ func Open(ctx context.Context, cfg Config) (*Sink, error) {
 		s.mu.Unlock()
 	}
 	go s.monitor()
+	go s.sessionLoop()
 	return s, nil
 }
 
@@ -324,6 +352,7 @@ func (s *Sink) onConnect(nc *nats.Conn) {
 		s.log.Info("natssink: connected to NATS", "server", nc.ConnectedUrlRedacted())
 	}
 	s.nudge()
+	s.sess.nudge() // session updates that waited for the connection
 	s.healthChanged()
 }
 
@@ -364,6 +393,13 @@ func (s *Sink) onReconnectErr(nc *nats.Conn, err error) {
 // permissions violation, a slow consumer).
 func (s *Sink) onAsyncErr(nc *nats.Conn, sub *nats.Subscription, err error) {
 	s.log.Warn("natssink: NATS reports an error", "err", err)
+	if errors.Is(err, nats.ErrPermissionViolation) {
+		s.mu.Lock()
+		s.deniedErr = err
+		close(s.denied)
+		s.denied = make(chan struct{})
+		s.mu.Unlock()
+	}
 }
 
 // nudge wakes the monitor without blocking.
@@ -419,6 +455,16 @@ func (s *Sink) monitor() {
 			continue
 		}
 		backoff = minCheckBackoff
+		if s.sess.kv.Load() == nil {
+			// NATS was unreachable at Open: find or make the session
+			// bucket now, to say at once if it cannot be (updates and
+			// lookups try again by themselves).
+			ctx, cancel := context.WithTimeout(s.ctx, s.cfg.PublishTimeout)
+			if _, err := s.ensureBucket(ctx); err != nil && s.ctx.Err() == nil {
+				s.log.Error("natssink: producer sessions cannot be kept: a session resuming on another node is refused (NACK 6) until they can", "err", err)
+			}
+			cancel()
+		}
 		s.mu.Lock()
 		first := !s.streamLogged
 		s.streamLogged, s.recheck = true, false
@@ -525,6 +571,11 @@ func (s *Sink) healthChanged() {
 // record it published has been answered or has timed out, and keeps no
 // reference to the batch afterwards.
 //
+// The records PubAcked before the first failure (all of them, when it
+// returns nil) advance their sessions' seqs in the session bucket: Write
+// notes them in memory and the updater writes them afterwards, so the
+// bucket costs Write one lock.
+//
 // Write after Close returns ErrSinkClosed.
 func (s *Sink) Write(batch []ingest.Record) error {
 	s.mu.Lock()
@@ -557,6 +608,15 @@ func (s *Sink) Write(batch []ingest.Record) error {
 	}
 	// Records [oldest, sent) are published and not yet answered.
 	oldest, sent := 0, 0
+	// prefix: every record awaited so far was PubAcked. Only those count
+	// for their sessions: a session's seq in the bucket must never pass a
+	// record that may not be stored.
+	prefix := true
+	stored := func(i int) {
+		if prefix {
+			w.sess.add(&batch[i])
+		}
+	}
 	for i := 0; i < len(batch) && first == nil; i++ {
 		// Take a slot: at once if one is free; else by waiting for the
 		// oldest of our own PubAcks; else, holding none, for another
@@ -572,6 +632,9 @@ func (s *Sink) Write(batch []ingest.Record) error {
 			if oldest < sent {
 				if reason, err := s.await(w, oldest); err != nil {
 					fail(err, reason)
+					prefix = false
+				} else {
+					stored(oldest)
 				}
 				oldest++
 			} else if err := s.waitSlot(); err != nil {
@@ -602,8 +665,12 @@ func (s *Sink) Write(batch []ingest.Record) error {
 	for ; oldest < sent; oldest++ {
 		if reason, err := s.await(w, oldest); err != nil {
 			fail(err, reason)
+			prefix = false
+		} else {
+			stored(oldest)
 		}
 	}
+	s.noteSessions(w.sess.list)
 	if first != nil {
 		s.setFault(first, firstReason)
 		return first
@@ -693,6 +760,7 @@ type scratch struct {
 	futs   []jetstream.PubAckFuture
 	sentAt []time.Time
 	id     []byte
+	sess   scratchSessions // the sessions the Write stored
 }
 
 func (s *Sink) getScratch(n int) *scratch {
@@ -708,6 +776,7 @@ func (s *Sink) getScratch(n int) *scratch {
 		w.sentAt = make([]time.Time, n)
 	}
 	w.futs, w.sentAt = w.futs[:n], w.sentAt[:n]
+	w.sess.reset()
 	return w
 }
 
@@ -721,8 +790,10 @@ func (s *Sink) putScratch(w *scratch) {
 }
 
 // Close stops accepting Writes, waits for the Writes under way (each
-// ends within the publish timeout), and closes the connection. It
-// returns nil; later calls do nothing.
+// ends within the publish timeout), writes the sessions' seqs still
+// pending to the session bucket (if NATS is reachable; bounded by the
+// publish timeout), and closes the connection. It returns nil; later
+// calls do nothing.
 func (s *Sink) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -732,6 +803,8 @@ func (s *Sink) Close() error {
 	s.closed = true
 	s.mu.Unlock()
 	s.writers.Wait()
+	close(s.sess.stop)
+	<-s.sess.done
 	s.cancel()
 	<-s.monitorDone
 	s.nc.Close()
