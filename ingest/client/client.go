@@ -45,6 +45,12 @@ var (
 // is at most Window x retainedPayload beyond the unacknowledged bytes.
 const retainedPayload = 4 << 10
 
+// resumeGap is how far past WELCOME's seq a client that resumes a session
+// it has not numbered itself starts its seqs: more than any producer sends
+// between two updates of a session store, and 2^32 restarts of a
+// producer before the seq space (uint64) runs out.
+const resumeGap = 1 << 32
+
 // writeBatch is the size at which the writer stops adding frames to one
 // Write.
 const writeBatch = 64 << 10
@@ -688,6 +694,14 @@ func (c *Client) welcomeLocked(cn *conn, f ingest.Frame, res []result) ([]result
 	}
 	if f.Seq >= c.nextSeq && !c.session.IsZero() && c.nextSeq > 1 {
 		return res, fmt.Errorf("client: WELCOME from %s says seq %d is stored, but the highest sent is %d", cn.ep, f.Seq, c.nextSeq-1)
+	}
+	if !c.session.IsZero() && c.nextSeq == 1 {
+		// Resuming a session this client has not numbered (Config.Session,
+		// after the producer restarted): the server's seq may lag what it
+		// stored (a cluster's session store, after a node died), and
+		// records under those seqs would be taken for duplicates. Start
+		// well past any seq the session can have used.
+		c.nextSeq = f.Seq + 1 + resumeGap
 	}
 	c.session = id
 	cn.welcomed = true

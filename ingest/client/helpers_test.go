@@ -55,6 +55,7 @@ type recSink struct {
 	stalled chan struct{} // when non-nil, Write blocks until it is closed
 	delay   time.Duration // each Write sleeps this long
 	failing atomic.Bool   // Write fails (the server answers NACK 6)
+	maxSeq  uint64        // the highest seq stored
 }
 
 func newRecSink() *recSink { return &recSink{count: map[string]int{}} }
@@ -75,6 +76,7 @@ func (s *recSink) Write(batch []ingest.Record) error {
 	s.mu.Lock()
 	for _, r := range batch {
 		s.count[string(r.Payload)]++
+		s.maxSeq = max(s.maxSeq, r.Seq)
 	}
 	s.total += len(batch)
 	s.mu.Unlock()
