@@ -362,7 +362,7 @@ func (x *exchange) informational(code int) {
 		return
 	}
 	head := appendRawHead(nil, code, x.Header())
-	err := x.post(func(w *Response, r *Request) {
+	err := x.call(func(w *Response, r *Request) {
 		if w.committed {
 			x.ack <- nil // the final head is out: too late for a 1xx
 			return
@@ -370,13 +370,6 @@ func (x *exchange) informational(code int) {
 		_, err := w.cn.c.Write(head)
 		x.ack <- err
 	})
-	if err == nil {
-		select {
-		case err = <-x.ack:
-		case <-x.closedC:
-			err = x.closeErr
-		}
-	}
 	if err != nil {
 		x.failed = err
 	}
@@ -397,16 +390,7 @@ func appendRawHead(dst []byte, code int, h http.Header) []byte {
 			continue // as Response.AddHeader: not a field name
 		}
 		for _, v := range h[k] {
-			dst = append(dst, k...)
-			dst = append(dst, ": "...)
-			for i := 0; i < len(v); i++ {
-				c := v[i]
-				if c == '\r' || c == '\n' || c == 0 {
-					c = ' ' // no field or response smuggled in through a value
-				}
-				dst = append(dst, c)
-			}
-			dst = append(dst, "\r\n"...)
+			dst = appendField(dst, k, v)
 		}
 	}
 	return append(dst, "\r\n"...)
@@ -493,7 +477,7 @@ func (x *exchange) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		head = appendRawHead(nil, x.status, x.sent)
 	}
 	var hc *hijackConn
-	err := x.post(func(w *Response, r *Request) {
+	err := x.call(func(w *Response, r *Request) {
 		switch {
 		case w.committed:
 			x.ack <- errHijackStarted
@@ -510,13 +494,6 @@ func (x *exchange) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 			x.ack <- nil
 		}
 	})
-	if err == nil {
-		select {
-		case err = <-x.ack:
-		case <-x.closedC:
-			err = x.closeErr
-		}
-	}
 	if err != nil {
 		return nil, nil, err
 	}
@@ -608,7 +585,7 @@ func (x *exchange) ship(flush, end bool) error {
 	if end {
 		trailers = x.trailers()
 	}
-	err := x.post(func(w *Response, r *Request) {
+	err := x.call(func(w *Response, r *Request) {
 		if !x.headApplied {
 			x.headApplied = true
 			w.SetStatus(x.status)
@@ -638,16 +615,24 @@ func (x *exchange) ship(flush, end bool) error {
 			x.ack <- nil
 		}
 	})
+	x.buf = x.buf[:0]
+	if err != nil {
+		x.failed = err
+	}
+	return err
+}
+
+// call runs fn on the reactor and waits for its answer: fn sends exactly
+// one value on x.ack (or leaves it to drained, see waitDrain). A closing
+// connection ends the wait with its error.
+func (x *exchange) call(fn func(w *Response, r *Request)) error {
+	err := x.post(fn)
 	if err == nil {
 		select {
 		case err = <-x.ack:
 		case <-x.closedC:
 			err = x.closeErr
 		}
-	}
-	x.buf = x.buf[:0]
-	if err != nil {
-		x.failed = err
 	}
 	return err
 }

@@ -127,17 +127,24 @@ func (w *Response) AddHeaderBytes(name, value []byte) {
 		}
 	}
 	b := w.ensureBuf()
-	b.hdr = append(b.hdr, name...)
-	b.hdr = append(b.hdr, ':', ' ')
+	b.hdr = appendField(b.hdr, name, value)
+	w.touched = true
+}
+
+// appendField appends the field line "name: value\r\n" (name already
+// checked), with CR, LF and NUL in value turned into spaces, as net/http
+// does: nothing can be smuggled into a head or trailer through a value.
+func appendField[T string | []byte](dst []byte, name, value T) []byte {
+	dst = append(dst, name...)
+	dst = append(dst, ':', ' ')
 	for i := 0; i < len(value); i++ {
 		c := value[i]
 		if c == '\r' || c == '\n' || c == 0 {
 			c = ' '
 		}
-		b.hdr = append(b.hdr, c)
+		dst = append(dst, c)
 	}
-	b.hdr = append(b.hdr, '\r', '\n')
-	w.touched = true
+	return append(dst, '\r', '\n')
 }
 
 // Upgrade switches the connection to another protocol (RFC 9110 section
@@ -204,16 +211,7 @@ func (w *Response) AddTrailer(name, value string) {
 	if !w.committed {
 		w.wantTrailer = true
 	}
-	w.trailer = append(w.trailer, name...)
-	w.trailer = append(w.trailer, ':', ' ')
-	for i := 0; i < len(value); i++ {
-		c := value[i]
-		if c == '\r' || c == '\n' || c == 0 {
-			c = ' '
-		}
-		w.trailer = append(w.trailer, c)
-	}
-	w.trailer = append(w.trailer, '\r', '\n')
+	w.trailer = appendField(w.trailer, name, value)
 }
 
 // SetContentLength declares the body's length, so the head can be sent

@@ -99,12 +99,18 @@ func sendAll(t *testing.T, c *client.Client, from, to int) <-chan error {
 // client's session exactly once, in order, payload intact.
 func checkJetStream(t *testing.T, n *natstest.Server, total int, sess ingest.SessionID) {
 	t.Helper()
-	checkStreamMsgs(t, n.ReadStream(t, jsStream), total, sess)
+	checkStreamMsgs(t, n.ReadStream(t, jsStream), total, total, sess)
 }
 
+// resumeGap is how far past WELCOME's seq a client that resumes a session
+// it did not number starts its seqs (ingest/client).
+const resumeGap = 1 << 32
+
 // checkStreamMsgs checks that msgs, read from the stream, are records
-// [0, total) of session sess exactly once, in order, payload intact.
-func checkStreamMsgs(t *testing.T, msgs []natstest.Msg, total int, sess ingest.SessionID) {
+// [0, total) of session sess exactly once, in order, payload intact;
+// records from resumedAt on were sent by a client that resumed the
+// session, so their seqs are resumeGap further.
+func checkStreamMsgs(t *testing.T, msgs []natstest.Msg, total, resumedAt int, sess ingest.SessionID) {
 	t.Helper()
 	if len(msgs) != total {
 		seen := map[string]int{}
@@ -127,7 +133,11 @@ func checkStreamMsgs(t *testing.T, msgs []natstest.Msg, total int, sess ingest.S
 		if m.Data != string(jsPayload(i)) {
 			t.Fatalf("record %d in the stream: %q, want %q", i, m.Data, jsPayload(i))
 		}
-		if want := fmt.Sprintf("s-%s-%d", sess, i+1); m.ID != want || m.Subject != jsSubject {
+		seq := uint64(i + 1)
+		if i >= resumedAt {
+			seq += resumeGap
+		}
+		if want := fmt.Sprintf("s-%s-%d", sess, seq); m.ID != want || m.Subject != jsSubject {
 			t.Fatalf("record %d: Nats-Msg-Id %q on %s, want %q on %s", i, m.ID, m.Subject, want, jsSubject)
 		}
 	}
