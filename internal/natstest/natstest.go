@@ -29,6 +29,11 @@ type Server struct {
 	t    testing.TB
 	opts server.Options
 	srv  *server.Server
+	// hold keeps the port while the server is not running, so that no
+	// other test (go test runs packages in parallel) starts a server of
+	// its own there and a client meant to find this one down finds that
+	// one instead; it accepts connections and closes them at once.
+	hold net.Listener
 }
 
 // New prepares a JetStream server on a loopback port (0: one free now),
@@ -53,10 +58,18 @@ func NewWith(t testing.TB, port int, mod func(*server.Options), users ...string)
 
 func newServer(t testing.TB, port int, users ...string) *Server {
 	t.Helper()
+	s := &Server{t: t}
 	if port == 0 {
-		port = FreePort(t)
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port = ln.Addr().(*net.TCPAddr).Port
+		s.keep(ln)
+	} else {
+		s.holdPort(port)
 	}
-	s := &Server{t: t, opts: server.Options{
+	s.opts = server.Options{
 		Host:       "127.0.0.1",
 		Port:       port,
 		JetStream:  true,
@@ -64,12 +77,45 @@ func newServer(t testing.TB, port int, users ...string) *Server {
 		NoLog:      true,
 		NoSigs:     true,
 		MaxPayload: 1 << 20,
-	}}
+	}
 	for i := 0; i+1 < len(users); i += 2 {
 		s.opts.Users = append(s.opts.Users, &server.User{Username: users[i], Password: users[i+1]})
 	}
-	t.Cleanup(s.Stop)
+	t.Cleanup(func() {
+		s.Stop()
+		s.releasePort()
+	})
 	return s
+}
+
+// holdPort takes the port while the server is down (see Server.hold);
+// if another process has it already, there is nothing to hold.
+func (s *Server) holdPort(port int) {
+	if ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port)); err == nil {
+		s.keep(ln)
+	}
+}
+
+// keep makes ln the port's placeholder: every connection is closed at
+// once, as a client of a server that is down would have it refused.
+func (s *Server) keep(ln net.Listener) {
+	s.hold = ln
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.Close()
+		}
+	}()
+}
+
+func (s *Server) releasePort() {
+	if s.hold != nil {
+		_ = s.hold.Close()
+		s.hold = nil
+	}
 }
 
 // Start runs a new JetStream server on a free port and returns it.
@@ -95,6 +141,7 @@ func FreePort(t testing.TB) int {
 // Start starts the server (again) and waits until it takes connections.
 func (s *Server) Start() {
 	s.t.Helper()
+	s.releasePort()
 	opts := s.opts // the server keeps and changes its options
 	srv, err := server.NewServer(&opts)
 	if err != nil {
@@ -120,6 +167,7 @@ func (s *Server) Stop() {
 		s.srv.Shutdown()
 		s.srv.WaitForShutdown()
 		s.srv = nil
+		s.holdPort(s.opts.Port)
 	}
 }
 
@@ -319,6 +367,7 @@ func (c *Cluster) Start() {
 		if s.Running() {
 			continue
 		}
+		s.releasePort()
 		wg.Go(func() {
 			opts := s.opts
 			srv, err := server.NewServer(&opts)
