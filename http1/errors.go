@@ -35,6 +35,9 @@ var (
 	// connection's unsent output over reactor.Config.MaxOutput. Nothing
 	// of it was queued.
 	ErrOutputFull = reactor.ErrOutputFull
+	// ErrHeadSent: an informational response after the final head went
+	// out (Response.Informational).
+	ErrHeadSent = errors.New("http1: the response head was sent")
 	// ErrUpgrade: Response.Upgrade was called too late (the head was sent
 	// or the response ended), before the request's body was read whole,
 	// or while the server shuts down.

@@ -122,7 +122,40 @@ func TestNetHTTPEarlyHints(t *testing.T) {
 	}
 }
 
-// fmtSscan reads the status code of an HTTP/1.1 status line.
+// fmtSscan reads the status code of an HTTP/1.x status line.
 func fmtSscan(line string, code *int) (int, error) {
-	return fmt.Sscanf(line, "HTTP/1.1 %d", code)
+	var minor int
+	return fmt.Sscanf(line, "HTTP/1.%d %d", &minor, code)
+}
+
+// TestNativeInformational: Response.Informational sends a 1xx response
+// before the final one (none to an HTTP/1.0 client), and is refused once
+// the head was sent.
+func TestNativeInformational(t *testing.T) {
+	late := make(chan error, 1)
+	s := startServer(t, Config{}, HandlerFunc(func(w *Response, r *Request) {
+		if err := w.Informational(103, "Link", "</style.css>; rel=preload; as=style", "Bad Name", "dropped"); err != nil {
+			t.Errorf("Informational: %v", err)
+		}
+		w.AddHeader("Content-Type", "text/plain")
+		w.SetContentLength(2)
+		_, _ = w.WriteString("ok")
+		_ = w.Flush()
+		late <- w.Informational(103)
+	}))
+	codes, heads, body := rawExchange(t, s.Addr().String(), "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 2)
+	if len(codes) != 2 || codes[0] != 103 || codes[1] != 200 || string(body) != "ok" {
+		t.Fatalf("statuses %v, body %q", codes, body)
+	}
+	if heads[0].Get("Link") != "</style.css>; rel=preload; as=style" || len(heads[0]) != 1 {
+		t.Fatalf("103 fields %v", heads[0])
+	}
+	if err := <-late; err != ErrHeadSent {
+		t.Fatalf("Informational after the head: %v, want ErrHeadSent", err)
+	}
+	codes, _, _ = rawExchange(t, s.Addr().String(), "GET / HTTP/1.0\r\n\r\n", 2)
+	if len(codes) != 1 || codes[0] != 200 {
+		t.Fatalf("HTTP/1.0: statuses %v, want only the final 200", codes)
+	}
+	<-late
 }

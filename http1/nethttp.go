@@ -361,13 +361,17 @@ func (x *exchange) informational(code int) {
 	if x.failed != nil {
 		return
 	}
-	head := appendRawHead(nil, code, x.Header())
-	err := x.call(func(w *Response, r *Request) {
-		if w.committed {
-			x.ack <- nil // the final head is out: too late for a 1xx
-			return
+	var fields []string
+	for k, vv := range x.Header() {
+		for _, v := range vv {
+			fields = append(fields, k, v)
 		}
-		_, err := w.cn.c.Write(head)
+	}
+	err := x.call(func(w *Response, r *Request) {
+		err := w.Informational(code, fields...)
+		if err == ErrHeadSent {
+			err = nil // the final head is out: too late for a 1xx, as net/http
+		}
 		x.ack <- err
 	})
 	if err != nil {

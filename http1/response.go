@@ -187,6 +187,47 @@ func (w *Response) Upgrade(h reactor.Handler) error {
 	return nil
 }
 
+// Informational sends an informational (1xx) response now, before the
+// final one: 103 Early Hints with its Link fields, say. fields are name,
+// value pairs, checked as AddHeader checks them. To an HTTP/1.0 client it
+// sends nothing (RFC 9110 section 15.2). It fails with ErrHeadSent once
+// the final head was sent, ErrResponseEnded after End. Codes outside
+// 100-199, and 101 (see Upgrade), panic.
+func (w *Response) Informational(code int, fields ...string) error {
+	if code < 100 || code > 199 || code == 101 {
+		panic(fmt.Sprintf("http1: invalid informational status code %d", code))
+	}
+	switch {
+	case w.ended || !w.active:
+		return ErrResponseEnded
+	case w.committed:
+		return ErrHeadSent
+	case w.cn.req.minor == 0:
+		return nil
+	}
+	b := appendStatusLine(nil, w.cn.req.minor, code)
+	for i := 0; i+1 < len(fields); i += 2 {
+		if validFieldName(fields[i]) {
+			b = appendField(b, fields[i], fields[i+1])
+		}
+	}
+	_, err := w.cn.c.Write(append(b, crlf...))
+	return err
+}
+
+// validFieldName reports whether name is a non-empty token.
+func validFieldName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if !isToken[name[i]] {
+			return false
+		}
+	}
+	return true
+}
+
 // AddTrailer adds a trailer field, sent after the body at End. Trailers
 // need a chunked body (HTTP/1.1, no Content-Length): a response that adds
 // one, or declares one with a Trailer header field, before its head goes
@@ -195,13 +236,8 @@ func (w *Response) Upgrade(h reactor.Handler) error {
 // Names and values are checked as AddHeader checks them; framing fields
 // (Content-Length, Transfer-Encoding, Trailer, Host) are dropped.
 func (w *Response) AddTrailer(name, value string) {
-	if w.ended || !w.active || name == "" {
+	if w.ended || !w.active || !validFieldName(name) {
 		return
-	}
-	for i := 0; i < len(name); i++ {
-		if !isToken[name[i]] {
-			return
-		}
 	}
 	switch {
 	case strings.EqualFold(name, "content-length"), strings.EqualFold(name, "transfer-encoding"),
