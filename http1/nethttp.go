@@ -610,7 +610,17 @@ func (x *exchange) ship(flush, end bool) error {
 			for _, t := range trailers {
 				w.AddTrailer(t[0], t[1])
 			}
-			x.ack <- w.End()
+			err := w.End()
+			// An idle keep-alive connection keeps nothing of the exchange
+			// (its write buffer, the request's maps): drop the
+			// connection's references unless the next request took them.
+			if w.cn.obs == x {
+				w.cn.obs = nil
+			}
+			if r.Value() == x {
+				r.SetValue(nil)
+			}
+			x.ack <- err
 		case flush:
 			x.ack <- w.Flush()
 		case w.Buffered() > x.highWater:

@@ -100,7 +100,7 @@ ENGINE=${ENGINE:-io_uring}
 HOST=127.0.0.1
 TLS=${TLS:-0}
 URL="http://$HOST:$PORT/"
-[[ $TLS == 1 ]] && URL="https://$HOST:$PORT/"
+if [[ $TLS == 1 ]]; then URL="https://$HOST:$PORT/"; fi
 # BACKENDS is the script's name for SERVERS (shared code with bench-http.sh).
 read -r -a BACKENDS <<<"${SERVERS:-native nethttp net fasthttp nbhttp}"
 
@@ -497,11 +497,11 @@ server_args() {
 	native | nethttp | gyrenet)
 		WANT_ENGINE=$ENGINE
 		SERVER_CMD=("$RAW/gyre-http" -addr "$HOST:$PORT" -api "$1" -engine "$ENGINE" -reactors "$REACTORS" -grace 1s)
-		[[ $TLS == 1 ]] && SERVER_CMD+=(-tls)
+		if [[ $TLS == 1 ]]; then SERVER_CMD+=(-tls); fi
 		;;
 	net)
 		SERVER_CMD=("$RAW/nethttp-hello" -addr "$HOST:$PORT")
-		[[ $TLS == 1 ]] && SERVER_CMD+=(-tls)
+		if [[ $TLS == 1 ]]; then SERVER_CMD+=(-tls); fi
 		;;
 	fasthttp) SERVER_CMD=("$RAW/fasthttp-hello" -addr "$HOST:$PORT") ;;
 	nbhttp) SERVER_CMD=("$RAW/nbhttp-hello" -addr "$HOST:$PORT" -pollers 1) ;;
