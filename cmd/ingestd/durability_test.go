@@ -49,9 +49,10 @@ func sigkillRounds(t *testing.T, rounds int) {
 		for i := 0; i < clients; i++ {
 			load = append(load, startLoad(t, d.tcp, round*100+i, window))
 		}
-		waitAcked(t, load, 1, 10*time.Second)
-		// Kill after 1 s, 0.7 s or 0.4 s of load.
-		time.Sleep(time.Second - time.Duration(round%3)*300*time.Millisecond)
+		// Kill once every client has 6,000, 4,000 or 2,000 records
+		// acknowledged: a different point of the load each round, and
+		// segments rotated several times by then.
+		waitAcked(t, load, uint64(6000-2000*(round%3)), 30*time.Second)
 
 		d.signal(syscall.SIGKILL)
 		if code := d.wait(10 * time.Second); code != -1 {

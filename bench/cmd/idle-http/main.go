@@ -21,6 +21,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/gyre-io/gyre/bench/internal/procfs"
 	"io"
 	"net"
 	"net/textproto"
@@ -80,7 +81,7 @@ func run(addr string, pid, n int, settle, timeout time.Duration) error {
 		c.c.Close()
 	}
 	time.Sleep(settle)
-	before, err := rss(pid)
+	before, err := procfs.RSS(pid)
 	if err != nil {
 		return err
 	}
@@ -98,7 +99,7 @@ func run(addr string, pid, n int, settle, timeout time.Duration) error {
 		cs = append(cs, c)
 	}
 	time.Sleep(settle)
-	connected, err := rss(pid)
+	connected, err := procfs.RSS(pid)
 	if err != nil {
 		return err
 	}
@@ -109,7 +110,7 @@ func run(addr string, pid, n int, settle, timeout time.Duration) error {
 		c.br = nil // the client's buffer is not the server's cost; drop it
 	}
 	time.Sleep(settle)
-	after, err := rss(pid)
+	after, err := procfs.RSS(pid)
 	if err != nil {
 		return err
 	}
@@ -124,9 +125,9 @@ func run(addr string, pid, n int, settle, timeout time.Duration) error {
 		}
 	}
 	fmt.Printf("%d connections: RSS %d KiB at start; %d B per connection once connected, %d B after one request\n",
-		n, before>>10, (connected-before)/n, (after-before)/n)
+		n, before>>10, (connected-before)/int64(n), (after-before)/int64(n))
 	fmt.Printf("idle-http: conns=%d rss_start_kib=%d connected_b_per_conn=%d after_request_b_per_conn=%d\n",
-		n, before>>10, (connected-before)/n, (after-before)/n)
+		n, before>>10, (connected-before)/int64(n), (after-before)/int64(n))
 	return nil
 }
 
@@ -202,18 +203,4 @@ func readChunked(br *bufio.Reader) error {
 			return err
 		}
 	}
-}
-
-func rss(pid int) (int, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return 0, err
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
-			kib, err := strconv.Atoi(f[1])
-			return kib << 10, err
-		}
-	}
-	return 0, errors.New("no VmRSS")
 }

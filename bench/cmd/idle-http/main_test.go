@@ -4,7 +4,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -54,12 +53,5 @@ func TestRoundTrip(t *testing.T) {
 	}
 	if err := roundTrip(dial(), req("close"), 5*time.Second); err == nil || !strings.Contains(err.Error(), "close") {
 		t.Fatalf("close: got %v, want a Connection: close error", err)
-	}
-}
-
-func TestRSS(t *testing.T) {
-	n, err := rss(os.Getpid())
-	if err != nil || n <= 0 {
-		t.Fatalf("rss(self) = %d, %v", n, err)
 	}
 }

@@ -14,11 +14,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/gyre-io/gyre/bench/internal/procfs"
 	"io"
 	"net"
 	"os"
-	"strconv"
-	"strings"
 	"time"
 )
 
@@ -64,7 +63,7 @@ func run(addr string, pid, n int, settle time.Duration) error {
 		c.Close()
 	}
 	time.Sleep(settle)
-	before, err := rss(pid)
+	before, err := procfs.RSS(pid)
 	if err != nil {
 		return err
 	}
@@ -82,7 +81,7 @@ func run(addr string, pid, n int, settle time.Duration) error {
 		cs = append(cs, c)
 	}
 	time.Sleep(settle)
-	connected, err := rss(pid)
+	connected, err := procfs.RSS(pid)
 	if err != nil {
 		return err
 	}
@@ -92,25 +91,11 @@ func run(addr string, pid, n int, settle time.Duration) error {
 		}
 	}
 	time.Sleep(settle)
-	after, err := rss(pid)
+	after, err := procfs.RSS(pid)
 	if err != nil {
 		return err
 	}
 	fmt.Printf("%d connections: RSS %d KiB at start; %d B per connection once connected, %d B after one round trip\n",
-		n, before>>10, (connected-before)/n, (after-before)/n)
+		n, before>>10, (connected-before)/int64(n), (after-before)/int64(n))
 	return nil
-}
-
-func rss(pid int) (int, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return 0, err
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
-			kib, err := strconv.Atoi(f[1])
-			return kib << 10, err
-		}
-	}
-	return 0, errors.New("no VmRSS")
 }
